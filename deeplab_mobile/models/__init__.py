@@ -1,0 +1,34 @@
+"""Models: encoders, heads and the DeepLabv3 segmentor; ``build_model`` wires them without Hydra."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from .encoders import ENCODERS, Encoder
+from .heads import DeepLabHead
+from .segmentor import DeepLabV3
+
+HEADS = {"aspp": True, "no_aspp": False}
+
+
+def build_model(
+    encoder: str = "mobilenet_v2",
+    head: str = "aspp",
+    output_stride: int = 16,
+    width: float = 1.0,
+    tap: str | None = None,
+    num_classes: int = 21,
+    encoder_weights: str | Path | None = None,
+    separable: bool = False,
+) -> DeepLabV3:
+    """Build a DeepLabv3 model by names (the Hydra configs in ``conf/`` build the same classes)."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
+    enc = ENCODERS[encoder](width=width, output_stride=output_stride, tap=tap, weights=encoder_weights)
+    return DeepLabV3(enc, partial(DeepLabHead, num_classes=num_classes, aspp=HEADS[head], separable=separable))
+
+
+__all__ = ["ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "Encoder", "build_model"]

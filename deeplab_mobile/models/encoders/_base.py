@@ -1,0 +1,78 @@
+"""The encoder contract and the TensorFlow DeepLab output-stride rule shared by the encoders.
+
+Every encoder is an ``nn.Module`` that maps an image batch to one feature map and exposes
+
+- ``out_channels``: channels of that feature map (heads size themselves from it),
+- ``output_stride``: input size / feature size (heads derive their atrous rates from it),
+- ``mean`` / ``std``: the input normalisation its weights were trained with, on a 0-1 pixel scale.
+
+Heads never look at an encoder's name; they read these attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_output_stride(output_stride: int) -> int:
+    if output_stride not in SUPPORTED_OUTPUT_STRIDES:
+        raise ValueError(f"output stride {output_stride!r} is not supported; choose one of {SUPPORTED_OUTPUT_STRIDES}")
+    return int(output_stride)
+
+
+def atrous_schedule(strides: Sequence[int], output_stride: int, current_stride: int) -> list[tuple[int, int]]:
+    """Stride and dilation of each unit under TensorFlow DeepLab's output-stride rule.
+
+    Written here because SMP's ``make_dilated`` dilates every conv of a stage including the first, which
+    differs from the official models: once the running stride reaches ``output_stride``, a unit that would
+    downsample runs at stride 1 and keeps the rate accumulated so far, and the rate multiplies by its stride
+    for the units after it (``stack_blocks_dense`` / ``mobilenet_base`` in tensorflow/models).
+
+    Args:
+        strides: the nominal stride of each unit, in order.
+        output_stride: the wanted input/feature size ratio.
+        current_stride: the stride already reached before the first unit (the stem's).
+
+    Returns:
+        one ``(stride, dilation)`` pair per unit.
+    """
+    check_output_stride(output_stride)
+    rate = 1
+    schedule = []
+    for stride in strides:
+        if current_stride == output_stride:
+            schedule.append((1, rate))
+            rate *= stride
+        else:
+            schedule.append((stride, 1))
+            current_stride *= stride
+    if current_stride != output_stride:
+        raise ValueError(f"output stride {output_stride} unreachable: the network's stride ends at {current_stride}")
+    return schedule
+
+
+def set_conv_geometry(conv: nn.Conv2d, stride: int, dilation: int) -> None:
+    """Give a 3x3 conv a new stride and dilation, keeping 'same' padding."""
+    k = conv.kernel_size[0]
+    conv.stride = (stride, stride)
+    conv.dilation = (dilation, dilation)
+    conv.padding = ((k - 1) // 2 * dilation,) * 2
+
+
+class Encoder(nn.Module):
+    """Base class: holds the contract attributes (see module docstring)."""
+
+    out_channels: int
+    output_stride: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,80 @@
+"""MobileNetV2 encoder (Sandler et al., CVPR 2018), dilated the way TensorFlow DeepLab dilates it.
+
+Built on torchvision's ``MobileNetV2`` modules, so torchvision's (and SMP's, which wraps the same modules)
+ImageNet weights load unchanged. Only the depthwise convs' stride and dilation are edited, per
+``atrous_schedule``: at OS16 the first 160-channel block keeps rate 1 and the rest of that row and the
+320-channel block get rate 2; at OS8 the first 64-channel block keeps rate 1, the rest of 64 and the 96 row get
+rate 2, then 160/320 rate 4.
+
+Taps:
+    ``second_last``: the 320*width-channel output of the last bottleneck (the paper's "MNet V2*", DeepLab's
+        ``layer_18``); the 1280-channel conv is not built.
+    ``last``: the final 1x1 conv (1280 channels, 1280*width for width > 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import MobileNet_V2_Weights, MobileNetV2
+
+from ..weights import load_encoder_weights
+from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+
+WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.4)
+TAPS = ("second_last", "last")
+N_BOTTLENECKS = 17
+
+
+def depthwise_conv(block: nn.Module) -> nn.Conv2d:
+    """The 3x3 depthwise conv of an inverted residual block."""
+    return next(m for m in block.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
+
+
+class MobileNetV2Encoder(Encoder):
+    """Dilated MobileNetV2 body.
+
+    Args:
+        width: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.4.
+        output_stride: 8, 16 or 32.
+        tap: ``second_last`` (default, 320*width channels) or ``last`` (1280 channels).
+        weights: ``None``, ``"imagenet"`` (torchvision's, width 1.0 only) or a local state dict path.
+    """
+
+    def __init__(
+        self,
+        width: float = 1.0,
+        output_stride: int = 16,
+        tap: str | None = None,
+        weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        tap = tap or "second_last"
+        if width not in WIDTHS:
+            raise ValueError(f"MobileNetV2 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
+        if tap not in TAPS:
+            raise ValueError(f"MobileNetV2 tap {tap!r} is not supported; choose one of {TAPS}")
+        self.output_stride = check_output_stride(output_stride)
+        self.width = float(width)
+        self.tap = tap
+
+        net = MobileNetV2(width_mult=width)
+        # features[0] is the stem (stride 2), features[1:18] the 17 bottlenecks, features[18] the 1x1 1280 conv.
+        features = net.features if tap == "last" else net.features[: 1 + N_BOTTLENECKS]
+        blocks = list(features[1 : 1 + N_BOTTLENECKS])
+        schedule = atrous_schedule([b.stride for b in blocks], self.output_stride, current_stride=2)
+        for block, (stride, dilation) in zip(blocks, schedule, strict=True):
+            set_conv_geometry(depthwise_conv(block), stride, dilation)
+        self.features = features
+        self.out_channels = features[-1].out_channels
+
+        imagenet = None
+        if width == 1.0:
+            imagenet = lambda: MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=True)  # noqa: E731
+        ignore = ("classifier.",) + (() if tap == "last" else ("features.18.",))
+        load_encoder_weights(self, weights, imagenet=imagenet, host="download.pytorch.org", ignore=ignore)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)

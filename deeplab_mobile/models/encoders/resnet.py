@@ -1,0 +1,98 @@
+"""ResNet-101 as DeepLab uses it: ``resnet_v1_101_beta`` (tensorflow/models research/deeplab).
+
+Differences from a torchvision ResNet-101, all three of which change Table 7's Params or MAdds:
+- the "beta" stem: three 3x3 convs (64, 64, 128) instead of one 7x7 conv; timm's ``resnet101s`` has exactly
+  this stem, so the network and its ImageNet weights come from timm;
+- each of blocks 1-3 downsamples in its *last* unit (3x3 conv stride 2, identity shortcut subsampled), not in
+  the first unit of the next block. timm has no option for this, so the strides are moved here after building;
+  parameter names and shapes are unchanged, so timm weights still load;
+- multi-grid (1, 2, 4) in block 4, multiplying the rate given by the output-stride rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ..weights import load_encoder_weights
+from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+
+MULTI_GRID = (1, 2, 4)
+
+
+class Subsample(nn.Module):
+    """TF-slim ``resnet_utils.subsample``: a 1x1 max-pool with stride, i.e. strided slicing."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+
+
+def _move_strides_to_last_unit(layers: list[nn.Sequential]) -> None:
+    """Turn a timm ResNet (stride in the first unit of layers 2-4) into TF's beta layout (last unit of 1-3)."""
+    for layer in layers[1:]:
+        first = layer[0]
+        first.conv2.stride = (1, 1)
+        first.downsample[0].stride = (1, 1)
+    for layer in layers[:-1]:
+        last = layer[-1]
+        last.conv2.stride = (2, 2)
+        last.downsample = Subsample(2)
+
+
+def unit_stride(unit: nn.Module) -> int:
+    return unit.conv2.stride[0]
+
+
+class ResNet101BetaEncoder(Encoder):
+    """DeepLab's ResNet-101 beta, dilated per the TensorFlow rule with multi-grid in block 4.
+
+    Args:
+        width: only 1.0.
+        output_stride: 8, 16 or 32.
+        tap: only ``None``/``"last"`` (block 4, 2048 channels).
+        weights: ``None``, ``"imagenet"`` (timm's ``resnet101s``) or a local timm state dict path.
+        multi_grid: rate multipliers of block 4's three units.
+    """
+
+    def __init__(
+        self,
+        width: float = 1.0,
+        output_stride: int = 16,
+        tap: str | None = None,
+        weights: str | Path | None = None,
+        multi_grid: tuple[int, int, int] = MULTI_GRID,
+    ) -> None:
+        super().__init__()
+        if width != 1.0:
+            raise ValueError(f"ResNet-101 has no width multiplier; width={width!r} is not supported")
+        if tap not in (None, "last"):
+            raise ValueError(f"ResNet-101 has a single tap (block 4, 'last'); tap={tap!r} is not supported")
+        self.output_stride = check_output_stride(output_stride)
+        net = timm.create_model("resnet101s", pretrained=False, num_classes=0, global_pool="")
+        self.conv1, self.bn1, self.act1, self.maxpool = net.conv1, net.bn1, net.act1, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        layers = [self.layer1, self.layer2, self.layer3, self.layer4]
+        _move_strides_to_last_unit(layers)
+
+        units = [unit for layer in layers for unit in layer]
+        schedule = atrous_schedule([unit_stride(u) for u in units], self.output_stride, current_stride=4)
+        grid = [1] * (len(units) - len(self.layer4)) + list(multi_grid)
+        for unit, (stride, rate), mult in zip(units, schedule, grid, strict=True):
+            set_conv_geometry(unit.conv2, stride, rate * mult)
+            if isinstance(unit.downsample, Subsample):
+                unit.downsample.stride = stride
+        self.out_channels = net.num_features
+
+        imagenet = lambda: timm.create_model("resnet101s", pretrained=True).state_dict()  # noqa: E731
+        load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("fc.",))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
