@@ -47,13 +47,15 @@ def _on_meta(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to("meta")
 
 
-def count_madds(model: nn.Module, size: int | tuple[int, int] = TABLE7_SIZE, tf_atrous: bool = True) -> int:
-    """Conv multiply-adds of one forward pass at ``size`` (batch 1)."""
+def count_madds(
+    model: nn.Module, size: int | tuple[int, int] = TABLE7_SIZE, tf_atrous: bool = True, in_channels: int = 3
+) -> int:
+    """Conv multiply-adds of one forward pass at ``size`` (batch 1, ``in_channels`` input channels)."""
     h, w = (size, size) if isinstance(size, int) else size
     meta = _on_meta(model).eval()
     mapping = TF_CONV_MAPPING if tf_atrous else {}
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-        meta(torch.empty(1, 3, h, w, device="meta"))
+        meta(torch.empty(1, in_channels, h, w, device="meta"))
     return counter.get_total_flops() // 2
 
 
