@@ -1,0 +1,147 @@
+"""A generated segmentation dataset written in exactly the PASCAL VOC layout (the embedded default).
+
+21 classes: background + 20 object classes, each a (shape, texture) pair: 5 shapes (disc, square, triangle,
+cross, ring) x 4 textures (solid, stripes, checker, dots). Every object's two colours, and the background's,
+are drawn from one shared palette, so a pixel's colour says nothing about its class: the class is in the
+shape and the texture. Objects sit at random positions, scales and rotations (texture rotates with the
+object), several per image and overlapping; backgrounds are smooth colour fields with a lighting gradient and
+sensor noise; images are saved as JPEG. Masks are palette PNGs with 255 on a band around every object
+boundary, as in VOC.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .voc import IGNORE_INDEX, write_mask
+
+SHAPES = ("disc", "square", "triangle", "cross", "ring")
+TEXTURES = ("solid", "stripes", "checker", "dots")
+COLOURS = np.array(
+    [[220, 40, 40], [40, 180, 60], [50, 80, 220], [230, 210, 50], [40, 200, 210], [200, 60, 200],
+     [235, 235, 235], [120, 120, 120], [30, 30, 30], [240, 140, 30]],
+    np.float32,
+)  # fmt: skip
+CLASS_NAMES = ("background",) + tuple(f"{s}_{t}" for s in SHAPES for t in TEXTURES)
+
+
+def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside test in the object's unit frame (u, v in [-1, 1])."""
+    if shape == "disc":
+        return u * u + v * v <= 1.0
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.8
+    if shape == "triangle":  # equilateral, circumradius 1
+        return (v <= 0.5) & (np.sqrt(3) * u - v <= 1.0) & (-np.sqrt(3) * u - v <= 1.0)
+    if shape == "cross":
+        return ((np.abs(u) <= 0.32) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.32) & (np.abs(u) <= 1.0))
+    if shape == "ring":
+        r2 = u * u + v * v
+        return (r2 <= 1.0) & (r2 >= 0.36)
+    raise ValueError(shape)
+
+
+def texture_bits(texture: str, x: np.ndarray, y: np.ndarray, period: float) -> np.ndarray:
+    """Which of the object's two colours each pixel takes (x, y in object pixels, rotated with it)."""
+    if texture == "solid":
+        return np.zeros(x.shape, bool)
+    if texture == "stripes":
+        return np.floor(x / period) % 2 == 1
+    if texture == "checker":
+        return (np.floor(x / period) + np.floor(y / period)) % 2 == 1
+    if texture == "dots":
+        fx, fy = x % period - period / 2, y % period - period / 2
+        return fx * fx + fy * fy <= (period / 3) ** 2
+    raise ValueError(texture)
+
+
+def _two_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    i, j = rng.choice(len(COLOURS), 2, replace=False)
+    return COLOURS[i], COLOURS[j]
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    grid = COLOURS[rng.integers(0, len(COLOURS), (rng.integers(2, 5), rng.integers(2, 5)))]
+    field = cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+    fine = COLOURS[rng.integers(0, len(COLOURS), (h // 8 + 1, w // 8 + 1))]
+    fine = cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
+    return 0.75 * field + 0.25 * fine
+
+
+def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224), max_objects: int = 4):
+    """One (RGB uint8 image, uint8 mask) pair."""
+    h, w = (int(v) for v in rng.integers(size[0], size[1] + 1, 2))
+    image = background(rng, h, w)
+    label = np.zeros((h, w), np.uint8)
+    instance = np.zeros((h, w), np.int32)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    for k in range(1, int(rng.integers(1, max_objects + 1)) + 1):
+        cls = int(rng.integers(1, len(CLASS_NAMES)))
+        shape, texture = SHAPES[(cls - 1) // len(TEXTURES)], TEXTURES[(cls - 1) % len(TEXTURES)]
+        radius = float(rng.uniform(0.12, 0.32) * min(h, w))
+        cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
+        theta = rng.uniform(0, 2 * np.pi)
+        c, s = np.cos(theta), np.sin(theta)
+        dx, dy = xs - cx, ys - cy
+        px, py = c * dx + s * dy, -s * dx + c * dy  # object frame, in pixels
+        inside = shape_mask(shape, px / radius, py / radius)
+        if not inside.any():
+            continue
+        bits = texture_bits(texture, px, py, period=float(rng.uniform(4.0, 7.0)))
+        c0, c1 = _two_colours(rng)
+        image[inside] = np.where(bits[inside, None], c1, c0)
+        label[inside] = cls
+        instance[inside] = k
+    # Lighting gradient and sensor noise over the whole image.
+    gx, gy = rng.uniform(-0.3, 0.3, 2)
+    light = 1.0 + gx * (xs / w - 0.5) + gy * (ys / h - 0.5)
+    image = image * light[..., None] + rng.normal(0, 8, image.shape)
+    # VOC marks a band around each object's outline as 255 ("difficult"/boundary).
+    kernel = np.ones((3, 3), np.uint8)
+    inst = instance.astype(np.float32)
+    edge = cv2.dilate(inst, kernel) != cv2.erode(inst, kernel)
+    label[edge] = IGNORE_INDEX
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+def _write_jpeg(path: Path, image: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.jpg")
+    cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    os.replace(tmp, path)
+
+
+def write_synthetic_voc(
+    root: str | Path,
+    n_train: int = 300,
+    n_val: int = 100,
+    seed: int = 0,
+    size: tuple[int, int] = (128, 224),
+    progress: bool = True,
+) -> Path:
+    """Write the dataset under ``root/VOCdevkit/VOC2012`` and return that folder.
+
+    Deterministic per seed; a finished tree with the same settings is left as it is (a ``.done`` stamp).
+    """
+    voc = Path(root) / "VOCdevkit" / "VOC2012"
+    stamp = voc / ".synthetic_done"
+    settings = f"n_train={n_train} n_val={n_val} seed={seed} size={tuple(size)}"
+    if stamp.is_file() and stamp.read_text() == settings:
+        return voc
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ids = [f"synth_{i:06d}" for i in range(n_train + n_val)]
+    for name in tqdm(ids, desc="generating dataset", disable=not progress):
+        image, mask = generate_sample(rng, size)
+        _write_jpeg(voc / "JPEGImages" / f"{name}.jpg", image)
+        write_mask(voc / "SegmentationClass" / f"{name}.png", mask)
+    lists = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
+    for split, names in lists.items():
+        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+    stamp.write_text(settings)
+    return voc

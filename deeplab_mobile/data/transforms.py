@@ -1,0 +1,117 @@
+"""OpenCV augmentation for training and the evaluation-time preparation (DeepLab's protocol, SPEC section 3).
+
+Train: random scale in {0.5, 0.75, ..., 2.0}, pad to the crop with the mean pixel (mask 255), random crop,
+left-right flip. Images stay uint8 until the batch reaches the device, where ``Normalize`` applies the
+encoder's mean/std (a quarter of the host memory traffic of float32 samples); the padding value is the
+mean pixel, so padded pixels normalise to zero as in DeepLab.
+Eval: the full image, no resize; ``pad_collate`` pads a batch to a common size (image 0 after normalisation,
+mask 255), so metrics are computed on the original pixels only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .voc import IGNORE_INDEX
+
+TRAIN_SCALES = tuple(0.5 + 0.25 * i for i in range(7))  # 0.5 ... 2.0 in steps of 0.25
+
+
+def mean_pixel(mean: Sequence[float]) -> tuple[int, int, int]:
+    """The 0-255 RGB value that normalises to (about) zero."""
+    return tuple(int(round(255 * m)) for m in mean)
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """HWC uint8 -> CHW uint8 tensor, mask -> int64 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask.astype(np.int64))
+
+
+class TrainTransform:
+    """Random scale, pad, crop and flip; returns (uint8 CHW image, int64 mask).
+
+    Args:
+        crop_size: output side (513 in the official recipe).
+        mean: the encoder's normalisation mean on a 0-1 scale; the padding value is this mean pixel.
+        scales: the scale factors drawn uniformly.
+        flip: left-right flip with probability 0.5.
+        seed: for a reproducible stream when used without DataLoader workers (workers reseed per process).
+    """
+
+    def __init__(
+        self,
+        crop_size: int = 513,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        scales: Sequence[float] = TRAIN_SCALES,
+        flip: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.crop_size = int(crop_size)
+        self.fill = mean_pixel(mean)
+        self.scales = tuple(scales)
+        self.flip = flip
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = self.scales[self.rng.integers(len(self.scales))]
+        if scale != 1.0:
+            h, w = mask.shape
+            size = (max(1, int(w * scale + 0.5)), max(1, int(h * scale + 0.5)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        h, w = mask.shape
+        c = self.crop_size
+        pad_h, pad_w = max(c - h, 0), max(c - w, 0)
+        if pad_h or pad_w:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=self.fill)
+            mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
+            h, w = mask.shape
+        y, x = int(self.rng.integers(h - c + 1)), int(self.rng.integers(w - c + 1))
+        image, mask = image[y : y + c, x : x + c], mask[y : y + c, x : x + c]
+        if self.flip and self.rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        return to_tensors(image, mask)
+
+
+class EvalTransform:
+    """The full image at its own size: (uint8 CHW image, int64 mask)."""
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_tensors(image, mask)
+
+
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], fill: Sequence[int] = (124, 116, 104)):
+    """Stack samples of different sizes: pad bottom/right to the largest, image with ``fill``, mask with 255.
+
+    Returns (images uint8 NCHW, masks int64 NHW, sizes int64 N x 2 of the original heights and widths).
+    """
+    h = max(img.shape[1] for img, _ in batch)
+    w = max(img.shape[2] for img, _ in batch)
+    images = torch.tensor(fill, dtype=torch.uint8).view(1, 3, 1, 1).repeat(len(batch), 1, h, w)
+    masks = torch.full((len(batch), h, w), IGNORE_INDEX, dtype=torch.int64)
+    sizes = torch.zeros(len(batch), 2, dtype=torch.int64)
+    for i, (img, mask) in enumerate(batch):
+        images[i, :, : img.shape[1], : img.shape[2]] = img
+        masks[i, : mask.shape[0], : mask.shape[1]] = mask
+        sizes[i] = torch.tensor(mask.shape)
+    return images, masks, sizes
+
+
+class Normalize(nn.Module):
+    """uint8 (or 0-255 float) NCHW on any device -> float, (x/255 - mean)/std."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)), persistent=False)
+        self.register_buffer("shift", -torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() * self.scale + self.shift

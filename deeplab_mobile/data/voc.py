@@ -1,0 +1,186 @@
+"""PASCAL VOC 2012 segmentation on disk: reading, validation, and the ``Dataset``.
+
+Layout (as downloaded)::
+
+    VOCdevkit/VOC2012/JPEGImages/<id>.jpg
+    VOCdevkit/VOC2012/SegmentationClass/<id>.png          palette-indexed PNG, index = class, 255 = boundary
+    VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt
+    VOCdevkit/VOC2012/SegmentationClassAug/<id>.png       trainaug masks (``prepare_voc`` or the shared download)
+    VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt
+
+Images are decoded with OpenCV. Masks are decoded with Pillow because OpenCV expands a palette PNG to colours
+and loses the class indices; that is one PNG decode per sample, and every transform after it is OpenCV.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+NUM_CLASSES = len(CLASSES)
+IGNORE_INDEX = 255
+AUG_SPLIT = "train_aug"
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The VOC colour map (``VOCdevkit/VOCcode/VOClabelcolormap.m``): (n, 3) uint8, 255 -> (224, 224, 192)."""
+    palette = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette[i] = (r, g, b)
+    return palette
+
+
+PALETTE = voc_palette()
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or malformed; the message names the file and the problem."""
+
+
+def read_list(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: split list not found")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DatasetError(f"{path}: split list is empty")
+    return ids
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An RGB uint8 image (H, W, 3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: image not found")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: unreadable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: str | Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """A class-index mask (H, W) uint8 from a palette-indexed (or single-channel) PNG; labels are checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: mask not found")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            mask = np.array(im)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means an unreadable file
+        raise DatasetError(f"{path}: unreadable mask ({exc})") from exc
+    if mode not in ("P", "L"):
+        raise DatasetError(
+            f"{path}: mask is {mode}, not a palette-indexed PNG; VOC masks store class indices "
+            "(convert colours to indices with the VOC palette)"
+        )
+    bad = np.setdiff1d(np.unique(mask), np.r_[np.arange(num_classes), IGNORE_INDEX])
+    if bad.size:
+        raise DatasetError(f"{path}: labels {bad.tolist()[:10]} outside 0-{num_classes - 1} and {IGNORE_INDEX}")
+    return mask
+
+
+def write_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Write a palette-indexed PNG atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    im = Image.fromarray(mask.astype(np.uint8), mode="P")
+    im.putpalette(PALETTE.tobytes())
+    im.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def load_pair(image_path: Path, mask_path: Path, num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    image = read_image(image_path)
+    mask = read_mask(mask_path, num_classes)
+    if image.shape[:2] != mask.shape:
+        raise DatasetError(size_mismatch(mask_path, image, mask))
+    return image, mask
+
+
+def size_mismatch(mask_path: Path, image: np.ndarray, mask: np.ndarray) -> str:
+    return f"{mask_path}: mask size {mask.shape[::-1]} differs from image size {image.shape[1::-1]}"
+
+
+def mask_dir_for(split: str) -> str:
+    return "SegmentationClassAug" if split == AUG_SPLIT else "SegmentationClass"
+
+
+class VOCSegmentation(Dataset):
+    """PASCAL VOC 2012 (or a tree in its layout) for one split.
+
+    Args:
+        root: the ``VOC2012`` folder (``VOCdevkit/VOC2012``).
+        split: a list in ``ImageSets/Segmentation`` (``train``, ``val``, ``trainval``, ``train_aug``).
+        transform: ``(image, mask) -> sample``; ``None`` returns the arrays.
+        mask_dir: overrides the mask folder (default ``SegmentationClassAug`` for ``train_aug``,
+            else ``SegmentationClass``).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Callable | None = None,
+        mask_dir: str | None = None,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: dataset root not found")
+        self.split = split
+        self.ids = read_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self.image_dir = self.root / "JPEGImages"
+        self.mask_dir = self.root / (mask_dir or mask_dir_for(split))
+        self.transform = transform
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def paths(self, index: int) -> tuple[Path, Path]:
+        name = self.ids[index]
+        return self.image_dir / f"{name}.jpg", self.mask_dir / f"{name}.png"
+
+    def __getitem__(self, index: int):
+        image, mask = load_pair(*self.paths(index), self.num_classes)
+        return (image, mask) if self.transform is None else self.transform(image, mask)
+
+
+def check_dataset(root: str | Path, split: str, mask_dir: str | None = None) -> tuple[int, list[str]]:
+    """Scan every sample of a split; returns (number checked, every problem found), never stopping early."""
+    try:
+        dataset = VOCSegmentation(root, split, mask_dir=mask_dir)
+    except DatasetError as exc:
+        return 0, [str(exc)]
+    problems = []
+    for i in range(len(dataset)):
+        image_path, mask_path = dataset.paths(i)
+        image = mask = None
+        try:
+            image = read_image(image_path)
+        except DatasetError as exc:
+            problems.append(str(exc))
+        try:
+            mask = read_mask(mask_path)
+        except DatasetError as exc:
+            problems.append(str(exc))
+        if image is not None and mask is not None and image.shape[:2] != mask.shape:
+            problems.append(size_mismatch(mask_path, image, mask))
+    return len(dataset), problems
