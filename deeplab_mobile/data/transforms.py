@@ -66,7 +66,9 @@ class TrainTransform:
             h, w = mask.shape
             size = (max(1, int(w * scale + 0.5)), max(1, int(h * scale + 0.5)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+            # INTER_NEAREST_EXACT samples at pixel centres like INTER_LINEAR; plain INTER_NEAREST is off by
+            # half a source pixel, which misaligns mask and image.
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)
         h, w = mask.shape
         c = self.crop_size
         pad_h, pad_w = max(c - h, 0), max(c - w, 0)
@@ -111,7 +113,9 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)), persistent=False)
-        self.register_buffer("shift", -torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "shift", -torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.float() * self.scale + self.shift

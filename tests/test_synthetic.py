@@ -1,0 +1,95 @@
+"""The generated dataset: VOC format, determinism, and a class that colour alone cannot decide."""
+
+import filecmp
+
+import numpy as np
+from PIL import Image
+
+from deeplab_mobile.data.synthetic import write_synthetic_voc
+from deeplab_mobile.data.voc import VOCSegmentation, check_dataset
+from deeplab_mobile.metrics import confusion_matrix, scores
+
+
+def test_layout_and_format(synthetic_voc):
+    lists = synthetic_voc / "ImageSets" / "Segmentation"
+    assert len(lists.joinpath("train.txt").read_text().split()) == 60
+    assert len(lists.joinpath("val.txt").read_text().split()) == 30
+    assert len(lists.joinpath("trainval.txt").read_text().split()) == 90
+    for split in ("train", "val"):
+        assert check_dataset(synthetic_voc, split)[1] == []
+    name = lists.joinpath("train.txt").read_text().split()[0]
+    with Image.open(synthetic_voc / "SegmentationClass" / f"{name}.png") as im:
+        assert im.mode == "P"
+    with Image.open(synthetic_voc / "JPEGImages" / f"{name}.jpg") as im:
+        assert im.format == "JPEG"
+
+
+def test_objects_and_boundaries(synthetic_voc):
+    ds = VOCSegmentation(synthetic_voc, "train")
+    n_classes, has_boundary, seen = [], [], set()
+    for i in range(len(ds)):
+        _, mask = ds[i]
+        labels = set(np.unique(mask).tolist())
+        seen |= labels
+        n_classes.append(len(labels - {0, 255}))
+        has_boundary.append(255 in labels)
+    assert all(has_boundary)
+    assert np.mean([n >= 2 for n in n_classes]) > 0.4  # several objects per image
+    assert seen == set(range(21)) | {255}
+
+
+def test_deterministic_per_seed(tmp_path):
+    a = write_synthetic_voc(tmp_path / "a", 4, 2, seed=3, progress=False)
+    b = write_synthetic_voc(tmp_path / "b", 4, 2, seed=3, progress=False)
+    c = write_synthetic_voc(tmp_path / "c", 4, 2, seed=4, progress=False)
+    for sub in ("JPEGImages/synth_000005.jpg", "SegmentationClass/synth_000005.png"):
+        assert filecmp.cmp(a / sub, b / sub, shallow=False)
+        assert not filecmp.cmp(a / sub, c / sub, shallow=False)
+
+
+def test_rerun_with_same_settings_writes_nothing(tmp_path):
+    voc = write_synthetic_voc(tmp_path, 3, 1, seed=0, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in voc.rglob("*.jpg")}
+    write_synthetic_voc(tmp_path, 3, 1, seed=0, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in voc.rglob("*.jpg")} == before
+
+
+def pixels(ds):
+    xs, ys = [], []
+    for i in range(len(ds)):
+        image, mask = ds[i]
+        keep = mask != 255
+        xs.append(image[keep].astype(np.float32))
+        ys.append(mask[keep])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_colour_alone_does_not_decide_the_class(synthetic_voc):
+    x_train, y_train = pixels(VOCSegmentation(synthetic_voc, "train"))
+    x_val, y_val = pixels(VOCSegmentation(synthetic_voc, "val"))
+    means = np.stack([x_train[y_train == c].mean(0) for c in range(21)])
+    pred = np.argmin(((x_val[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    miou = scores(confusion_matrix(pred, y_val, 21))["miou"]
+    assert miou < 0.35
+
+
+def test_metrics_against_a_hand_built_confusion_matrix():
+    target = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 3]])
+    conf = confusion_matrix(pred, target, num_classes=4).numpy()
+    want = np.zeros((4, 4), int)
+    for t, p in [(0, 0), (0, 1), (1, 1), (1, 1), (2, 2), (2, 0), (1, 3)]:  # the 255 pixel is ignored
+        want[t, p] += 1
+    np.testing.assert_array_equal(conf, want)
+    s = scores(conf)
+    # IoU: class 0: 1/(2+2-1)=1/3, class 1: 2/(3+3-2)=1/2, class 2: 1/(2+1-1)=1/2, class 3: 0/(0+1-0)=0
+    np.testing.assert_allclose(s["iou"], [1 / 3, 1 / 2, 1 / 2, 0])
+    assert abs(s["miou"] - (1 / 3 + 1 / 2 + 1 / 2 + 0) / 4) < 1e-12
+    assert abs(s["pixel_acc"] - 4 / 7) < 1e-12
+
+
+def test_absent_class_is_left_out_of_the_mean():
+    conf = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])  # class 2 absent from target and prediction
+    s = scores(conf)
+    assert np.isnan(s["iou"][2])
+    assert abs(s["miou"] - (3 / 4 + 2 / 3) / 2) < 1e-12
