@@ -17,30 +17,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deeplab_mobile.data import TrainTransform, VOCSegmentation
+from deeplab_mobile.data.loader import train_loader
 from deeplab_mobile.data.synthetic import write_synthetic_voc
 
 
-def seed_worker(worker_id: int) -> None:
-    dataset = torch.utils.data.get_worker_info().dataset
-    dataset.transform.reseed(torch.initial_seed() % 2**32)
-
-
 def measure(dataset: VOCSegmentation, workers: int, n: int, batch_size: int) -> float:
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=workers > 0,
-        worker_init_fn=seed_worker if workers else None,
-        drop_last=True,
-    )
+    loader = train_loader(dataset, batch_size, workers)
     it = iter(loader)
     next(it)  # start-up (worker spawn, first decode) is not throughput
     done, start = 0, time.perf_counter()

@@ -110,3 +110,18 @@ def test_normalize_maps_mean_pixel_to_zero():
     assert norm(x).abs().max() < 0.01
     white = norm(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)).flatten()
     torch.testing.assert_close(white, (1 - torch.tensor(MEAN)) / torch.tensor((0.229, 0.224, 0.225)))
+
+
+def test_loader_workers_draw_different_augmentations(synthetic_voc):
+    from deeplab_mobile.data import VOCSegmentation
+    from deeplab_mobile.data.loader import train_loader
+
+    class Same(VOCSegmentation):  # every index is the same image: only the augmentation differs
+        def __getitem__(self, index):
+            return super().__getitem__(0)
+
+    ds = Same(synthetic_voc, "train", transform=TrainTransform(48, MEAN, seed=0))
+    torch.manual_seed(0)
+    masks = [m.numpy().tobytes() for _, m in train_loader(ds, batch_size=1, workers=2)][:8]
+    # Batches alternate between the two workers; copies of one RNG would give pairwise-equal streams.
+    assert sum(masks[i] != masks[i + 1] for i in range(0, 8, 2)) >= 3
