@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def count_one(cfg: DictConfig) -> dict:
+    model_cfg = cfg.model.copy()
+    model_cfg.encoder.weights = None  # counting needs shapes only: no download, no file
     with torch.device("meta"):
-        model = instantiate(cfg.model)
+        model = instantiate(model_cfg)
     result = {
         "encoder": type(model.encoder).__name__,
         "head": "aspp" if cfg.model.head.aspp else "no_aspp",
