@@ -99,3 +99,15 @@ def test_check_reports_every_problem(voc, capsys):
 
 def test_check_passes_on_clean_data(voc, capsys):
     assert prepare_voc.main(["--check", "--voc-root", str(voc), "--splits", "train", "val"]) == 0
+
+
+def test_shared_trainaug_list_with_paths(voc):
+    names = ids(voc)[:3]
+    lines = [f"/JPEGImages/{n}.jpg /SegmentationClassAug/{n}.png" for n in names]
+    (voc / "ImageSets/Segmentation/train_aug.txt").write_text("\n".join(lines) + "\n")
+    shutil.copytree(voc / "SegmentationClass", voc / "SegmentationClassAug")
+    ds = VOCSegmentation(voc, "train_aug")
+    assert ds.ids == names
+    assert ds.paths(0)[1] == voc / "SegmentationClassAug" / f"{names[0]}.png"
+    image, mask = ds[2]
+    assert image.shape[:2] == mask.shape

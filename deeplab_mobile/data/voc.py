@@ -54,10 +54,12 @@ class DatasetError(ValueError):
 
 
 def read_list(path: str | Path) -> list[str]:
+    """Image ids of a split list: VOC's one id a line, or the shared trainaug list's
+    ``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png`` lines."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: split list not found")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids = [Path(line.split()[0]).stem for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"{path}: split list is empty")
     return ids
