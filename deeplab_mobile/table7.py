@@ -31,12 +31,6 @@ class Table7Row:
     def head(self) -> str:
         return "aspp" if self.aspp else "no_aspp"
 
-    def matches(self, encoder: str, tap: str | None, os: int, aspp: bool, mf: bool, width: float = 1.0) -> bool:
-        """Whether a configuration is this row's (the paper's rows are all width 1.0)."""
-        own_tap = self.tap or ("second_last" if self.encoder == "mobilenet_v2" else None)
-        other_tap = tap or ("second_last" if encoder == "mobilenet_v2" else None)
-        return (self.encoder, own_tap, self.os, self.aspp, self.mf, 1.0) == (encoder, other_tap, os, aspp, mf, width)
-
 
 V1_OS8_MF_NOTE = (
     "documented residual: an independent rebuild also gets 990.8B; no variant of sizes, scales or rates comes "
@@ -67,11 +61,6 @@ LAST_TAP_ROW = Table7Row(
     tap="last",
     note="not in Table 7; shows why the paper taps the 320-channel map",
 )
-
-
-def find_row(encoder: str, tap: str | None, os: int, aspp: bool, mf: bool, width: float = 1.0) -> Table7Row | None:
-    """The Table 7 row of a configuration, if it has one."""
-    return next((r for r in TABLE7 if r.matches(encoder, tap, os, aspp, mf, width)), None)
 
 
 def recount(row: Table7Row) -> dict:

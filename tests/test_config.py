@@ -61,3 +61,14 @@ def test_complexity_script_writes_json(tmp_path):
     assert result["params"] == count_params(model)
     assert result["madds"] == count_madds(model, 513)
     assert f"Params {result['params'] / 1e6:.3f}M" in proc.stdout
+
+
+def test_package_imports_no_hydra():
+    code = (
+        "import sys, deeplab_mobile.models, deeplab_mobile.data, deeplab_mobile.data.prepare, "
+        "deeplab_mobile.data.synthetic, deeplab_mobile.data.loader, deeplab_mobile.complexity, "
+        "deeplab_mobile.table7, deeplab_mobile.metrics; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
