@@ -4,7 +4,7 @@
     python scripts/benchmark_data.py --voc-root data/VOCdevkit/VOC2012 --split train_aug
 
 Measures decode + random scale + pad + crop + flip + tensor conversion of 513x513 crops (normalisation runs on
-the device, see ``deeplab_mobile.data.transforms``). ``workers=0`` runs in the main process: that is the
+the device, see ``deeplab_mobile.data.transforms``). ``workers=0`` runs in the main process on one thread: that is the
 per-worker (per-core) rate. Writes data_benchmark.json to outputs/benchmark_data/<time>/.
 """
 
@@ -17,6 +17,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import cv2
+import torch
 from tqdm import tqdm
 
 from deeplab_mobile.data import TrainTransform, VOCSegmentation
@@ -25,6 +27,9 @@ from deeplab_mobile.data.synthetic import write_synthetic_voc
 
 
 def measure(dataset: VOCSegmentation, workers: int, n: int, batch_size: int) -> float:
+    if workers == 0:  # the per-core rate: no OpenCV or torch threads beside the main one
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)
     loader = train_loader(dataset, batch_size, workers)
     it = iter(loader)
     next(it)  # start-up (worker spawn, first decode) is not throughput

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
@@ -10,7 +11,9 @@ from .transforms import pad_collate
 
 def seed_worker(worker_id: int) -> None:
     """Give each worker's transform its own stream: ``torch.initial_seed()`` differs per worker and follows the
-    main process's seed, so runs stay reproducible while workers do not repeat each other's augmentations."""
+    main process's seed, so runs stay reproducible while workers do not repeat each other's augmentations.
+    Each worker is one core's worth of work: OpenCV's own thread pool would oversubscribe the cores."""
+    cv2.setNumThreads(1)
     transform = getattr(get_worker_info().dataset, "transform", None)
     if hasattr(transform, "reseed"):
         transform.reseed(torch.initial_seed() % 2**32)

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .voc import AUG_SPLIT, IGNORE_INDEX, NUM_CLASSES, DatasetError, read_list, write_mask
+from .voc import AUG_SPLIT, IGNORE_INDEX, NUM_CLASSES, DatasetError, invalid_labels, read_list, write_mask
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 SBD_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"
@@ -46,10 +46,13 @@ def read_sbd_mask(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: unreadable SBD mask, expected a MATLAB struct GTcls.Segmentation ({exc})") from exc
     if seg.ndim != 2:
         raise DatasetError(f"{path}: GTcls.Segmentation has shape {seg.shape}, expected a 2-D label map")
-    bad = np.setdiff1d(np.unique(seg), np.r_[np.arange(NUM_CLASSES), IGNORE_INDEX])
-    if bad.size:
-        raise DatasetError(f"{path}: labels {bad.tolist()[:10]} outside 0-{NUM_CLASSES - 1} and {IGNORE_INDEX}")
-    return seg.astype(np.uint8)
+    if seg.min() < 0 or seg.max() > 255:
+        raise DatasetError(f"{path}: labels outside 0-{NUM_CLASSES - 1} and {IGNORE_INDEX}")
+    seg = seg.astype(np.uint8)
+    bad = invalid_labels(seg)
+    if bad:
+        raise DatasetError(f"{path}: labels {bad[:10]} outside 0-{NUM_CLASSES - 1} and {IGNORE_INDEX}")
+    return seg
 
 
 def check_voc_layout(voc: Path) -> None:

@@ -92,10 +92,19 @@ def read_mask(path: str | Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
             f"{path}: mask is {mode}, not a palette-indexed PNG; VOC masks store class indices "
             "(convert colours to indices with the VOC palette)"
         )
-    bad = np.setdiff1d(np.unique(mask), np.r_[np.arange(num_classes), IGNORE_INDEX])
-    if bad.size:
-        raise DatasetError(f"{path}: labels {bad.tolist()[:10]} outside 0-{num_classes - 1} and {IGNORE_INDEX}")
+    bad = invalid_labels(mask, num_classes)
+    if bad:
+        raise DatasetError(f"{path}: labels {bad[:10]} outside 0-{num_classes - 1} and {IGNORE_INDEX}")
     return mask
+
+
+def invalid_labels(mask: np.ndarray, num_classes: int = NUM_CLASSES) -> list[int]:
+    """Label values outside 0..num_classes-1 and 255. A histogram (cv2.calcHist, ~0.1 ms for a VOC mask) instead
+    of np.unique (a sort, ~0.9 ms): this check runs on every training sample."""
+    hist = cv2.calcHist([np.ascontiguousarray(mask, dtype=np.uint8)], [0], None, [256], [0, 256]).ravel()
+    hist[:num_classes] = 0
+    hist[IGNORE_INDEX] = 0
+    return np.nonzero(hist)[0].tolist()
 
 
 def write_mask(path: str | Path, mask: np.ndarray) -> None:
