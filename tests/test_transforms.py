@@ -23,7 +23,7 @@ def test_mask_derived_from_image_stays_derivable(seed):
     mask = blocks_mask(h, w, rng)
     image = COLOURS[mask]  # the image is a function of the mask
     img, out = TrainTransform(crop_size=64, mean=MEAN, seed=seed)(image, mask)
-    img = img.permute(1, 2, 0).numpy().astype(int)
+    img = img.numpy().astype(int)
     out = out.numpy()
     # Where the 3x3 neighbourhood of the mask is one class, linear interpolation of the image is exact.
     # The crop's own border is excluded: its neighbours outside the crop are unknown.
@@ -45,7 +45,7 @@ def test_output_size_and_types():
     t = TrainTransform(crop_size=33, mean=MEAN, seed=0)
     for _ in range(20):
         img, out = t(COLOURS[mask], mask)
-        assert img.shape == (3, 33, 33) and img.dtype == torch.uint8
+        assert img.shape == (33, 33, 3) and img.dtype == torch.uint8
         assert out.shape == (33, 33) and out.dtype == torch.int64
 
 
@@ -54,7 +54,7 @@ def test_pad_is_bottom_right_with_mean_pixel_and_255():
     t = TrainTransform(crop_size=64, mean=MEAN, scales=(1.0,), flip=False, seed=0)
     img, out = t(COLOURS[mask], mask)
     assert (out[:40, :50] == 1).all() and (out[40:] == 255).all() and (out[:, 50:] == 255).all()
-    assert (img[:, 40:, :] == torch.tensor(MEAN_PIXEL).view(3, 1, 1)).all()
+    assert (img[40:] == torch.tensor(MEAN_PIXEL)).all() and (img[:, 50:] == torch.tensor(MEAN_PIXEL)).all()
 
 
 @pytest.mark.parametrize("scale", [0.5, 2.0])
@@ -83,7 +83,7 @@ def test_flip_mirrors_image_and_mask_together():
         a_img, a_mask = TrainTransform(64, MEAN, flip=False, seed=seed)(COLOURS[mask], mask)
         b_img, b_mask = TrainTransform(64, MEAN, flip=True, seed=seed)(COLOURS[mask], mask)
         if torch.equal(b_mask, a_mask.flip(-1)) and not torch.equal(b_mask, a_mask):
-            assert torch.equal(b_img, a_img.flip(-1))
+            assert torch.equal(b_img, a_img.flip(1))
             flipped += 1
         else:
             assert torch.equal(b_img, a_img) and torch.equal(b_mask, a_mask)
@@ -95,20 +95,21 @@ def test_eval_keeps_full_image_and_collate_pads():
     m1, m2 = blocks_mask(30, 40, rng), blocks_mask(35, 25, rng)
     t = EvalTransform()
     batch = [t(COLOURS[m1], m1), t(COLOURS[m2], m2)]
-    assert batch[0][0].shape == (3, 30, 40)
+    assert batch[0][0].shape == (30, 40, 3)
     images, masks, sizes = pad_collate(batch)
-    assert images.shape == (2, 3, 35, 40) and masks.shape == (2, 35, 40)
+    assert images.shape == (2, 35, 40, 3) and masks.shape == (2, 35, 40)
     assert sizes.tolist() == [[30, 40], [35, 25]]
     assert (masks[0, 30:] == 255).all() and (masks[1, :, 25:] == 255).all()
     assert torch.equal(masks[1, :35, :25], torch.from_numpy(m2.astype(np.int64)))
-    assert (images[1, :, :, 25:] == torch.tensor(MEAN_PIXEL).view(3, 1, 1)).all()
+    assert (images[1, :, 25:] == torch.tensor(MEAN_PIXEL)).all()
+    assert torch.equal(images[0, :30, :40], batch[0][0])
 
 
 def test_normalize_maps_mean_pixel_to_zero():
     norm = Normalize(MEAN, (0.229, 0.224, 0.225))
-    x = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(1, 3, 1, 1)
+    x = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(1, 1, 1, 3)
     assert norm(x).abs().max() < 0.01
-    white = norm(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)).flatten()
+    white = norm(torch.full((1, 1, 1, 3), 255, dtype=torch.uint8)).flatten()
     torch.testing.assert_close(white, (1 - torch.tensor(MEAN)) / torch.tensor((0.229, 0.224, 0.225)))
 
 
@@ -125,3 +126,11 @@ def test_loader_workers_draw_different_augmentations(synthetic_voc):
     masks = [m.numpy().tobytes() for _, m in train_loader(ds, batch_size=1, workers=2)][:8]
     # Batches alternate between the two workers; copies of one RNG would give pairwise-equal streams.
     assert sum(masks[i] != masks[i + 1] for i in range(0, 8, 2)) >= 3
+
+
+def test_normalize_gives_nchw_channels_last():
+    norm = Normalize(MEAN, (0.229, 0.224, 0.225))
+    x = torch.arange(2 * 5 * 7 * 3, dtype=torch.uint8).view(2, 5, 7, 3)
+    y = norm(x)
+    assert y.shape == (2, 3, 5, 7) and y.is_contiguous(memory_format=torch.channels_last)
+    assert abs(y[1, 2, 4, 6].item() - (x[1, 4, 6, 2].item() / 255 - MEAN[2]) / 0.225) < 1e-5
