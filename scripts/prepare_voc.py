@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
-from deeplab_mobile.data.prepare import prepare_trainaug, report_dict
+from deeplab_mobile.data.prepare import prepare_trainaug
 from deeplab_mobile.data.voc import DatasetError, check_dataset
 
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report_dict(report), indent=2))
+    print(json.dumps(asdict(report), indent=2))
     print(f"train_aug: {report.train_aug} images, val: {report.val} images")
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +128,3 @@ def prepare_trainaug(voc_root: str | Path, sbd_root: str | Path, progress: bool 
     tmp.write_text("\n".join(ids) + "\n")
     os.replace(tmp, lists / f"{AUG_SPLIT}.txt")
     return report
-
-
-def report_dict(report: PrepareReport) -> dict:
-    return asdict(report)

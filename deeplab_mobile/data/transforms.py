@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.encoders._base import IMAGENET_MEAN
 from .voc import IGNORE_INDEX
 
 TRAIN_SCALES = tuple(0.5 + 0.25 * i for i in range(7))  # 0.5 ... 2.0 in steps of 0.25
@@ -47,7 +48,7 @@ class TrainTransform:
     def __init__(
         self,
         crop_size: int = 513,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        mean: Sequence[float] = IMAGENET_MEAN,
         scales: Sequence[float] = TRAIN_SCALES,
         flip: bool = True,
         seed: int | None = None,
@@ -91,11 +92,13 @@ class EvalTransform:
         return to_tensors(image, mask)
 
 
-def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], fill: Sequence[int] = (124, 116, 104)):
-    """Stack samples of different sizes: pad bottom/right to the largest, image with ``fill``, mask with 255.
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], fill: Sequence[int] | None = None):
+    """Stack samples of different sizes: pad bottom/right to the largest, image with ``fill`` (default: the
+    ImageNet mean pixel), mask with 255.
 
     Returns (images uint8 NHWC, masks int64 NHW, sizes int64 N x 2 of the original heights and widths).
     """
+    fill = mean_pixel(IMAGENET_MEAN) if fill is None else fill
     h = max(img.shape[0] for img, _ in batch)
     w = max(img.shape[1] for img, _ in batch)
     images = torch.tensor(fill, dtype=torch.uint8).view(1, 1, 1, 3).repeat(len(batch), h, w, 1)
