@@ -68,3 +68,11 @@ def count_madds_mf(model: nn.Module, scales: Sequence[float] = MF_SCALES, flip: 
     """MAdds of multi-scale (+ left-right flip) inference: each scale run once, twice with the flip."""
     meta = _on_meta(model)
     return (2 if flip else 1) * sum(count_madds(meta, s) for s in mf_sizes(scales))
+
+
+def model_complexity(model: nn.Module, size: int = 513, mf: bool = True) -> dict[str, int]:
+    """Params and MAdds at ``size`` (Table 7 counts at 513), and MAdds of MF + flip inference."""
+    result = {"params": count_params(model), "madds": count_madds(model, size)}
+    if mf:
+        result["madds_mf"] = count_madds_mf(model)
+    return result

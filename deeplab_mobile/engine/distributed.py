@@ -1,0 +1,71 @@
+"""Process-group set-up for ``torchrun`` (DistributedDataParallel); a single process runs the same code path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is refused, not replaced by CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def init_distributed(device: str = "auto") -> Dist:
+    """Read torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``); join the process group when there
+    is more than one process (NCCL on CUDA, Gloo on CPU). Each process drives GPU ``LOCAL_RANK``."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    return Dist(rank, world_size, local_rank, dev)
+
+
+def wrap_model(model: nn.Module, env: Dist, sync_bn: bool = False) -> nn.Module:
+    """DDP (optionally with SyncBatchNorm) when distributed; the model itself otherwise."""
+    if not env.enabled:
+        return model
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [env.device.index] if env.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def all_reduce_sum(tensor: torch.Tensor, env: Dist) -> torch.Tensor:
+    if env.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def cleanup(env: Dist) -> None:
+    if env.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,234 @@
+"""The training loop: SGD with per-iteration poly decay, cross-entropy ignoring 255, mixed precision on CUDA,
+atomic checkpoints with every random state, periodic evaluation, and a stop on a non-finite loss."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..data.loader import seed_worker
+from ..data.voc import IGNORE_INDEX
+from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .distributed import Dist
+from .sampler import PositionSeeded, TrainSampler
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message names the iteration and the last good checkpoint."""
+
+
+@dataclass
+class TrainSettings:
+    iters: int = 30000
+    batch_size: int = 16  # global: split over distributed processes
+    workers: int = 4
+    seed: int = 0
+    log_every: int = 20
+    eval_every: int = 2000  # 0: only at the end
+    ckpt_every: int = 1000
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    channels_last: bool | str = "auto"
+    freeze_bn: bool = False
+    progress: bool = True
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on conv/linear weights only; BatchNorm parameters and biases are not decayed, as in DeepLab
+    (its L2 regulariser is attached to conv weights)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Use the stored BN statistics and keep BN's scale and shift fixed (for batches too small for BN statistics;
+    DeepLab fine-tunes BN only at batch >= 12). Call again after every ``model.train()``."""
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 on CUDA GPUs that support it, else fp16; no autocast on CPU."""
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"amp {amp!r} is not supported; choose auto, bf16, fp16 or off")
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Pixel-mean cross-entropy over labelled pixels (0 rather than NaN for a crop with none)."""
+    total = F.cross_entropy(logits.float(), masks, ignore_index=ignore_index, reduction="sum")
+    return total / (masks != ignore_index).sum().clamp(min=1)
+
+
+class Trainer:
+    """Runs iterations ``start .. settings.iters`` of one run folder.
+
+    Args:
+        model: the (possibly DDP-wrapped) model, already on ``env.device``.
+        normalize: uint8 NHWC batch -> normalised float NCHW (``data.Normalize``).
+        optimizer, scheduler: the scheduler steps once per iteration.
+        train_set: a dataset whose ``transform`` has ``reseed`` (``TrainTransform``).
+        out_dir: the run folder; checkpoints go to ``out_dir/checkpoints/last.pt``.
+        evaluate: called as ``evaluate(iteration)`` every ``eval_every`` iterations (on every process).
+        on_log: called as ``on_log({tag: value}, iteration)`` with training scalars (main process).
+        config: stored in each checkpoint (the resolved run config) so a resume can check it matches.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        normalize: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        train_set: Dataset,
+        settings: TrainSettings,
+        out_dir: str | Path,
+        env: Dist | None = None,
+        evaluate: Callable[[int], None] | None = None,
+        on_log: Callable[[dict, int], None] | None = None,
+        config: dict | None = None,
+    ) -> None:
+        env = env or Dist()
+        self.model, self.normalize = model, normalize.to(env.device)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.train_set, self.s, self.env = train_set, settings, env
+        self.out_dir = Path(out_dir)
+        self.evaluate, self.on_log, self.config = evaluate, on_log, config or {}
+        self.dtype = autocast_dtype(settings.amp, env.device)
+        self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
+        self.iteration = 0
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    @property
+    def bare_model(self) -> nn.Module:
+        return getattr(self.model, "module", self.model)
+
+    # Checkpoints
+    def state(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "model": self.bare_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_states(),
+            "config": self.config,
+        }
+
+    def save(self) -> None:
+        if self.env.main:
+            save_checkpoint(self.ckpt_path, self.state())
+
+    def resume(self, state: dict | None = None) -> int:
+        """Restore everything from a checkpoint (default: this run's ``last.pt``); returns the iteration to
+        continue from."""
+        state = state if state is not None else load_checkpoint(self.ckpt_path, map_location=self.env.device)
+        self.bare_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+        self.iteration = int(state["iteration"])
+        return self.iteration
+
+    # Loop
+    def loader(self) -> DataLoader:
+        s, env = self.s, self.env
+        sampler = TrainSampler(
+            len(self.train_set), s.batch_size, s.iters, s.seed, self.iteration, env.rank, env.world_size
+        )
+        return DataLoader(
+            PositionSeeded(self.train_set, s.seed),
+            batch_size=sampler.local_batch,
+            sampler=sampler,
+            num_workers=s.workers,
+            pin_memory=env.device.type == "cuda",
+            worker_init_fn=seed_worker,
+            # Its own generator: creating the iterator must not draw from the global RNG (bit-identical resume).
+            generator=torch.Generator().manual_seed(s.seed),
+            persistent_workers=False,
+        )
+
+    def train_mode(self) -> None:
+        self.model.train()
+        if self.s.freeze_bn:
+            freeze_batchnorm(self.model)
+
+    def step(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """One optimisation step; returns the loss (a 0-d tensor, before the update)."""
+        x = self.normalize(images.to(self.env.device, non_blocking=True))
+        masks = masks.to(self.env.device, non_blocking=True)
+        amp = torch.autocast(self.env.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+        with amp:
+            logits = self.model(x)
+        loss = segmentation_loss(logits, masks)
+        finite = torch.isfinite(loss).float()
+        if self.env.enabled:  # every process stops together
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not finite.item():
+            last = f"the last good checkpoint is {self.ckpt_path}" if self.ckpt_path.is_file() else "no checkpoint yet"
+            raise NonFiniteLoss(
+                f"loss is {loss.item()} at iteration {self.iteration + 1}; stopping ({last}). "
+                "Lower the learning rate, or use amp=off / amp=bf16 if fp16 overflows."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
+
+    def fit(self) -> None:
+        s, env = self.s, self.env
+        self.train_mode()
+        bar = tqdm(total=s.iters, initial=self.iteration, desc="train", disable=not (s.progress and env.main))
+        tick, since, seen_loss = time.perf_counter(), 0, 0.0
+        for images, masks in self.loader():
+            loss = self.step(images, masks)
+            self.iteration += 1
+            since += 1
+            seen_loss += float(loss)
+            bar.update(1)
+            if self.iteration % s.log_every == 0 or self.iteration == s.iters:
+                now = time.perf_counter()
+                values = {
+                    "train/loss": seen_loss / since,
+                    "train/lr": self.optimizer.param_groups[0]["lr"],
+                    "train/img_per_s": since * s.batch_size / (now - tick),
+                }
+                bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{values['train/lr']:.2e}",
+                                img_s=f"{values['train/img_per_s']:.1f}")  # fmt: skip
+                if self.on_log and env.main:
+                    self.on_log(values, self.iteration)
+                tick, since, seen_loss = now, 0, 0.0
+            if self.evaluate and s.eval_every and self.iteration % s.eval_every == 0 and self.iteration < s.iters:
+                self.evaluate(self.iteration)
+                self.train_mode()
+            if self.iteration % s.ckpt_every == 0 or self.iteration == s.iters:
+                self.save()
+        bar.close()

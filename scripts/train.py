@@ -1,0 +1,220 @@
+"""Train a DeepLabv3 model; evaluate it single-scale and MF + flip at the end.
+
+    python scripts/train.py head=no_aspp os=16                    # PASCAL VOC trainaug, the official recipe
+    python scripts/train.py data=synthetic                        # the generated dataset, on CPU
+    python scripts/train.py data=synthetic hydra.run.dir=outputs/train/<run> resume=true
+    torchrun --nproc_per_node=4 scripts/train.py trainer.sync_bn=true
+
+The run folder (hydra.run.dir) receives .hydra/config.yaml, train.log, checkpoints/last.pt, tb/ (TensorBoard),
+metrics.json, per_class_iou.csv and status.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Subset
+
+from deeplab_mobile.complexity import model_complexity
+from deeplab_mobile.data import CLASSES, DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation
+from deeplab_mobile.data.loader import eval_loader
+from deeplab_mobile.data.synthetic import CLASS_NAMES, write_synthetic_voc
+from deeplab_mobile.data.transforms import mean_pixel
+from deeplab_mobile.engine.board import Board
+from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
+from deeplab_mobile.engine.distributed import Dist, cleanup, init_distributed, wrap_model
+from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes
+from deeplab_mobile.engine.report import write_metrics
+from deeplab_mobile.engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, param_groups
+
+log = logging.getLogger(__name__)
+
+# Settings that define a run: a resume with any of them changed is refused.
+IDENTITY = (
+    "model", "os", "width", "tap", "num_classes", "encoder_weights", "data.name", "data.train_split",
+    "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
+    "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn",
+)  # fmt: skip
+
+
+# Class names for reports, by data.name (the generated dataset has its own 21 classes).
+CLASS_NAMES_BY_DATA = {"voc": CLASSES, "synthetic": CLASS_NAMES}
+
+
+def class_names(cfg: DictConfig) -> tuple[str, ...]:
+    names = CLASS_NAMES_BY_DATA.get(cfg.data.name, CLASSES)
+    return tuple(names[: cfg.num_classes]) if len(names) >= cfg.num_classes else tuple(map(str, range(cfg.num_classes)))
+
+
+class ConfigMismatch(ValueError):
+    """``resume=true`` on a run folder whose checkpoint was trained with different settings."""
+
+
+def identity(cfg: DictConfig) -> dict:
+    """The resolved values of ``IDENTITY``, flattened to ``{"optim.lr": 0.007, ...}``."""
+    flat = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            flat[prefix] = value
+
+    for key in IDENTITY:
+        value = OmegaConf.select(cfg, key, default=None)
+        walk(key, OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+    return flat
+
+
+def check_same_run(saved: dict, current: dict, path: Path) -> None:
+    changed = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
+               if saved.get(k) != current.get(k)]  # fmt: skip
+    if changed:
+        raise ConfigMismatch(f"{path} was trained with other settings; refusing to resume:\n  " + "\n  ".join(changed))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def datasets(cfg: DictConfig, mean) -> tuple[VOCSegmentation, VOCSegmentation]:
+    data = cfg.data
+    if data.generate:
+        write_synthetic_voc(**data.generate)
+    try:
+        transform = TrainTransform(data.crop_size, mean=mean, scales=data.scales)
+        train_set = VOCSegmentation(data.root, data.train_split, transform)
+        val_set = VOCSegmentation(data.root, data.val_split, EvalTransform())
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}\n\n{data.help}") from exc
+    return train_set, val_set
+
+
+def shard(dataset, env: Dist):
+    """This process's share of the evaluation set (every sample exactly once over all processes)."""
+    return Subset(dataset, range(env.rank, len(dataset), env.world_size)) if env.enabled else dataset
+
+
+def describe(cfg: DictConfig, model) -> dict:
+    return {
+        "encoder": type(model.encoder).__name__,
+        "head": "aspp" if cfg.model.head.aspp else "no_aspp",
+        "os": cfg.os,
+        "width": cfg.width,
+        "tap": getattr(model.encoder, "tap", cfg.tap),
+    }
+
+
+def train(cfg: DictConfig, out_dir: str | Path) -> dict:
+    """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content."""
+    out_dir = Path(out_dir)
+    env = init_distributed(cfg.trainer.device)
+    seed_everything(cfg.trainer.seed)
+    model = instantiate(cfg.model)
+    normalize = Normalize(model.encoder.mean, model.encoder.std)
+    train_set, val_set = datasets(cfg, model.encoder.mean)
+    fill = mean_pixel(model.encoder.mean)
+    names = class_names(cfg)
+
+    channels_last = cfg.trainer.channels_last
+    channels_last = env.device.type == "cuda" if channels_last == "auto" else bool(channels_last)
+    model = model.to(env.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    net = wrap_model(model, env, cfg.trainer.sync_bn)
+    optimizer = instantiate(cfg.optim)(param_groups(model, cfg.optim.weight_decay))
+    scheduler = instantiate(cfg.sched)(optimizer)
+    settings = TrainSettings(
+        batch_size=cfg.data.batch_size,
+        workers=cfg.data.workers,
+        **{k: v for k, v in cfg.trainer.items() if k in TrainSettings.__dataclass_fields__},
+    )
+    dtype = autocast_dtype(settings.amp, env.device)
+    board = Board(out_dir / "tb", enabled=env.main)
+    val_loader = eval_loader(shard(val_set, env), cfg.eval.batch_size, cfg.eval.workers)
+    eval_kwargs = dict(pad_to=cfg.eval.pad_to, fill=fill, device=env.device, autocast_dtype=dtype, env=env)
+
+    def periodic_eval(iteration: int) -> None:
+        s, _, examples = evaluate(net, normalize, val_loader, cfg.num_classes, keep=cfg.eval.examples, **eval_kwargs)
+        log.info("iteration %d: val mIoU %.4f (single scale)", iteration, s["miou"])
+        values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
+        values.update({f"val_iou/{name}": v for name, v in zip(names, s["iou"], strict=True) if v == v})
+        board.scalars(values, iteration)
+        board.examples("val/image_truth_prediction", examples, iteration)
+
+    trainer = Trainer(
+        net, normalize, optimizer, scheduler, train_set, settings, out_dir, env,
+        evaluate=periodic_eval, on_log=board.scalars, config=identity(cfg),
+    )  # fmt: skip
+    if cfg.resume and trainer.ckpt_path.is_file():
+        state = load_checkpoint(trainer.ckpt_path, map_location=env.device)
+        check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
+        log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
+    elif cfg.resume:
+        log.warning("resume=true but %s does not exist: starting at iteration 0", trainer.ckpt_path)
+    elif trainer.ckpt_path.is_file():
+        raise CheckpointError(
+            f"{trainer.ckpt_path} exists: pass resume=true to continue that run, or choose another hydra.run.dir"
+        )
+    write_status(out_dir, "running", env, iteration=trainer.iteration)
+    trainer.fit()
+
+    # Final evaluation: single scale, and MF + flip
+    results = evaluate_modes(
+        net, normalize, val_loader, cfg.num_classes,
+        mf=cfg.eval.mf, mf_scales=cfg.eval.mf_scales, flip=cfg.eval.flip, progress=env.main, **eval_kwargs,
+    )  # fmt: skip
+    complexity = model_complexity(model)
+    metrics = {
+        **describe(cfg, model),
+        **complexity,
+        "iteration": trainer.iteration,
+        "checkpoint": str(trainer.ckpt_path),
+        "eval": {"pad_to": cfg.eval.pad_to, "mf_scales": list(cfg.eval.mf_scales), "flip": cfg.eval.flip},
+    }
+    if env.main:
+        write_metrics(out_dir, results, names, metrics)
+        hparams = {**describe(cfg, model), "mf": cfg.eval.mf, "data": cfg.data.name}
+        summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
+                   "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
+        if "mf" in results:
+            summary["hparams/miou_mf"] = results["mf"]["miou"]
+        board.hparams(hparams, summary, trainer.iteration)
+        board.close()
+        log.info("val mIoU %s", ", ".join(f"{m} {r['miou']:.4f}" for m, r in results.items()))
+    write_status(out_dir, "done", env, iteration=trainer.iteration)
+    cleanup(env)
+    return {**metrics, **results}
+
+
+def write_status(out_dir: Path, state: str, env: Dist | None = None, **extra) -> None:
+    """``status.json``: running / done / failed (with the reason), so a sweep report can tell runs apart."""
+    if env is None or env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "status.json").write_text(json.dumps({"state": state, **extra}, indent=2))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        train(cfg, out_dir)
+    except (NonFiniteLoss, DatasetError, CheckpointError, ConfigMismatch) as exc:
+        write_status(out_dir, "failed", reason=str(exc))
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
