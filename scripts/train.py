@@ -23,19 +23,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import Subset
 
 from deeplab_mobile.complexity import model_complexity
-from deeplab_mobile.data import CLASSES, DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation
+from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, class_names
 from deeplab_mobile.data.loader import eval_loader
-from deeplab_mobile.data.synthetic import CLASS_NAMES, write_synthetic_voc
+from deeplab_mobile.data.synthetic import write_synthetic_voc
 from deeplab_mobile.data.transforms import mean_pixel
 from deeplab_mobile.engine.board import Board
 from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
-from deeplab_mobile.engine.distributed import Dist, cleanup, init_distributed, wrap_model
+from deeplab_mobile.engine.distributed import Dist, barrier, cleanup, init_distributed, shard, wrap_model
 from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes
 from deeplab_mobile.engine.report import write_metrics
 from deeplab_mobile.engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, param_groups
+from deeplab_mobile.models import describe_model
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,6 @@ IDENTITY = (
     "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
     "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn",
 )  # fmt: skip
-
-
-# Class names for reports, by data.name (the generated dataset has its own 21 classes).
-CLASS_NAMES_BY_DATA = {"voc": CLASSES, "synthetic": CLASS_NAMES}
-
-
-def class_names(cfg: DictConfig) -> tuple[str, ...]:
-    names = CLASS_NAMES_BY_DATA.get(cfg.data.name, CLASSES)
-    return tuple(names[: cfg.num_classes]) if len(names) >= cfg.num_classes else tuple(map(str, range(cfg.num_classes)))
 
 
 class ConfigMismatch(ValueError):
@@ -90,10 +81,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def datasets(cfg: DictConfig, mean) -> tuple[VOCSegmentation, VOCSegmentation]:
+def datasets(cfg: DictConfig, mean, env: Dist) -> tuple[VOCSegmentation, VOCSegmentation]:
     data = cfg.data
-    if data.generate:
-        write_synthetic_voc(**data.generate)
+    if data.generate:  # the generated dataset is written once (by the first process), then read by all
+        if env.main:
+            write_synthetic_voc(**data.generate)
+        barrier(env)
     try:
         transform = TrainTransform(data.crop_size, mean=mean, scales=data.scales)
         train_set = VOCSegmentation(data.root, data.train_split, transform)
@@ -103,21 +96,6 @@ def datasets(cfg: DictConfig, mean) -> tuple[VOCSegmentation, VOCSegmentation]:
     return train_set, val_set
 
 
-def shard(dataset, env: Dist):
-    """This process's share of the evaluation set (every sample exactly once over all processes)."""
-    return Subset(dataset, range(env.rank, len(dataset), env.world_size)) if env.enabled else dataset
-
-
-def describe(cfg: DictConfig, model) -> dict:
-    return {
-        "encoder": type(model.encoder).__name__,
-        "head": "aspp" if cfg.model.head.aspp else "no_aspp",
-        "os": cfg.os,
-        "width": cfg.width,
-        "tap": getattr(model.encoder, "tap", cfg.tap),
-    }
-
-
 def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content."""
     out_dir = Path(out_dir)
@@ -125,9 +103,9 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     seed_everything(cfg.trainer.seed)
     model = instantiate(cfg.model)
     normalize = Normalize(model.encoder.mean, model.encoder.std)
-    train_set, val_set = datasets(cfg, model.encoder.mean)
+    train_set, val_set = datasets(cfg, model.encoder.mean, env)
     fill = mean_pixel(model.encoder.mean)
-    names = class_names(cfg)
+    names = class_names(cfg.data.name, cfg.num_classes)
 
     channels_last = cfg.trainer.channels_last
     channels_last = env.device.type == "cuda" if channels_last == "auto" else bool(channels_last)
@@ -167,6 +145,10 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         raise CheckpointError(
             f"{trainer.ckpt_path} exists: pass resume=true to continue that run, or choose another hydra.run.dir"
         )
+    saved_config = out_dir / ".hydra" / "config.yaml"
+    if env.main and not saved_config.is_file():  # Hydra writes it; a direct call of train() gets one as well
+        saved_config.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, saved_config)
     write_status(out_dir, "running", env, iteration=trainer.iteration)
     trainer.fit()
 
@@ -177,7 +159,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     )  # fmt: skip
     complexity = model_complexity(model)
     metrics = {
-        **describe(cfg, model),
+        **describe_model(model),
         **complexity,
         "iteration": trainer.iteration,
         "checkpoint": str(trainer.ckpt_path),
@@ -185,7 +167,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     }
     if env.main:
         write_metrics(out_dir, results, names, metrics)
-        hparams = {**describe(cfg, model), "mf": cfg.eval.mf, "data": cfg.data.name}
+        hparams = {**describe_model(model), "mf": cfg.eval.mf, "data": cfg.data.name}
         summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
                    "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
         if "mf" in results:

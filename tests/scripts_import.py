@@ -16,3 +16,5 @@ def _load(name):
 
 
 prepare_voc = _load("prepare_voc")
+train = _load("train")
+evaluate = _load("eval")

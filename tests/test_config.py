@@ -72,3 +72,33 @@ def test_package_imports_no_hydra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_train_config_defaults_to_the_official_voc_recipe():
+    # SPEC section 3: crop 513, batch 16, 30,000 iterations, LR 0.007 poly 0.9, momentum 0.9, weight decay 4e-5.
+    cfg = composed("train", ["head=no_aspp", "os=16"])
+    assert (cfg.data.name, cfg.data.train_split, cfg.data.val_split) == ("voc", "train_aug", "val")
+    assert (cfg.data.crop_size, cfg.data.batch_size, cfg.trainer.iters) == (513, 16, 30000)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.007, 0.9, 4e-5)
+    assert (cfg.sched.power, cfg.sched.total_iters) == (0.9, 30000)
+    assert list(cfg.data.scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    assert list(cfg.eval.mf_scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg.eval.flip
+    assert cfg.eval.pad_to == 513
+    model = instantiate(cfg.model)
+    assert model.head.rates == () and model.output_stride == 16
+
+
+def test_synthetic_data_carries_its_own_recipe_and_the_command_line_still_wins():
+    cfg = composed("train", ["data=synthetic"])
+    assert cfg.data.name == "synthetic" and cfg.trainer.iters < 30000
+    assert composed("train", ["data=synthetic", "trainer.iters=7"]).trainer.iters == 7
+    assert composed("train", ["data=synthetic", "optim.lr=0.2"]).optim.lr == 0.2
+
+
+def test_unsupported_values_are_refused_by_the_train_config():
+    with pytest.raises(InstantiationException, match="output stride 12 is not supported"):
+        instantiate(composed("train", ["os=12"]).model)
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        composed("train", ["head=no_such_head"])

@@ -59,7 +59,7 @@ class TrainTransform:
         self.flip = flip
         self.rng = np.random.default_rng(seed)
 
-    def reseed(self, seed: int) -> None:
+    def reseed(self, seed: int | Sequence[int]) -> None:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset, Subset
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,21 @@ def wrap_model(model: nn.Module, env: Dist, sync_bn: bool = False) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
+def shard(dataset: Dataset, env: Dist) -> Dataset:
+    """This process's share of an evaluation set: every sample exactly once over all processes (unlike
+    ``DistributedSampler``, which repeats samples to even out the shards and would count them twice)."""
+    return Subset(dataset, range(env.rank, len(dataset), env.world_size)) if env.enabled else dataset
+
+
 def all_reduce_sum(tensor: torch.Tensor, env: Dist) -> torch.Tensor:
     if env.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def barrier(env: Dist) -> None:
+    if env.enabled:
+        dist.barrier()
 
 
 def cleanup(env: Dist) -> None:

@@ -31,4 +31,15 @@ def build_model(
     return DeepLabV3(enc, partial(DeepLabHead, num_classes=num_classes, aspp=HEADS[head], separable=separable))
 
 
-__all__ = ["ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "Encoder", "build_model"]
+def describe_model(model: DeepLabV3) -> dict:
+    """The Table 7 design choices of a built model, read from the model itself (for reports and hparams)."""
+    return {
+        "encoder": type(model.encoder).__name__,
+        "head": "aspp" if model.head.rates else "no_aspp",
+        "os": model.output_stride,
+        "width": float(getattr(model.encoder, "width", 1.0)),
+        "tap": getattr(model.encoder, "tap", None),
+    }
+
+
+__all__ = ["ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "Encoder", "build_model", "describe_model"]

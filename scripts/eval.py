@@ -1,0 +1,94 @@
+"""Evaluate a training run folder on its validation split: single scale, and MF (scales x left-right flip).
+
+    python scripts/eval.py run_dir=outputs/train/<run>
+    python scripts/eval.py run_dir=outputs/train/<run> eval.mf=false
+    python scripts/eval.py run_dir=outputs/train/<run> checkpoint=/path/to/last.pt data_root=/data/VOC2012
+
+The model and data come from the run's own config (<run>/.hydra/config.yaml). metrics.json (mIoU, per-class
+IoU, pixel accuracy, Params, MAdds) and per_class_iou.csv are written into the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from deeplab_mobile.complexity import model_complexity
+from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, class_names
+from deeplab_mobile.data.loader import eval_loader
+from deeplab_mobile.data.transforms import mean_pixel
+from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint, model_state
+from deeplab_mobile.engine.distributed import cleanup, init_distributed, shard
+from deeplab_mobile.engine.evaluator import evaluate_modes
+from deeplab_mobile.engine.report import write_metrics
+from deeplab_mobile.engine.trainer import autocast_dtype
+from deeplab_mobile.models import describe_model
+
+log = logging.getLogger(__name__)
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a training run folder (no .hydra/config.yaml)")
+    return OmegaConf.load(path)
+
+
+def evaluate_run(cfg: DictConfig) -> dict:
+    """Load the run's model and checkpoint, evaluate, write the files; returns the ``metrics.json`` content."""
+    run_dir = Path(cfg.run_dir)
+    run = load_run_config(run_dir)
+    env = init_distributed(cfg.device)
+    run.model.encoder.weights = None  # the checkpoint holds every weight: no ImageNet download or file needed
+    model = instantiate(run.model)
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(ckpt, map_location="cpu")
+    try:
+        model.load_state_dict(model_state(state, ckpt))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ckpt}: does not fit the run's model ({exc})") from exc
+    model.to(env.device)
+
+    root = cfg.data_root or run.data.root
+    dataset = VOCSegmentation(root, run.data.val_split, EvalTransform(), num_classes=run.num_classes)
+    loader = eval_loader(shard(dataset, env), cfg.eval.batch_size, cfg.eval.workers)
+    pad_to = cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size
+    results = evaluate_modes(
+        model, Normalize(model.encoder.mean, model.encoder.std).to(env.device), loader, run.num_classes,
+        mf=cfg.eval.mf, mf_scales=cfg.eval.mf_scales, flip=cfg.eval.flip, pad_to=pad_to,
+        fill=mean_pixel(model.encoder.mean), device=env.device, autocast_dtype=autocast_dtype(cfg.amp, env.device),
+        env=env, progress=env.main,
+    )  # fmt: skip
+    metrics = {
+        **describe_model(model),
+        **model_complexity(model),
+        "iteration": state.get("iteration"),
+        "checkpoint": str(ckpt),
+        "data_root": str(root),
+        "eval": {"pad_to": pad_to, "mf_scales": list(cfg.eval.mf_scales), "flip": cfg.eval.flip},
+    }
+    if env.main:
+        path = write_metrics(run_dir, results, class_names(run.data.name, run.num_classes), metrics)
+        for mode, r in results.items():
+            print(f"{mode}: mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
+        print(f"Params {metrics['params'] / 1e6:.3f}M  MAdds {metrics['madds'] / 1e9:.2f}B  -> {path}")
+    cleanup(env)
+    return {**metrics, **results}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate_run(cfg)
+    except (FileNotFoundError, DatasetError, CheckpointError) as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Evaluation: one confusion matrix over the whole set (VOC convention), padding, MF + flip averaging."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deeplab_mobile.data import Normalize, pad_collate
+from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes, pad_batch, predict_probs
+
+C = 5  # classes 0..4; class 4 never occurs in ground truth or prediction
+
+
+class RedIsTheClass(nn.Module):
+    """Predicts, at every pixel, the class written in the image's red channel (0-255 input, see ``identity``)."""
+
+    def forward(self, x):
+        return F.one_hot(x[:, 0].round().long().clamp(0, C - 1), C).permute(0, 3, 1, 2).float() * 10
+
+
+identity = Normalize(mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))  # keeps 0-255 values
+
+
+def sample(pred, truth):
+    pred, truth = np.asarray(pred, np.uint8), np.asarray(truth, np.int64)
+    image = np.zeros((*pred.shape, 3), np.uint8)
+    image[..., 0] = pred
+    return torch.from_numpy(image), torch.from_numpy(truth)
+
+
+# Two images of different sizes; 255 pixels; class 3 only in one image's ground truth.
+PRED_A, TRUTH_A = [[0, 0, 1], [1, 2, 2]], [[0, 1, 1], [1, 2, 255]]
+PRED_B, TRUTH_B = [[0, 0], [3, 1], [2, 2]], [[0, 0], [3, 3], [2, 255]]
+
+
+def hand_scores(pairs):
+    """IoU per class from (truth, pred) pixel pairs, counted in plain Python; classes with no pixel in either
+    truth or prediction have no IoU and are left out of the mean."""
+    ious = []
+    for c in range(C):
+        tp = sum(1 for t, p in pairs if t == c and p == c)
+        fp = sum(1 for t, p in pairs if t != c and p == c)
+        fn = sum(1 for t, p in pairs if t == c and p != c)
+        ious.append(tp / (tp + fp + fn) if tp + fp + fn else None)
+    present = [v for v in ious if v is not None]
+    return ious, sum(present) / len(present)
+
+
+def pixel_pairs(*samples):
+    return [
+        (t, p)
+        for pred, truth in samples
+        for prow, trow in zip(pred, truth, strict=True)
+        for p, t in zip(prow, trow, strict=True)
+        if t != 255
+    ]
+
+
+@pytest.mark.parametrize("batch_size,pad_to", [(1, None), (2, None), (2, 8)])
+def test_miou_from_one_confusion_matrix_over_the_set(batch_size, pad_to):
+    batch = [sample(PRED_A, TRUTH_A), sample(PRED_B, TRUTH_B)]
+    loader = [pad_collate(batch[i : i + batch_size], fill=(0, 0, 0)) for i in range(0, 2, batch_size)]
+    s, conf, _ = evaluate(RedIsTheClass(), identity, loader, C, pad_to=pad_to, fill=(0, 0, 0))
+    ious, miou = hand_scores(pixel_pairs((PRED_A, TRUTH_A), (PRED_B, TRUTH_B)))
+    assert ious[4] is None and np.isnan(s["iou"][4])  # absent from both: excluded, not counted as 0 or 1
+    np.testing.assert_allclose([v for v in s["iou"] if v == v], [v for v in ious if v is not None])
+    assert s["miou"] == pytest.approx(miou)
+    assert conf.sum() == 10  # 12 labelled pixels minus the two 255s; padding never counts
+    # A per-image average would differ: the matrix is accumulated over the whole set.
+    per_image = np.mean([hand_scores(pixel_pairs(x))[1] for x in [(PRED_A, TRUTH_A), (PRED_B, TRUTH_B)]])
+    assert abs(per_image - miou) > 0.01
+
+
+def test_pad_batch_pads_image_with_fill_and_mask_with_ignore():
+    images = torch.full((1, 2, 3, 3), 7, dtype=torch.uint8)
+    masks = torch.ones(1, 2, 3, dtype=torch.int64)
+    img, mask = pad_batch(images, masks, 5, fill=(1, 2, 3), ignore=255)
+    assert img.shape == (1, 5, 5, 3) and mask.shape == (1, 5, 5)
+    assert (img[0, :2, :3] == 7).all() and (mask[0, :2, :3] == 1).all()
+    assert img[0, 4, 4].tolist() == [1, 2, 3] and img[0, 0, 4].tolist() == [1, 2, 3]
+    assert (mask[0, 2:] == 255).all() and (mask[0, :, 3:] == 255).all()
+    same = pad_batch(images, masks, 2, fill=(0, 0, 0), ignore=255)  # already larger: untouched
+    assert same[0].shape == images.shape
+
+
+class LeftRightAsymmetric(nn.Module):
+    """Logits depend on the column: class 0 on the left, class 1 on the right (not flip-equivariant)."""
+
+    def forward(self, x):
+        w = x.shape[-1]
+        ramp = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(x.shape[0], 1, x.shape[2], w)
+        return torch.cat([-ramp, ramp], 1) * 3
+
+
+def test_flip_averages_the_mirrored_prediction():
+    x = torch.zeros(1, 3, 4, 6)
+    single = predict_probs(LeftRightAsymmetric(), x)
+    both = predict_probs(LeftRightAsymmetric(), x, flip=True)
+    # softmax(3r) for class 1 at column ramp r; the mirrored pass gives softmax(-3r); the average is 1/2.
+    ramp = torch.linspace(-1, 1, 6)
+    torch.testing.assert_close(single[0, 1, 0], torch.sigmoid(6 * ramp))
+    torch.testing.assert_close(both, torch.full_like(both, 0.5))
+
+
+def test_scales_are_averaged_at_the_input_size():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.randn(1, 3, 8, 12)
+    got = predict_probs(conv, x, scales=(0.5, 1.0))
+    small = F.interpolate(conv(F.interpolate(x, size=(4, 6), mode="bilinear")), size=(8, 12), mode="bilinear")
+    want = (small.softmax(1) + conv(x).softmax(1)) / 2
+    torch.testing.assert_close(got, want)
+    assert got.shape == (1, 4, 8, 12)
+
+
+def test_evaluate_modes_runs_single_scale_and_mf():
+    batch = [sample(PRED_A, TRUTH_A)]
+    loader = [pad_collate(batch, fill=(0, 0, 0))]
+    results = evaluate_modes(RedIsTheClass(), identity, loader, C, mf=True, mf_scales=(1.0,), flip=True)
+    assert set(results) == {"ss", "mf"}
+    assert results["ss"]["miou"] == pytest.approx(hand_scores(pixel_pairs((PRED_A, TRUTH_A)))[1])
+    assert results["mf"]["miou"] == results["ss"]["miou"]  # per-pixel model: flip and scale 1 change nothing

@@ -1,0 +1,218 @@
+"""The training app end to end on the generated data: files, TensorBoard, poly LR, bit-identical resume,
+refusals, the non-finite-loss stop, evaluation from a run folder, and the DDP code path."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from scripts_import import evaluate as eval_script
+from scripts_import import train as train_script
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from deeplab_mobile.complexity import count_madds, count_params
+from deeplab_mobile.data import Normalize, VOCSegmentation
+from deeplab_mobile.data.synthetic import CLASS_NAMES
+from deeplab_mobile.engine import trainer as trainer_module
+from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
+from deeplab_mobile.engine.trainer import NonFiniteLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+ITERS, LR = 6, 0.05
+
+
+def config(name, overrides):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose(name, overrides=overrides)
+
+
+def tiny(voc, *extra):
+    """A few iterations of a small model on 65-pixel crops (seconds on a CPU)."""
+    return config(
+        "train",
+        [
+            "data=synthetic", f"data.root={voc}", "data.generate=null", "width=0.35", "head=no_aspp",
+            "data.crop_size=65", "data.batch_size=4", "data.workers=0", f"trainer.iters={ITERS}",
+            "trainer.ckpt_every=2", "trainer.eval_every=3", "trainer.log_every=1", "trainer.progress=false",
+            f"optim.lr={LR}", "eval.mf_scales=[0.75,1.0]", "eval.workers=0", "eval.batch_size=2", *extra,
+        ],
+    )  # fmt: skip
+
+
+def final_state(run_dir):
+    return load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
+
+
+@pytest.fixture(scope="module")
+def reference(synthetic_voc, tmp_path_factory):
+    """One uninterrupted run; returns (run folder, returned metrics)."""
+    out = tmp_path_factory.mktemp("reference")
+    return out, train_script.train(tiny(synthetic_voc), out)
+
+
+def scalars(run_dir, tag):
+    acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc, {e.step: e.value for e in acc.Scalars(tag)}
+
+
+def test_run_folder_holds_checkpoint_metrics_and_status(reference, synthetic_voc):
+    out, returned = reference
+    state = final_state(out)
+    assert state["iteration"] == ITERS
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["ss"]["iou"]) == set(CLASS_NAMES)
+    assert 0 <= metrics["ss"]["miou"] <= 1 and 0 <= metrics["mf"]["miou"] <= 1
+    assert metrics["ss"]["miou"] == pytest.approx(returned["ss"]["miou"])
+    model = instantiate(tiny(synthetic_voc).model)
+    assert metrics["params"] == count_params(model) and metrics["madds"] == count_madds(model, 513)
+    assert (metrics["head"], metrics["os"], metrics["width"]) == ("no_aspp", 16, 0.35)
+    rows = (out / "per_class_iou.csv").read_text().splitlines()
+    assert rows[0] == "class,iou_ss,iou_mf" and len(rows) == 22
+    assert json.loads((out / "status.json").read_text())["state"] == "done"
+
+
+def test_loss_falls_and_lr_follows_poly_decay(reference):
+    acc, loss = scalars(reference[0], "train/loss")
+    assert sorted(loss) == list(range(1, ITERS + 1))
+    assert np.mean([loss[ITERS - 1], loss[ITERS]]) < loss[1] - 0.3
+    _, lr = scalars(reference[0], "train/lr")
+    for t, value in lr.items():  # logged after step t: the rate of iteration t + 1
+        assert value == pytest.approx(LR * (1 - t / ITERS) ** 0.9, abs=1e-9)
+
+
+def test_tensorboard_has_val_scores_image_grid_and_hparams(reference):
+    acc, miou = scalars(reference[0], "val/miou")
+    assert list(miou) == [3]
+    tags = acc.Tags()
+    assert "train/img_per_s" in tags["scalars"] and "val_iou/background" in tags["scalars"]
+    image = acc.Images("val/image_truth_prediction")[0]
+    assert image.width > 3 * 128 and image.height >= 4 * 128  # 4 rows of image | truth | prediction
+    for tag in ("hparams/miou", "hparams/miou_mf", "hparams/params_m", "hparams/madds_b"):
+        assert tag in tags["scalars"]
+    assert "_hparams_/experiment" in acc.summary_metadata
+
+
+@pytest.mark.parametrize("crash_at", [3, 5])
+def test_resume_after_a_crash_is_bit_identical(reference, synthetic_voc, tmp_path, monkeypatch, crash_at):
+    step = trainer_module.Trainer.step
+
+    def crashing_step(self, images, masks):
+        if self.iteration + 1 == crash_at:
+            raise KeyboardInterrupt(f"killed at iteration {crash_at}")
+        return step(self, images, masks)
+
+    monkeypatch.setattr(trainer_module.Trainer, "step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_script.train(tiny(synthetic_voc), tmp_path)
+    assert final_state(tmp_path)["iteration"] == crash_at - 1  # the last checkpoint before the crash
+    monkeypatch.undo()
+    train_script.train(tiny(synthetic_voc, "resume=true"), tmp_path)
+    want, got = final_state(reference[0]), final_state(tmp_path)
+    assert got["iteration"] == ITERS
+    for name, tensor in want["model"].items():
+        assert torch.equal(tensor, got["model"][name]), name
+    for pid, s in want["optimizer"]["state"].items():
+        assert torch.equal(s["momentum_buffer"], got["optimizer"]["state"][pid]["momentum_buffer"])
+
+
+def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_checkpoint(reference, synthetic_voc):
+    out = reference[0]
+    with pytest.raises(train_script.ConfigMismatch, match=r"optim.lr: 0.05 -> 0.1"):
+        train_script.train(tiny(synthetic_voc, "resume=true", "optim.lr=0.1"), out)
+    with pytest.raises(CheckpointError, match="pass resume=true"):
+        train_script.train(tiny(synthetic_voc), out)
+
+
+def test_non_finite_loss_stops_naming_the_iteration(synthetic_voc, tmp_path, monkeypatch):
+    loss_fn = trainer_module.segmentation_loss
+    calls = []
+
+    def nan_on_third(logits, masks):
+        calls.append(1)
+        loss = loss_fn(logits, masks)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(trainer_module, "segmentation_loss", nan_on_third)
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at iteration 3.*last good checkpoint is .*last\.pt"):
+        train_script.train(tiny(synthetic_voc), tmp_path)
+    assert final_state(tmp_path)["iteration"] == 2
+    assert all(torch.isfinite(t).all() for t in final_state(tmp_path)["model"].values() if t.is_floating_point())
+
+
+def test_freeze_bn_keeps_statistics_and_affine(synthetic_voc, tmp_path):
+    cfg = tiny(synthetic_voc, "trainer.freeze_bn=true", "trainer.iters=2", "eval.mf=false")
+    torch.manual_seed(cfg.trainer.seed)
+    initial = instantiate(cfg.model).state_dict()
+    train_script.train(cfg, tmp_path)
+    trained = final_state(tmp_path)["model"]
+    bn = [k for k in initial if k.rsplit(".", 1)[0] + ".running_mean" in initial]
+    assert bn, "no BatchNorm found"
+    for k in bn:
+        assert torch.equal(initial[k], trained[k]), k
+    conv = [k for k in initial if initial[k].ndim == 4]
+    assert any(not torch.equal(initial[k], trained[k]) for k in conv)
+
+
+def test_eval_script_agrees_with_training_and_with_a_plain_loop(reference, synthetic_voc):
+    out, returned = reference
+    cfg = config("eval", [f"run_dir={out}", "eval.workers=0", "eval.mf_scales=[0.75,1.0]"])
+    result = eval_script.evaluate_run(cfg)
+    assert result["ss"]["miou"] == returned["ss"]["miou"]
+    assert result["mf"]["miou"] == returned["mf"]["miou"]
+    assert result["iteration"] == ITERS and result["params"] == returned["params"]
+
+    # The single-scale score, recomputed image by image with numpy (images are larger than the 65 crop,
+    # so no padding is involved).
+    model = instantiate(tiny(synthetic_voc).model)
+    model.load_state_dict(final_state(out)["model"])
+    model.eval()
+    norm = Normalize(model.encoder.mean, model.encoder.std)
+    conf = np.zeros((21, 21), np.int64)
+    for image, mask in VOCSegmentation(synthetic_voc, "val"):
+        with torch.no_grad():
+            pred = model(norm(torch.from_numpy(image)[None])).argmax(1)[0].numpy()
+        keep = mask != 255
+        np.add.at(conf, (mask[keep].astype(int), pred[keep]), 1)
+    tp, union = np.diag(conf), conf.sum(0) + conf.sum(1) - np.diag(conf)
+    assert result["ss"]["miou"] == pytest.approx(np.mean(tp[union > 0] / union[union > 0]), abs=1e-12)
+
+
+def test_eval_script_names_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a training run folder"):
+        eval_script.evaluate_run(config("eval", [f"run_dir={tmp_path}"]))
+
+
+def test_missing_voc_says_how_to_get_and_prepare_it(tmp_path):
+    cmd = [sys.executable, "scripts/train.py", f"data.root={tmp_path}/VOC2012", f"hydra.run.dir={tmp_path}/run"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1
+    assert f"{tmp_path}/VOC2012: dataset root not found" in out
+    assert "scripts/prepare_voc.py" in out and "data=synthetic" in out
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "failed"
+
+
+def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_path):
+    """torchrun with 2 CPU processes (Gloo): the evaluation is sharded and its confusion matrices summed; it
+    must equal a single-process evaluation of the checkpoint that rank 0 saved."""
+    overrides = [
+        "data=synthetic", f"data.root={synthetic_voc}", "data.generate=null", "width=0.35", "head=no_aspp",
+        "data.crop_size=65", "data.batch_size=4", "data.workers=0", "trainer.iters=2", "trainer.eval_every=0",
+        "trainer.progress=false", "eval.mf=false", "eval.workers=0", f"hydra.run.dir={tmp_path}",
+    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*cmd, "scripts/train.py", *overrides], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads((tmp_path / "metrics.json").read_text())
+    single = eval_script.evaluate_run(config("eval", [f"run_dir={tmp_path}", "eval.workers=0", "eval.mf=false"]))
+    assert ddp["ss"]["miou"] == pytest.approx(single["ss"]["miou"], abs=1e-12)
+    assert final_state(tmp_path)["iteration"] == 2
