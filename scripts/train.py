@@ -31,7 +31,15 @@ from deeplab_mobile.data.synthetic import write_synthetic_voc
 from deeplab_mobile.data.transforms import mean_pixel
 from deeplab_mobile.engine.board import Board
 from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
-from deeplab_mobile.engine.distributed import Dist, barrier, cleanup, init_distributed, shard, wrap_model
+from deeplab_mobile.engine.distributed import (
+    Dist,
+    barrier,
+    broadcast_buffers,
+    cleanup,
+    init_distributed,
+    shard,
+    wrap_model,
+)
 from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes
 from deeplab_mobile.engine.report import write_metrics
 from deeplab_mobile.engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, param_groups
@@ -101,7 +109,10 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     env = init_distributed(cfg.trainer.device)
     seed_everything(cfg.trainer.seed)
-    model = instantiate(cfg.model)
+    model_cfg = cfg.model.copy()
+    if cfg.resume and (out_dir / "checkpoints" / "last.pt").is_file():
+        model_cfg.encoder.weights = None  # every weight comes from the checkpoint: no download, no weights file
+    model = instantiate(model_cfg)
     normalize = Normalize(model.encoder.mean, model.encoder.std)
     train_set, val_set = datasets(cfg, model.encoder.mean, env)
     fill = mean_pixel(model.encoder.mean)
@@ -123,8 +134,9 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     val_loader = eval_loader(shard(val_set, env), cfg.eval.batch_size, cfg.eval.workers)
     eval_kwargs = dict(pad_to=cfg.eval.pad_to, fill=fill, device=env.device, autocast_dtype=dtype, env=env)
 
-    def periodic_eval(iteration: int) -> None:
-        s, _, examples = evaluate(net, normalize, val_loader, cfg.num_classes, keep=cfg.eval.examples, **eval_kwargs)
+    def periodic_eval(iteration: int) -> None:  # the bare model: DDP's forward would be a collective
+        broadcast_buffers(model, env)
+        s, _, examples = evaluate(model, normalize, val_loader, cfg.num_classes, keep=cfg.eval.examples, **eval_kwargs)
         log.info("iteration %d: val mIoU %.4f (single scale)", iteration, s["miou"])
         values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
         values.update({f"val_iou/{name}": v for name, v in zip(names, s["iou"], strict=True) if v == v})
@@ -153,8 +165,10 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     trainer.fit()
 
     # Final evaluation: single scale, and MF + flip
+    # The bare model, not DDP: shards may differ by one batch, and DDP's forward is a collective.
+    broadcast_buffers(model, env)
     results = evaluate_modes(
-        net, normalize, val_loader, cfg.num_classes,
+        model, normalize, val_loader, cfg.num_classes,
         mf=cfg.eval.mf, mf_scales=cfg.eval.mf_scales, flip=cfg.eval.flip, progress=env.main, **eval_kwargs,
     )  # fmt: skip
     complexity = model_complexity(model)
@@ -196,6 +210,12 @@ def main(cfg: DictConfig) -> None:
         write_status(out_dir, "failed", reason=str(exc))
         log.error("%s", exc)
         sys.exit(1)
+    except KeyboardInterrupt:
+        write_status(out_dir, "interrupted", reason="stopped by the user; resume=true continues it")
+        raise
+    except Exception as exc:
+        write_status(out_dir, "failed", reason=f"{type(exc).__name__}: {exc}")
+        raise
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
 from deeplab_mobile.engine.trainer import NonFiniteLoss
 
 ROOT = Path(__file__).resolve().parents[1]
-ITERS, LR = 6, 0.05
+ITERS, LR = 6, 0.001
 
 
 def config(name, overrides):
@@ -118,13 +118,14 @@ def test_resume_after_a_crash_is_bit_identical(reference, synthetic_voc, tmp_pat
     assert got["iteration"] == ITERS
     for name, tensor in want["model"].items():
         assert torch.equal(tensor, got["model"][name]), name
-    for pid, s in want["optimizer"]["state"].items():
-        assert torch.equal(s["momentum_buffer"], got["optimizer"]["state"][pid]["momentum_buffer"])
+    for pid, s in want["optimizer"]["state"].items():  # AdamW: step, exp_avg, exp_avg_sq
+        for key, value in s.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(got["optimizer"]["state"][pid][key])), key
 
 
 def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_checkpoint(reference, synthetic_voc):
     out = reference[0]
-    with pytest.raises(train_script.ConfigMismatch, match=r"optim.lr: 0.05 -> 0.1"):
+    with pytest.raises(train_script.ConfigMismatch, match=r"optim.lr: 0.001 -> 0.1"):
         train_script.train(tiny(synthetic_voc, "resume=true", "optim.lr=0.1"), out)
     with pytest.raises(CheckpointError, match="pass resume=true"):
         train_script.train(tiny(synthetic_voc), out)
@@ -207,7 +208,7 @@ def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_
         "data.crop_size=65", "data.batch_size=4", "data.workers=0", "trainer.iters=2", "trainer.eval_every=0",
         "trainer.progress=false", "eval.mf=false", "eval.workers=0", f"hydra.run.dir={tmp_path}",
     ]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([*cmd, "scripts/train.py", *overrides], capture_output=True, text=True, cwd=ROOT,
                           timeout=300, env=env)  # fmt: skip

@@ -73,6 +73,14 @@ def all_reduce_sum(tensor: torch.Tensor, env: Dist) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(model: nn.Module, env: Dist) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics). Without SyncBatchNorm each process
+    updates them from its own share of the batch, so before evaluation they differ from the checkpoint's."""
+    if env.enabled:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier(env: Dist) -> None:
     if env.enabled:
         dist.barrier()
