@@ -131,64 +131,67 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     )
     dtype = autocast_dtype(settings.amp, env.device)
     board = Board(out_dir / "tb", enabled=env.main)
-    val_loader = eval_loader(shard(val_set, env), cfg.eval.batch_size, cfg.eval.workers)
-    eval_kwargs = dict(pad_to=cfg.eval.pad_to, fill=fill, device=env.device, autocast_dtype=dtype, env=env)
+    try:
+        val_loader = eval_loader(shard(val_set, env), cfg.eval.batch_size, cfg.eval.workers)
+        eval_kwargs = dict(pad_to=cfg.eval.pad_to, fill=fill, device=env.device, autocast_dtype=dtype, env=env)
 
-    def periodic_eval(iteration: int) -> None:  # the bare model: DDP's forward would be a collective
+        def periodic_eval(iteration: int) -> None:  # the bare model: DDP's forward would be a collective
+            broadcast_buffers(model, env)
+            keep = cfg.eval.examples
+            s, _, examples = evaluate(model, normalize, val_loader, cfg.num_classes, keep=keep, **eval_kwargs)
+            log.info("iteration %d: val mIoU %.4f (single scale)", iteration, s["miou"])
+            values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
+            values.update({f"val_iou/{name}": v for name, v in zip(names, s["iou"], strict=True) if v == v})
+            board.scalars(values, iteration)
+            board.examples("val/image_truth_prediction", examples, iteration)
+
+        trainer = Trainer(
+            net, normalize, optimizer, scheduler, train_set, settings, out_dir, env,
+            evaluate=periodic_eval, on_log=board.scalars, config=identity(cfg),
+        )  # fmt: skip
+        if cfg.resume and trainer.ckpt_path.is_file():
+            state = load_checkpoint(trainer.ckpt_path, map_location=env.device)
+            check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
+            log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
+        elif cfg.resume:
+            log.warning("resume=true but %s does not exist: starting at iteration 0", trainer.ckpt_path)
+        elif trainer.ckpt_path.is_file():
+            raise CheckpointError(
+                f"{trainer.ckpt_path} exists: pass resume=true to continue that run, or choose another hydra.run.dir"
+            )
+        saved_config = out_dir / ".hydra" / "config.yaml"
+        if env.main and not saved_config.is_file():  # Hydra writes it; a direct call of train() gets one as well
+            saved_config.parent.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, saved_config)
+        write_status(out_dir, "running", env, iteration=trainer.iteration)
+        trainer.fit()
+
+        # Final evaluation: single scale, and MF + flip
+        # The bare model, not DDP: shards may differ by one batch, and DDP's forward is a collective.
         broadcast_buffers(model, env)
-        s, _, examples = evaluate(model, normalize, val_loader, cfg.num_classes, keep=cfg.eval.examples, **eval_kwargs)
-        log.info("iteration %d: val mIoU %.4f (single scale)", iteration, s["miou"])
-        values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
-        values.update({f"val_iou/{name}": v for name, v in zip(names, s["iou"], strict=True) if v == v})
-        board.scalars(values, iteration)
-        board.examples("val/image_truth_prediction", examples, iteration)
-
-    trainer = Trainer(
-        net, normalize, optimizer, scheduler, train_set, settings, out_dir, env,
-        evaluate=periodic_eval, on_log=board.scalars, config=identity(cfg),
-    )  # fmt: skip
-    if cfg.resume and trainer.ckpt_path.is_file():
-        state = load_checkpoint(trainer.ckpt_path, map_location=env.device)
-        check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
-        log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
-    elif cfg.resume:
-        log.warning("resume=true but %s does not exist: starting at iteration 0", trainer.ckpt_path)
-    elif trainer.ckpt_path.is_file():
-        raise CheckpointError(
-            f"{trainer.ckpt_path} exists: pass resume=true to continue that run, or choose another hydra.run.dir"
-        )
-    saved_config = out_dir / ".hydra" / "config.yaml"
-    if env.main and not saved_config.is_file():  # Hydra writes it; a direct call of train() gets one as well
-        saved_config.parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, saved_config)
-    write_status(out_dir, "running", env, iteration=trainer.iteration)
-    trainer.fit()
-
-    # Final evaluation: single scale, and MF + flip
-    # The bare model, not DDP: shards may differ by one batch, and DDP's forward is a collective.
-    broadcast_buffers(model, env)
-    results = evaluate_modes(
-        model, normalize, val_loader, cfg.num_classes,
-        mf=cfg.eval.mf, mf_scales=cfg.eval.mf_scales, flip=cfg.eval.flip, progress=env.main, **eval_kwargs,
-    )  # fmt: skip
-    complexity = model_complexity(model)
-    metrics = {
-        **describe_model(model),
-        **complexity,
-        "iteration": trainer.iteration,
-        "checkpoint": str(trainer.ckpt_path),
-        "eval": {"pad_to": cfg.eval.pad_to, "mf_scales": list(cfg.eval.mf_scales), "flip": cfg.eval.flip},
-    }
-    if env.main:
-        write_metrics(out_dir, results, names, metrics)
-        hparams = {**describe_model(model), "mf": cfg.eval.mf, "data": cfg.data.name}
-        summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
-                   "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
-        if "mf" in results:
-            summary["hparams/miou_mf"] = results["mf"]["miou"]
-        board.hparams(hparams, summary, trainer.iteration)
+        results = evaluate_modes(
+            model, normalize, val_loader, cfg.num_classes,
+            mf=cfg.eval.mf, mf_scales=cfg.eval.mf_scales, flip=cfg.eval.flip, progress=env.main, **eval_kwargs,
+        )  # fmt: skip
+        complexity = model_complexity(model)
+        metrics = {
+            **describe_model(model),
+            **complexity,
+            "iteration": trainer.iteration,
+            "checkpoint": str(trainer.ckpt_path),
+            "eval": {"pad_to": cfg.eval.pad_to, "mf_scales": list(cfg.eval.mf_scales), "flip": cfg.eval.flip},
+        }
+        if env.main:
+            write_metrics(out_dir, results, names, metrics)
+            hparams = {**describe_model(model), "mf": cfg.eval.mf, "data": cfg.data.name}
+            summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
+                       "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
+            if "mf" in results:
+                summary["hparams/miou_mf"] = results["mf"]["miou"]
+            board.hparams(hparams, summary, trainer.iteration)
+            log.info("val mIoU %s", ", ".join(f"{m} {r['miou']:.4f}" for m, r in results.items()))
+    finally:  # also on a crash: the writer's thread must not outlive the run
         board.close()
-        log.info("val mIoU %s", ", ".join(f"{m} {r['miou']:.4f}" for m, r in results.items()))
     write_status(out_dir, "done", env, iteration=trainer.iteration)
     cleanup(env)
     return {**metrics, **results}

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from deeplab_mobile.data import TrainTransform, VOCSegmentation
+from deeplab_mobile.data.loader import worker_context
 from deeplab_mobile.engine.sampler import PositionSeeded, TrainSampler
 
 
@@ -31,7 +32,10 @@ def test_ranks_split_each_global_batch():
 
 def batches(dataset, workers, start_iter=0):
     sampler = TrainSampler(len(dataset), batch_size=4, iters=3, seed=7, start_iter=start_iter)
-    loader = DataLoader(PositionSeeded(dataset, seed=7), batch_size=4, sampler=sampler, num_workers=workers)
+    loader = DataLoader(
+        PositionSeeded(dataset, seed=7), batch_size=4, sampler=sampler, num_workers=workers,
+        multiprocessing_context=worker_context(workers),
+    )  # fmt: skip
     return list(loader)
 
 

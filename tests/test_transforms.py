@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import blocks_mask
 
+from deeplab_mobile.data import VOCSegmentation
 from deeplab_mobile.data.transforms import TRAIN_SCALES, EvalTransform, Normalize, TrainTransform, pad_collate
 
 COLOURS = np.random.default_rng(7).integers(0, 256, (21, 3)).astype(np.uint8)
@@ -113,13 +114,13 @@ def test_normalize_maps_mean_pixel_to_zero():
     torch.testing.assert_close(white, (1 - torch.tensor(MEAN)) / torch.tensor((0.229, 0.224, 0.225)))
 
 
-def test_loader_workers_draw_different_augmentations(synthetic_voc):
-    from deeplab_mobile.data import VOCSegmentation
-    from deeplab_mobile.data.loader import train_loader
+class Same(VOCSegmentation):  # every index is the same image: only the augmentation differs
+    def __getitem__(self, index):
+        return super().__getitem__(0)
 
-    class Same(VOCSegmentation):  # every index is the same image: only the augmentation differs
-        def __getitem__(self, index):
-            return super().__getitem__(0)
+
+def test_loader_workers_draw_different_augmentations(synthetic_voc):
+    from deeplab_mobile.data.loader import train_loader
 
     ds = Same(synthetic_voc, "train", transform=TrainTransform(48, MEAN, seed=0))
     torch.manual_seed(0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
@@ -19,6 +21,19 @@ def seed_worker(worker_id: int) -> None:
         transform.reseed(torch.initial_seed() % 2**32)
 
 
+def worker_context(workers: int) -> str | None:
+    """Start DataLoader workers from a fresh server process ("forkserver"), not by forking this one.
+
+    A worker forked from a process whose OpenCV thread pool is running (any cv2 resize on a large enough image,
+    e.g. evaluation or ``workers=0`` training earlier in the same process) inherits the pool's locks without its
+    threads and hangs in its first cv2 call (``cv2.setNumThreads`` included). Start-up costs about a second per
+    worker, once per loader (training makes one iterator per run; evaluation workers are persistent).
+    """
+    if workers == 0:
+        return None
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+
+
 def train_loader(
     dataset: Dataset, batch_size: int, workers: int, generator: torch.Generator | None = None
 ) -> DataLoader:
@@ -32,6 +47,7 @@ def train_loader(
         persistent_workers=workers > 0,
         worker_init_fn=seed_worker,
         generator=generator,
+        multiprocessing_context=worker_context(workers),
     )
 
 
@@ -45,4 +61,5 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
         collate_fn=pad_collate,
+        multiprocessing_context=worker_context(workers),
     )

@@ -17,7 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..data.loader import seed_worker
+from ..data.loader import seed_worker, worker_context
 from ..data.voc import IGNORE_INDEX
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .distributed import Dist
@@ -172,6 +172,7 @@ class Trainer:
             # Its own generator: creating the iterator must not draw from the global RNG (bit-identical resume).
             generator=torch.Generator().manual_seed(s.seed),
             persistent_workers=False,
+            multiprocessing_context=worker_context(s.workers),
         )
 
     def train_mode(self) -> None:
