@@ -22,7 +22,7 @@ from deeplab_mobile.complexity import model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, class_names
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.transforms import mean_pixel
-from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint, model_state
+from deeplab_mobile.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from deeplab_mobile.engine.distributed import cleanup, init_distributed, shard
 from deeplab_mobile.engine.evaluator import evaluate_modes
 from deeplab_mobile.engine.report import write_metrics
@@ -46,7 +46,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     env = init_distributed(cfg.device)
     run.model.encoder.weights = None  # the checkpoint holds every weight: no ImageNet download or file needed
     model = instantiate(run.model)
-    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else run_dir / "checkpoints" / "last.pt"
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else last_checkpoint(run_dir)
     state = load_checkpoint(ckpt, map_location="cpu")
     try:
         model.load_state_dict(model_state(state, ckpt))

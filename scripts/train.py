@@ -30,7 +30,7 @@ from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import write_synthetic_voc
 from deeplab_mobile.data.transforms import mean_pixel
 from deeplab_mobile.engine.board import Board
-from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
+from deeplab_mobile.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint
 from deeplab_mobile.engine.distributed import (
     Dist,
     barrier,
@@ -110,7 +110,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     env = init_distributed(cfg.trainer.device)
     seed_everything(cfg.trainer.seed)
     model_cfg = cfg.model.copy()
-    if cfg.resume and (out_dir / "checkpoints" / "last.pt").is_file():
+    if cfg.resume and last_checkpoint(out_dir).is_file():
         model_cfg.encoder.weights = None  # every weight comes from the checkpoint: no download, no weights file
     model = instantiate(model_cfg)
     normalize = Normalize(model.encoder.mean, model.encoder.std)

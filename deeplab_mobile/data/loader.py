@@ -6,7 +6,7 @@ import multiprocessing
 
 import cv2
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from .transforms import pad_collate
 
@@ -35,12 +35,18 @@ def worker_context(workers: int) -> str | None:
 
 
 def train_loader(
-    dataset: Dataset, batch_size: int, workers: int, generator: torch.Generator | None = None
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    generator: torch.Generator | None = None,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
+    """Shuffled full batches, or the order of ``sampler`` when given (the trainer's resumable stream)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         drop_last=True,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),

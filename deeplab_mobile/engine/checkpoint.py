@@ -15,6 +15,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or does not fit; the message names the file."""
 
 
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """Where a run folder keeps its latest checkpoint."""
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``:
     a crash mid-write leaves the previous checkpoint intact, never a truncated one."""

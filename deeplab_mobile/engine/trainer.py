@@ -17,9 +17,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..data.loader import seed_worker, worker_context
+from ..data.loader import train_loader
 from ..data.voc import IGNORE_INDEX
-from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .checkpoint import last_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .distributed import Dist
 from .sampler import PositionSeeded, TrainSampler
 
@@ -122,7 +122,7 @@ class Trainer:
 
     @property
     def ckpt_path(self) -> Path:
-        return self.out_dir / "checkpoints" / "last.pt"
+        return last_checkpoint(self.out_dir)
 
     @property
     def bare_model(self) -> nn.Module:
@@ -162,18 +162,9 @@ class Trainer:
         sampler = TrainSampler(
             len(self.train_set), s.batch_size, s.iters, s.seed, self.iteration, env.rank, env.world_size
         )
-        return DataLoader(
-            PositionSeeded(self.train_set, s.seed),
-            batch_size=sampler.local_batch,
-            sampler=sampler,
-            num_workers=s.workers,
-            pin_memory=env.device.type == "cuda",
-            worker_init_fn=seed_worker,
-            # Its own generator: creating the iterator must not draw from the global RNG (bit-identical resume).
-            generator=torch.Generator().manual_seed(s.seed),
-            persistent_workers=False,
-            multiprocessing_context=worker_context(s.workers),
-        )
+        # Its own generator: creating the iterator must not draw from the global RNG (bit-identical resume).
+        generator = torch.Generator().manual_seed(s.seed)
+        return train_loader(PositionSeeded(self.train_set, s.seed), sampler.local_batch, s.workers, generator, sampler)
 
     def train_mode(self) -> None:
         self.model.train()
