@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from filelock import FileLock
 from tqdm import tqdm
 
 from .voc import IGNORE_INDEX, write_mask
@@ -132,6 +133,16 @@ def write_synthetic_voc(
     settings = f"n_train={n_train} n_val={n_val} seed={seed} size={tuple(size)}"
     if stamp.is_file() and stamp.read_text() == settings:
         return voc
+    voc.mkdir(parents=True, exist_ok=True)
+    # Parallel sweep jobs (joblib, Slurm) may all reach this point: one writes, the others wait and then read.
+    with FileLock(str(voc / ".synthetic.lock")):
+        if not (stamp.is_file() and stamp.read_text() == settings):
+            _write_tree(voc, n_train, n_val, seed, size, progress)
+            stamp.write_text(settings)
+    return voc
+
+
+def _write_tree(voc: Path, n_train: int, n_val: int, seed: int, size: tuple[int, int], progress: bool) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -143,5 +154,3 @@ def write_synthetic_voc(
     lists = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
     for split, names in lists.items():
         (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
-    stamp.write_text(settings)
-    return voc

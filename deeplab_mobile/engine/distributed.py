@@ -37,9 +37,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def export_submitit_env() -> None:
+    """A Slurm job that the submitit launcher started with several tasks (``tasks_per_node > 1``) has Slurm's
+    variables, not torchrun's: export ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT`` from them
+    with submitit's own helper. Each task keeps every GPU visible and drives GPU ``LOCAL_RANK``."""
+    if "WORLD_SIZE" in os.environ or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment()
+    if env.world_size > 1:
+        env.export(set_cuda_visible_devices=False)
+
+
 def init_distributed(device: str = "auto") -> Dist:
     """Read torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``); join the process group when there
     is more than one process (NCCL on CUDA, Gloo on CPU). Each process drives GPU ``LOCAL_RANK``."""
+    export_submitit_env()
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     dev = resolve_device(device)
