@@ -1,0 +1,239 @@
+"""A sweep's runs as the paper's ablation table: Network, OS, ASPP, MF, mIoU, Params, MAdds (+ latency), in
+Table 7's order, with the paper's values beside every row whose configuration is a Table 7 row.
+
+One row per evaluation: a finished run gives a single-scale row and, when it was evaluated with MF + flip, an MF
+row. A run without results gives one row that says what happened to it. The Markdown, CSV and LaTeX writers are
+short enough to keep here; a table library would add a dependency for three loops.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from ..table7 import TABLE7, Table7Row
+from .runs import Run
+
+ENCODER_ORDER = {"mobilenet_v1": 0, "mobilenet_v2": 1, "resnet101": 2}
+TAP_ORDER = {"second_last": 0, None: 0, "last": 1}
+
+
+@dataclass
+class Row:
+    run: str
+    state: str
+    network: str
+    arch: dict | None
+    mf: bool
+    data: str | None = None
+    miou: float | None = None  # 0..1
+    params: int | None = None
+    madds: int | None = None
+    latency_ms: float | None = None
+    latency_device: str | None = None
+    paper: Table7Row | None = None
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        """``MNet V2* OS16 ASPP MF``: names the variant in plots and notes."""
+        if self.arch is None:
+            return self.network
+        head = "ASPP" if self.arch["head"] == "aspp" else "no ASPP"
+        return f"{self.network} OS{self.arch['os']} {head}{' MF' if self.mf else ''}"
+
+
+def network_name(arch: dict) -> str:
+    """Table 7's names: ``MNet V1``, ``MNet V2*`` (320-channel tap), ``ResNet-101``; others say what differs."""
+    name = {
+        "mobilenet_v1": "MNet V1",
+        "mobilenet_v2": "MNet V2*" if arch["tap"] in (None, "second_last") else "MNet V2 (1280 tap)",
+        "resnet101": "ResNet-101",
+    }.get(arch["encoder"], arch["encoder"])
+    if arch["encoder"] != "resnet101" and arch["width"] != 1.0:
+        name += f" x{arch['width']:g}"
+    return name
+
+
+def paper_row(arch: dict, mf: bool) -> Table7Row | None:
+    """The Table 7 row with this network, head, output stride and MF setting (width 1, 21 classes), if any."""
+    if arch["width"] != 1.0 or arch["num_classes"] != 21:
+        return None
+    for row in TABLE7:
+        same_tap = row.tap == arch["tap"] or (row.tap is None and arch["tap"] in (None, "second_last"))
+        if (row.encoder, row.os, row.head, row.mf) == (arch["encoder"], arch["os"], arch["head"], mf) and same_tap:
+            return row
+    return None
+
+
+def rows_of(run: Run) -> list[Row]:
+    if run.arch is None:
+        return [Row(run.name, run.state, "?", None, False, reason=run.reason)]
+    network = network_name(run.arch)
+    if run.state != "done":
+        return [Row(run.name, run.state, network, run.arch, False, run.data, reason=run.reason)]
+    m = run.metrics
+    rows = []
+    for mode in ("ss", "mf"):
+        if mode not in m:
+            continue
+        mf = mode == "mf"
+        row = Row(run.name, "done", network, run.arch, mf, run.data, m[mode]["miou"], m.get("params"))
+        row.madds = m.get("madds_mf" if mf else "madds")
+        row.paper = paper_row(run.arch, mf)
+        if run.latency and not mf:  # latency is of one single-scale forward pass
+            row.latency_ms = run.latency.get("median_ms")
+            row.latency_device = run.latency.get("device")
+        rows.append(row)
+    return rows
+
+
+def order_key(row: Row):
+    """Table 7's order: encoder (V1, V2, R101), tap, width (widest first), ASPP before none, OS 32-16-8, SS
+    before MF; runs that could not be read come last."""
+    a = row.arch
+    if a is None:
+        return (9, row.run)
+    return (
+        ENCODER_ORDER.get(a["encoder"], 5), TAP_ORDER.get(a["tap"], 2), -a["width"], a["head"] != "aspp",
+        -a["os"], row.mf, row.run,
+    )  # fmt: skip
+
+
+def build_rows(runs: list[Run]) -> list[Row]:
+    return sorted((row for run in runs for row in rows_of(run)), key=order_key)
+
+
+# Formatting
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{100 * v:.2f}"
+
+
+def _millions(v: int | None) -> str:
+    return "" if v is None else f"{v / 1e6:.2f}M"
+
+
+def _billions(v: int | None) -> str:
+    if v is None:
+        return ""
+    return f"{v / 1e9:.1f}B" if v >= 100e9 else f"{v / 1e9:.2f}B"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _status(row: Row) -> str:
+    """The state of a run without results; the reason follows in the notes (it may be long)."""
+    return "" if row.state == "done" else row.state
+
+
+def _paper_miou(row: Row) -> float | None:
+    """The paper's mIoU is on VOC 2012 val: shown only beside runs on VOC; Params/MAdds hold for any data."""
+    return row.paper.miou if row.paper and row.data == "voc" else None
+
+
+def columns(rows: list[Row]) -> dict[str, bool]:
+    """Optional column groups present in this table."""
+    return {"latency": any(r.latency_ms is not None for r in rows), "paper": any(r.paper for r in rows)}
+
+
+def to_cells(row: Row, cols: dict[str, bool], check: str) -> list[str]:
+    a = row.arch
+    cells = [
+        row.network, str(a["os"]) if a else "", check if a and a["head"] == "aspp" else "", check if row.mf else "",
+        _pct(row.miou), _millions(row.params), _billions(row.madds),
+    ]  # fmt: skip
+    if cols["latency"]:
+        cells.append("" if row.latency_ms is None else f"{row.latency_ms:.1f} ms")
+    if cols["paper"]:
+        p = row.paper
+        pm = _paper_miou(row)
+        cells += ["" if pm is None else f"{pm:.2f}", f"{p.params_m:.2f}M" if p else "", f"{p.madds_b:g}B" if p else ""]
+    return cells
+
+
+def header(cols: dict[str, bool], latency_device: str | None) -> list[str]:
+    head = ["Network", "OS", "ASPP", "MF", "mIoU", "Params", "MAdds"]
+    if cols["latency"]:
+        head.append(f"Latency ({latency_device})" if latency_device else "Latency")
+    if cols["paper"]:
+        head += ["paper mIoU", "paper Params", "paper MAdds"]
+    return head
+
+
+def _latency_device(rows: list[Row]) -> str | None:
+    devices = {r.latency_device for r in rows if r.latency_ms is not None}
+    return devices.pop() if len(devices) == 1 else None
+
+
+def notes(rows: list[Row]) -> list[str]:
+    """What the table cannot show in its cells: runs without results and where the numbers come from."""
+    lines = [f"{r.run}: {r.state}{': ' + _one_line(r.reason) if r.reason else ''}" for r in rows if r.state != "done"]
+    data = sorted({r.data for r in rows if r.data})
+    if data:
+        lines.append(f"mIoU (%) on the {', '.join(data)} val split; MAdds at 513x513, MF = 6 scales x flip.")
+    if any(r.paper for r in rows):
+        lines.append("paper: MobileNetV2 paper, Table 7 (VOC 2012 val, COCO-pretrained); mIoU shown for VOC runs.")
+    return lines
+
+
+def to_markdown(rows: list[Row]) -> str:
+    cols = columns(rows)
+    head = header(cols, _latency_device(rows)) + ["Status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in to_cells(r, cols, "✓") + [_status(r)]) + " |")
+    extra = [n.replace("|", "\\|") for n in notes(rows)]
+    return "\n".join(lines + ([""] + [f"- {n}" for n in extra] if extra else [])) + "\n"
+
+
+CSV_FIELDS = [
+    "run", "state", "reason", "network", "encoder", "width", "tap", "os", "aspp", "mf", "data", "miou", "params",
+    "madds", "latency_ms", "latency_device", "paper_miou", "paper_params_m", "paper_madds_b",
+]  # fmt: skip
+
+
+def to_csv(rows: list[Row]) -> str:
+    """Full-precision values, one row per table row (mIoU as a fraction, Params and MAdds as counts)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        a = r.arch or {}
+        writer.writerow({
+            "run": r.run, "state": r.state, "reason": _one_line(r.reason), "network": r.network,
+            "encoder": a.get("encoder"), "width": a.get("width"), "tap": a.get("tap"), "os": a.get("os"),
+            "aspp": None if not a else a["head"] == "aspp", "mf": r.mf, "data": r.data, "miou": r.miou,
+            "params": r.params, "madds": r.madds, "latency_ms": r.latency_ms, "latency_device": r.latency_device,
+            "paper_miou": _paper_miou(r), "paper_params_m": r.paper.params_m if r.paper else None,
+            "paper_madds_b": r.paper.madds_b if r.paper else None,
+        })  # fmt: skip
+    return buf.getvalue()
+
+
+LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_ESCAPES.get(c, c) for c in text)
+
+
+def to_latex(rows: list[Row]) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs,amssymb}``); a run without results shows its state in
+    the mIoU column, and the reasons follow as comments."""
+    cols = columns(rows)
+    head = header(cols, _latency_device(rows))
+    out = [r"\begin{tabular}{l" + "c" * (len(head) - 1) + "}", r"\toprule"]
+    out.append(" & ".join(latex_escape(h) for h in head) + r" \\")
+    out.append(r"\midrule")
+    for r in rows:
+        cells = [c if c == r"\checkmark" else latex_escape(c) for c in to_cells(r, cols, r"\checkmark")]
+        if r.state != "done":
+            cells[4] = r"\textit{" + latex_escape(r.state) + "}"  # the reason is in the notes below
+        out.append(" & ".join(cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    out += [f"% {latex_escape(n)}" for n in notes(rows)]
+    return "\n".join(out) + "\n"

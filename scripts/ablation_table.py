@@ -1,0 +1,98 @@
+"""The ablation table of a sweep: every run's config, metrics.json and complexity -> Markdown, CSV, LaTeX and a
+mIoU-vs-MAdds plot, in Table 7's format and order, with the paper's values beside matching rows.
+
+    python scripts/train.py -m experiment=head_os data=synthetic trainer.iters=300
+    python scripts/ablation_table.py outputs/multirun/<date>                     # -> outputs/multirun/<date>/report/
+    python scripts/ablation_table.py outputs/multirun/<date> --latency cpu       # also time each model (513x513)
+
+Runs that failed, were interrupted or never finished are listed with their reason; jobs that multirun.yaml
+lists but that never started are listed as "not started". Exit status 2 for a folder without training runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from deeplab_mobile.ablation import SweepError, build_rows, find_runs, plot_tradeoff, to_csv, to_latex, to_markdown
+from deeplab_mobile.ablation.runs import Run
+
+
+def expected_jobs(sweep: Path) -> list[list[str]]:
+    """Each job's overrides, as Hydra's basic sweeper expands the sweep recorded in ``multirun.yaml`` (the
+    command line's overrides plus ``hydra.sweeper.params``); [] when there is no such record."""
+    record = sweep / "multirun.yaml"
+    if not record.is_file():
+        return []
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the expansion Hydra itself ran
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = OmegaConf.load(record)
+    if "BasicSweeper" not in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")):
+        return []
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(cfg, "hydra.overrides.task") or [])
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
+    seen = [sorted(r.overrides) for r in runs]
+    missing = [job for job in expected_jobs(sweep) if sorted(job) not in seen]
+    reason = "listed in multirun.yaml; no run folder (the sweep stopped before it)"
+    return [Run(sweep, ",".join(job), "not started", reason) for job in missing]
+
+
+def measure(runs: list[Run], device: str, size: int) -> None:
+    """Time each finished run's network (its architecture: the weights do not change the time) and write
+    ``latency.json`` into its folder."""
+    import torch
+    from hydra.utils import instantiate
+
+    from deeplab_mobile.latency import measure_latency
+
+    for run in tqdm([r for r in runs if r.state == "done"], desc=f"latency on {device}"):
+        model_cfg = OmegaConf.load(run.path / ".hydra" / "config.yaml").model
+        model_cfg.encoder.weights = None
+        torch.manual_seed(0)
+        run.latency = measure_latency(instantiate(model_cfg), size=size, device=device)
+        (run.path / "latency.json").write_text(json.dumps(run.latency, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep", type=Path, help="a sweep folder (outputs/multirun/<date>) or a run folder")
+    parser.add_argument("--out", type=Path, help="where to write the report (default: <sweep>/report)")
+    parser.add_argument("--latency", choices=["cpu", "cuda"], help="measure each model's latency first")
+    parser.add_argument("--latency-size", type=int, default=513, help="input size for --latency (default 513)")
+    args = parser.parse_args(argv)
+    try:
+        runs = find_runs(args.sweep)
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runs += not_started(args.sweep, runs)
+    if args.latency:
+        measure(runs, args.latency, args.latency_size)
+    rows = build_rows(runs)
+    out = args.out or args.sweep / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(rows)
+    (out / "table.md").write_text(markdown)
+    (out / "table.csv").write_text(to_csv(rows))
+    (out / "table.tex").write_text(to_latex(rows))
+    plot = plot_tradeoff(rows, out / "miou_vs_madds.png", title=str(args.sweep))
+    print(markdown)
+    done = sum(r.state == "done" for r in runs)
+    print(f"{done} of {len(runs)} runs finished; wrote {out}/table.md, table.csv, table.tex", end="")
+    print(", miou_vs_madds.png" if plot else " (no plot: no finished run)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
