@@ -16,11 +16,15 @@ import json
 import sys
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import get_overrides_dirname  # how Hydra names a sweep job's folder
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the expansion Hydra itself runs
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from deeplab_mobile.ablation import SweepError, build_rows, find_runs, plot_tradeoff, to_csv, to_latex, to_markdown
-from deeplab_mobile.ablation.runs import Run
+from deeplab_mobile.ablation.runs import Run, architecture
 
 
 def expected_jobs(sweep: Path) -> list[list[str]]:
@@ -29,9 +33,6 @@ def expected_jobs(sweep: Path) -> list[list[str]]:
     record = sweep / "multirun.yaml"
     if not record.is_file():
         return []
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the expansion Hydra itself ran
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     cfg = OmegaConf.load(record)
     if "BasicSweeper" not in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")):
         return []
@@ -42,10 +43,30 @@ def expected_jobs(sweep: Path) -> list[list[str]]:
 
 
 def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
+    """The jobs of ``multirun.yaml`` without a run folder, named as Hydra would have named their folders and
+    described from the config they compose to."""
     seen = [sorted(r.overrides) for r in runs]
     missing = [job for job in expected_jobs(sweep) if sorted(job) not in seen]
-    reason = "listed in multirun.yaml; no run folder (the sweep stopped before it)"
-    return [Run(sweep, ",".join(job), "not started", reason) for job in missing]
+    if not missing:
+        return []
+    hydra_cfg = OmegaConf.load(sweep / "multirun.yaml").hydra
+    naming = hydra_cfg.job.config.override_dirname
+    sources = [s.path for s in hydra_cfg.runtime.config_sources if s.provider == "main" and s.schema == "file"]
+    result = []
+    for job in missing:
+        parsed = OverridesParser.create().parse_overrides(job)
+        name = get_overrides_dirname(parsed, list(naming.exclude_keys), naming.item_sep, naming.kv_sep)
+        run = Run(sweep / name, name, "not started", "listed in multirun.yaml; no run folder (the sweep stopped first)")
+        run.overrides = job
+        if sources and Path(sources[0]).is_dir():
+            try:  # the variant it would have been, for the table's Network/OS/ASPP cells
+                with initialize_config_dir(version_base="1.3", config_dir=sources[0]):
+                    cfg = compose(hydra_cfg.job.config_name, overrides=job)
+                run.arch, run.data = architecture(cfg), OmegaConf.select(cfg, "data.name", default=None)
+            except Exception as exc:  # the conf folder changed since the sweep: list the job without it
+                run.reason += f"; its config no longer composes ({type(exc).__name__})"
+        result.append(run)
+    return result
 
 
 def measure(runs: list[Run], device: str, size: int) -> None:

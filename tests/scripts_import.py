@@ -18,3 +18,4 @@ def _load(name):
 prepare_voc = _load("prepare_voc")
 train = _load("train")
 evaluate = _load("eval")
+ablation_table = _load("ablation_table")

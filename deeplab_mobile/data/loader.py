@@ -31,6 +31,10 @@ def worker_context(workers: int) -> str | None:
     """
     if workers == 0:
         return None
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
+        # Inside a joblib (loky) worker -- a sweep under the parallel launcher -- the process-wide start method is
+        # "loky", and a new worker, told to use it, dies with "cannot find context for 'loky'". Back to the default.
+        multiprocessing.set_start_method(None, force=True)
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
 
 

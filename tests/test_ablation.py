@@ -1,0 +1,208 @@
+"""Sweeps and their report: a real 2 x 2 multirun (head x os) on the generated data, read back into the table;
+failed, unfinished and never-started runs; Table 7's rows, order and paper values; empty and foreign folders."""
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from scripts_import import ablation_table
+
+from deeplab_mobile.ablation import SweepError, build_rows, find_runs
+from deeplab_mobile.ablation.runs import ENCODER_KEYS
+from deeplab_mobile.complexity import count_madds, count_params
+from deeplab_mobile.models import build_model
+from deeplab_mobile.table7 import TABLE7
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "data=synthetic", "width=0.35", "data.crop_size=65", "data.batch_size=4", "trainer.iters=3",
+    "trainer.eval_every=0", "trainer.ckpt_every=3", "trainer.progress=false", "eval.mf=false",
+]  # fmt: skip
+
+
+def multirun(sweep_dir, data_root, *overrides):
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY, *overrides,
+           f"data.generate.root={data_root}", "data.generate.n_train=24", "data.generate.n_val=6",
+           f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def report(folder, *args):
+    assert ablation_table.main([str(folder), *args]) == 0
+    out = Path(folder) / "report"
+    return list(csv.DictReader(io.StringIO((out / "table.csv").read_text()))), out
+
+
+@pytest.fixture(scope="module")
+def head_os_sweep(tmp_path_factory):
+    """``experiment=head_os`` on the generated data, two jobs at a time (the joblib launcher config), each with a
+    DataLoader worker (a worker started inside a joblib process once died: "cannot find context for 'loky'")."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    proc = multirun(tmp / "sweep", tmp / "data", "experiment=head_os", "hydra/launcher=parallel", "data.workers=1",
+                    "eval.workers=1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "sweep"
+
+
+def test_two_by_two_sweep_table_has_four_rows_from_the_run_files(head_os_sweep):
+    runs = sorted(p.name for p in head_os_sweep.iterdir() if (p / ".hydra").is_dir())
+    assert len(runs) == 4 and all("experiment=head_os" in r for r in runs)
+    labels = [dict(kv.split("=", 1) for kv in name.split(",")) for name in runs]
+    assert sorted((d["head"], d["os"]) for d in labels) == [("aspp", "16"), ("aspp", "8"), ("no_aspp", "16"),
+                                                             ("no_aspp", "8")]  # fmt: skip
+    rows, out = report(head_os_sweep)
+    assert len(rows) == 4
+    # Table 7's order: ASPP before no ASPP, OS16 before OS8
+    assert [(r["aspp"], r["os"]) for r in rows] == [("True", "16"), ("True", "8"), ("False", "16"), ("False", "8")]
+    for row in rows:
+        head = "aspp" if row["aspp"] == "True" else "no_aspp"
+        folder = head_os_sweep / row["run"]
+        assert {("head", head), ("os", row["os"])} <= {tuple(kv.split("=", 1)) for kv in row["run"].split(",")}
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert float(row["miou"]) == pytest.approx(metrics["ss"]["miou"], abs=1e-12)
+        model = build_model("mobilenet_v2", head, int(row["os"]), width=0.35)  # counted independently
+        assert int(row["params"]) == count_params(model) and int(row["madds"]) == count_madds(model, 513)
+        assert row["network"] == "MNet V2* x0.35" and row["state"] == "done" and row["mf"] == "False"
+    markdown = (out / "table.md").read_text().splitlines()
+    body = [line for line in markdown if line.startswith("| MNet")]
+    assert [line.split(" | ")[1:4] for line in body] == [["16", "✓", ""], ["8", "✓", ""], ["16", "", ""], ["8", "", ""]]
+    assert body[0].split(" | ")[4] == f"{100 * float(rows[0]['miou']):.2f}"
+    tex = (out / "table.tex").read_text()
+    assert tex.count("\\checkmark") == 2 and tex.count("\\\\") == 5 and "\\_" not in tex.split("\\midrule")[0]
+    png = (out / "miou_vs_madds.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape[0] > 200 and image.shape[1] > 200
+
+
+def test_never_started_and_failed_runs_are_listed(head_os_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(head_os_sweep, sweep, ignore=shutil.ignore_patterns("report", "checkpoints", "tb"))
+    runs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    shutil.rmtree(runs[0])  # the sweep stopped before this job
+    (runs[1] / "status.json").write_text(json.dumps({"state": "failed", "reason": "loss is nan at iteration 2"}))
+    (runs[2] / "status.json").write_text(json.dumps({"state": "running", "iteration": 0}))
+    rows, out = report(sweep)
+    by_state = {r["state"]: r for r in rows}
+    assert len(rows) == 4 and set(by_state) == {"not started", "failed", "unfinished", "done"}
+    not_started = by_state["not started"]
+    assert not_started["run"] == runs[0].name  # the folder Hydra would have written
+    assert (not_started["network"], not_started["os"], not_started["aspp"]) == ("MNet V2* x0.35", "16", "True")
+    assert by_state["failed"]["reason"] == "loss is nan at iteration 2" and by_state["failed"]["miou"] == ""
+    assert by_state["unfinished"]["run"] == runs[2].name
+    markdown = (out / "table.md").read_text()
+    assert "loss is nan at iteration 2" in markdown and markdown.count("| failed |") == 1
+    assert f"{runs[0].name.split(',')[0]}" in markdown and "not started" in markdown
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    proc = multirun(
+        tmp_path / "sweep", tmp_path / "data", "head=no_aspp", "os=12,16", "data.workers=0", "eval.workers=0"
+    )
+    assert proc.returncode != 0  # Hydra reports the failed job at the end
+    rows, _ = report(tmp_path / "sweep")
+    states = {r["os"]: r for r in rows}
+    assert states["16"]["state"] == "done" and float(states["16"]["miou"]) >= 0
+    assert states["12"]["state"] == "failed" and "output stride 12 is not supported" in states["12"]["reason"]
+
+
+def fake_run(folder, overrides, metrics=None):
+    """A run folder with the config that ``overrides`` compose to and, optionally, results."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("train", overrides=overrides)
+    (folder / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        (folder / "status.json").write_text(json.dumps({"state": "done"}))
+    return cfg
+
+
+def test_table7_sweep_rows_match_the_paper_in_its_order(tmp_path):
+    """Eight VOC runs (one per conf/variant file), each evaluated SS and MF: the eight rows with paper values are
+    Table 7's rows in Table 7's order, with each run's own numbers."""
+    variants = sorted(p.stem for p in (ROOT / "conf" / "variant").glob("*.yaml"))
+    assert len(variants) == 8
+    expected = {}
+    for i, variant in enumerate(variants):
+        cfg = fake_run(tmp_path / f"variant={variant}", [f"variant={variant}"])
+        with torch.device("meta"):
+            model = build_model(ENCODER_KEYS[cfg.model.encoder._target_.rsplit(".", 1)[1]],
+                                "aspp" if cfg.model.head.aspp else "no_aspp", cfg.os)  # fmt: skip
+        params = count_params(model)
+        metrics = {"params": params, "madds": 1000 + i, "madds_mf": 2000 + i, "ss": {"miou": 0.5 + i / 100},
+                   "mf": {"miou": 0.6 + i / 100}}  # fmt: skip
+        (tmp_path / f"variant={variant}" / "metrics.json").write_text(json.dumps(metrics))
+        (tmp_path / f"variant={variant}" / "status.json").write_text(json.dumps({"state": "done"}))
+        expected[variant] = metrics
+    rows = build_rows(find_runs(tmp_path))
+    assert len(rows) == 16
+    matched = [r for r in rows if r.paper is not None]
+    assert [r.paper for r in matched] == list(TABLE7)
+    for r in matched:
+        m = expected[r.run.split("=")[1]]
+        assert r.miou == m["mf" if r.mf else "ss"]["miou"] and r.madds == m["madds_mf" if r.mf else "madds"]
+        assert (r.arch["os"], r.arch["head"] == "aspp", r.mf) == (r.paper.os, r.paper.aspp, r.paper.mf)
+    assert [r.network for r in matched] == [p.network for p in TABLE7]
+    markdown = ablation_table.to_markdown(rows)
+    assert "| MNet V2* | 16 |  |  | " in markdown and "| 75.32 | 2.11M | 2.75B |" in markdown
+
+
+def test_paper_miou_only_beside_voc_runs(tmp_path):
+    metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.25}}
+    fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp", "data=synthetic"], metrics)
+    (row,) = build_rows(find_runs(tmp_path))
+    assert row.paper is not None and row.paper.miou == 75.32  # the architecture matches ...
+    (csv_row,) = csv.DictReader(io.StringIO(ablation_table.to_csv([row])))
+    assert csv_row["paper_miou"] == "" and csv_row["paper_params_m"] == "2.11"  # ... the data does not
+
+
+def test_width_and_tap_variants_are_named_and_not_matched(tmp_path):
+    fake_run(tmp_path / "w", ["variant=mnv2_os16_no_aspp", "width=0.5"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}})
+    fake_run(tmp_path / "t", ["encoder=mobilenet_v2", "tap=last"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}})
+    rows = build_rows(find_runs(tmp_path))
+    assert [(r.network, r.paper) for r in rows] == [("MNet V2* x0.5", None), ("MNet V2 (1280 tap)", None)]
+
+
+def test_latency_is_measured_and_reported(tmp_path):
+    fake_run(
+        tmp_path / "a", ["variant=mnv2_os16_no_aspp", "width=0.35"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}}
+    )
+    rows, _ = report(tmp_path, "--latency", "cpu", "--latency-size", "65")
+    latency = json.loads((tmp_path / "a" / "latency.json").read_text())
+    assert latency["size"] == 65 and latency["repeats"] == 10 and 0 < latency["min_ms"] <= latency["median_ms"]
+    assert float(rows[0]["latency_ms"]) == pytest.approx(latency["median_ms"])
+    assert "Latency (CPU" in (tmp_path / "report" / "table.md").read_text()
+
+
+def test_eval_subfolder_is_not_a_run(tmp_path):
+    fake_run(tmp_path / "a", ["head=no_aspp"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}})
+    (tmp_path / "a" / "eval" / ".hydra").mkdir(parents=True)
+    (tmp_path / "a" / "eval" / ".hydra" / "config.yaml").write_text("run_dir: x\n")
+    assert [r.name for r in find_runs(tmp_path)] == ["a"]
+
+
+def test_empty_missing_and_foreign_folders_are_refused(tmp_path, capsys):
+    with pytest.raises(SweepError, match="holds no training runs"):
+        find_runs(tmp_path)
+    assert ablation_table.main([str(tmp_path)]) == 2
+    assert "outputs/multirun/<date>" in capsys.readouterr().err
+    with pytest.raises(SweepError, match="no such folder"):
+        find_runs(tmp_path / "nope")
+    foreign = tmp_path / "complexity_run" / ".hydra"
+    foreign.mkdir(parents=True)
+    (foreign / "config.yaml").write_text("input_size: 513\nmf: false\n")
+    with pytest.raises(SweepError, match="no training runs of scripts/train.py"):
+        find_runs(tmp_path)
+    assert not (tmp_path / "report").exists()
