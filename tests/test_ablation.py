@@ -4,6 +4,7 @@ failed, unfinished and never-started runs; Table 7's rows, order and paper value
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 from scripts_import import ablation_table
 
 from deeplab_mobile.ablation import SweepError, build_rows, find_runs
-from deeplab_mobile.ablation.runs import ENCODER_KEYS
+from deeplab_mobile.ablation.runs import ENCODER_KEYS, architecture
 from deeplab_mobile.complexity import count_madds, count_params
 from deeplab_mobile.models import build_model
 from deeplab_mobile.table7 import TABLE7
@@ -60,6 +61,10 @@ def test_two_by_two_sweep_table_has_four_rows_from_the_run_files(head_os_sweep):
     labels = [dict(kv.split("=", 1) for kv in name.split(",")) for name in runs]
     assert sorted((d["head"], d["os"]) for d in labels) == [("aspp", "16"), ("aspp", "8"), ("no_aspp", "16"),
                                                              ("no_aspp", "8")]  # fmt: skip
+    threads = max(1, os.cpu_count() // 2)  # two jobs at a time split the cores (trainer.threads=auto)
+    for name in runs:
+        log = next((head_os_sweep / name).glob("*.log")).read_text()
+        assert f"2 at a time: {threads} CPU threads" in log
     rows, out = report(head_os_sweep)
     assert len(rows) == 4
     # Table 7's order: ASPP before no ASPP, OS16 before OS8
@@ -206,3 +211,30 @@ def test_empty_missing_and_foreign_folders_are_refused(tmp_path, capsys):
     with pytest.raises(SweepError, match="no training runs of scripts/train.py"):
         find_runs(tmp_path)
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(
+    "experiment, grid",
+    [
+        ("table7", {"variant": sorted(p.stem for p in (ROOT / "conf" / "variant").glob("*.yaml"))}),
+        ("head_os", {"head": ["aspp", "no_aspp"], "os": ["16", "8"]}),
+        ("width", {"width": ["0.35", "0.5", "0.75", "1.0"]}),
+        ("tap", {"tap": ["second_last", "last"]}),
+    ],
+)
+def test_experiments_sweep_their_grid(experiment, grid):
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        params = {k: sorted(str(v).split(",")) for k, v in cfg.hydra.sweeper.params.items()}
+        assert params == {k: sorted(v) for k, v in grid.items()}
+        for key, values in grid.items():  # every point composes to the network it names
+            for value in values:
+                run = compose("train", overrides=[f"experiment={experiment}", f"{key}={value}"])
+                arch = architecture(run)
+                if key == "variant":
+                    encoder, os_, head = value.split("_", 2)
+                    assert arch["os"] == int(os_[2:]) and arch["head"] == head and arch["width"] == 1.0
+                    assert arch["encoder"] == {"mnv1": "mobilenet_v1", "mnv2": "mobilenet_v2", "r101": "resnet101"}[
+                        encoder]  # fmt: skip
+                else:
+                    assert str(arch[key]) == value
