@@ -4,6 +4,7 @@
     python scripts/train.py data=synthetic                        # the generated dataset, on CPU
     python scripts/train.py data=synthetic hydra.run.dir=outputs/train/<run> resume=true
     torchrun --nproc_per_node=4 scripts/train.py trainer.sync_bn=true
+    python scripts/train.py -m experiment=head_os data=synthetic   # a sweep -> scripts/ablation_table.py
 
 The run folder (hydra.run.dir) receives .hydra/config.yaml, train.log, checkpoints/last.pt, tb/ (TensorBoard),
 metrics.json, per_class_iou.csv and status.json.
