@@ -1,10 +1,13 @@
-"""Forward-pass latency of a model: batch 1, median over repeats after a warm-up, synchronised on CUDA."""
+"""Latency measurement: batch-1 forward passes timed after a warm-up (median, p90), synchronised on CUDA; the
+machine's fp32 matmul rate, the floor a model's FLOPs cannot beat; ONNX Runtime sessions timed the same way."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,30 +18,71 @@ def device_name(device: torch.device) -> str:
     return f"CPU, {torch.get_num_threads()} threads"
 
 
-def measure_latency(
-    model: nn.Module, size: int = 513, device: str | torch.device = "cpu", warmup: int = 3, repeats: int = 10
-) -> dict:
-    """Time ``model`` on one ``size`` x ``size`` image (eval mode, no autograd) and return the numbers as a dict
-    (``median_ms``, ``min_ms``, ``repeats``, ``size``, ``device``, ``torch``)."""
-    device = torch.device(device)
-    model = model.eval().to(device)
-    x = torch.randn(1, 3, size, size, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+def timings(fn: Callable[[], object], warmup: int = 3, repeats: int = 20, sync: Callable[[], None] | None = None):
+    """Call ``fn`` ``warmup`` times, then time ``repeats`` calls; milliseconds (median, p90, min)."""
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
     times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
         sync()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            sync()
-            times.append(1000 * (time.perf_counter() - start))
+        times.append(1000 * (time.perf_counter() - start))
     return {
         "median_ms": statistics.median(times),
+        "p90_ms": float(np.percentile(times, 90)),
         "min_ms": min(times),
         "repeats": repeats,
-        "size": size,
-        "device": device_name(device),
-        "torch": torch.__version__,
     }
+
+
+def measure_latency(
+    model: nn.Module,
+    size: int | tuple[int, int] = 513,
+    device: str | torch.device = "cpu",
+    warmup: int = 3,
+    repeats: int = 10,
+    channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict:
+    """Time ``model`` (eval mode, no autograd) on one image of ``size``; returns ``timings`` plus ``size``,
+    ``device`` and ``torch``."""
+    device = torch.device(device)
+    h, w = (size, size) if isinstance(size, int) else size
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.eval().to(device, memory_format=fmt)
+    x = torch.randn(1, 3, h, w, device=device).contiguous(memory_format=fmt)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+
+    def run():
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            model(x)
+
+    with torch.inference_mode():
+        result = timings(run, warmup, repeats, sync)
+    return {**result, "size": size, "device": device_name(device), "torch": torch.__version__}
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 10, device: str | torch.device = "cpu") -> float:
+    """fp32 GFLOP/s of an n x n matmul (2 n^3 FLOPs) at the current thread setting: the rate no model beats."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    t = timings(lambda: torch.mm(a, b), warmup=3, repeats=repeats, sync=sync)
+    return 2 * n**3 / (t["min_ms"] / 1000) / 1e9
+
+
+def ort_latency(onnx_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
+    """ONNX Runtime (CPU, all graph optimisations, ``threads`` intra-op threads) on one random image."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
+    name = session.get_inputs()[0].name
+    return timings(lambda: session.run(None, {name: x}), warmup, repeats)

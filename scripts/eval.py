@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+from run_folder import load_run_model
 
 from deeplab_mobile.complexity import model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, class_names
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.transforms import mean_pixel
-from deeplab_mobile.engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
+from deeplab_mobile.engine.checkpoint import CheckpointError
 from deeplab_mobile.engine.distributed import cleanup, init_distributed, shard
 from deeplab_mobile.engine.evaluator import evaluate_modes
 from deeplab_mobile.engine.report import write_metrics
@@ -32,26 +32,11 @@ from deeplab_mobile.models import describe_model
 log = logging.getLogger(__name__)
 
 
-def load_run_config(run_dir: Path) -> DictConfig:
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a training run folder (no .hydra/config.yaml)")
-    return OmegaConf.load(path)
-
-
 def evaluate_run(cfg: DictConfig) -> dict:
     """Load the run's model and checkpoint, evaluate, write the files; returns the ``metrics.json`` content."""
     run_dir = Path(cfg.run_dir)
-    run = load_run_config(run_dir)
     env = init_distributed(cfg.device)
-    run.model.encoder.weights = None  # the checkpoint holds every weight: no ImageNet download or file needed
-    model = instantiate(run.model)
-    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else last_checkpoint(run_dir)
-    state = load_checkpoint(ckpt, map_location="cpu")
-    try:
-        model.load_state_dict(model_state(state, ckpt))
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt}: does not fit the run's model ({exc})") from exc
+    run, model, state, ckpt = load_run_model(run_dir, cfg.checkpoint)
     model.to(env.device)
 
     root = cfg.data_root or run.data.root

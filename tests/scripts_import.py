@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))  # as when a script runs: its helpers (run_folder.py) import by name
 
 
 def _load(name):
@@ -19,3 +20,5 @@ prepare_voc = _load("prepare_voc")
 train = _load("train")
 evaluate = _load("eval")
 ablation_table = _load("ablation_table")
+export = _load("export")
+benchmark = _load("benchmark")

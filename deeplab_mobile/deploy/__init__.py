@@ -1,0 +1,10 @@
+"""The on-device path: BN folding, memory-efficient inverted residuals, ONNX export."""
+
+from .fold import count_batchnorm, fold_batchnorm, randomize_batchnorm
+from .memory import ChunkedInvertedResidual, make_memory_efficient
+from .onnx import LabelMap, export_onnx, prepare_for_export
+
+__all__ = [
+    "ChunkedInvertedResidual", "LabelMap", "count_batchnorm", "export_onnx", "fold_batchnorm",
+    "make_memory_efficient", "prepare_for_export", "randomize_batchnorm",
+]  # fmt: skip

@@ -1,0 +1,281 @@
+"""Latency and memory of the Table 7 networks against their peers, at 513x513, batch 1, random weights.
+
+    python scripts/benchmark.py                                   # every network, CPU, 1 and 2 threads
+    python scripts/benchmark.py --models candidate smp_deeplabv3_mnv2 --threads 1 2
+    python scripts/benchmark.py --size 129 --repeats 3            # a quick look
+
+For each network and thread count: eager PyTorch (contiguous and channels_last), ONNX Runtime (BN folded), and
+torch.compile for the networks named in --compile; median and p90 over --repeats runs after --warmup. The
+machine's fp32 matmul rate is measured at each thread count: FLOPs / rate is each network's floor. Peak
+activation memory is counted per network (and with the memory-efficient inverted residual for MobileNetV2).
+On CUDA, when present: fp32 and bf16 latency and training throughput (img/s, 513 crop, batch 16).
+Results: benchmark.json, benchmark.csv and benchmark.md in --out (default outputs/benchmark/<time>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import datetime as dt
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from deeplab_mobile.complexity import count_madds, count_params
+from deeplab_mobile.deploy import export_onnx, make_memory_efficient
+from deeplab_mobile.deploy.peak import peak_activation_bytes
+from deeplab_mobile.latency import matmul_gflops, measure_latency, ort_latency, timings
+from deeplab_mobile.models import build_model
+
+CANDIDATE = "mnv2_os16_no_aspp"  # the paper's on-device candidate: MNet V2*, OS16, no ASPP, single scale
+
+# name -> (label, encoder, head, output stride, tap): the eight networks of Table 7 and the 1280-channel tap
+NETWORKS = {
+    "mnv1_os16_aspp": ("MNet V1 OS16 ASPP", "mobilenet_v1", "aspp", 16, None),
+    "mnv1_os8_aspp": ("MNet V1 OS8 ASPP", "mobilenet_v1", "aspp", 8, None),
+    "mnv2_os16_aspp": ("MNet V2* OS16 ASPP", "mobilenet_v2", "aspp", 16, None),
+    "mnv2_os8_aspp": ("MNet V2* OS8 ASPP", "mobilenet_v2", "aspp", 8, None),
+    "mnv2_os16_no_aspp": ("MNet V2* OS16 (candidate)", "mobilenet_v2", "no_aspp", 16, None),
+    "mnv2_os8_no_aspp": ("MNet V2* OS8", "mobilenet_v2", "no_aspp", 8, None),
+    "r101_os16_aspp": ("ResNet-101 OS16 ASPP", "resnet101", "aspp", 16, None),
+    "r101_os8_aspp": ("ResNet-101 OS8 ASPP", "resnet101", "aspp", 8, None),
+    "mnv2_last_os16_aspp": ("MNet V2 (1280 tap) OS16 ASPP", "mobilenet_v2", "aspp", 16, "last"),
+}
+REFERENCES = {
+    "smp_deeplabv3_mnv2": "SMP DeepLabV3 mobilenet_v2",
+    "tv_lraspp_mnv3": "torchvision LR-ASPP MobileNetV3-L",
+    "tv_deeplabv3_mnv3": "torchvision DeepLabV3 MobileNetV3-L",
+}
+
+
+class OutTensor(nn.Module):
+    """torchvision's segmentation models return {"out": logits}; the benchmark and ONNX want the tensor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+
+def build(name: str) -> nn.Module:
+    if name in NETWORKS:
+        _, encoder, head, os_, tap = NETWORKS[name]
+        return build_model(encoder, head, os_, tap=tap)
+    if name == "smp_deeplabv3_mnv2":
+        import segmentation_models_pytorch as smp
+
+        return smp.DeepLabV3(encoder_name="mobilenet_v2", encoder_weights=None, classes=21)
+    from torchvision.models import segmentation
+
+    if name == "tv_lraspp_mnv3":
+        return OutTensor(segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21))
+    if name == "tv_deeplabv3_mnv3":
+        model = segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
+        return OutTensor(model)
+    raise ValueError(f"unknown network {name!r}; choose from {sorted(NETWORKS) + sorted(REFERENCES)}")
+
+
+def label(name: str) -> str:
+    return NETWORKS[name][0] if name in NETWORKS else REFERENCES[name]
+
+
+def cpu_rows(names, threads_list, size, warmup, repeats, compile_names, out: Path) -> tuple[list[dict], dict]:
+    """Latency rows (one per network x thread count) and the matmul rate per thread count."""
+    rates, rows = {}, []
+    onnx_dir = out / "onnx"
+    for threads in threads_list:
+        torch.set_num_threads(threads)
+        rates[threads] = matmul_gflops()
+        for name in tqdm(names, desc=f"CPU, {threads} thread(s)"):
+            torch.manual_seed(0)
+            model = build(name).eval()
+            flops = 2 * count_madds(model, size, tf_atrous=False)
+            row = {"network": name, "label": label(name), "threads": threads, "gflop": flops / 1e9,
+                   "floor_ms": 1000 * flops / (rates[threads] * 1e9)}  # fmt: skip
+            row["eager"] = measure_latency(model, size, "cpu", warmup, repeats)
+            row["channels_last"] = measure_latency(model, size, "cpu", warmup, repeats, channels_last=True)
+            path = onnx_dir / f"{name}_{size}.onnx"
+            if not path.is_file():
+                export_onnx(copy.deepcopy(model).to(memory_format=torch.contiguous_format), path, (size, size))
+            row["onnxruntime"] = ort_latency(path, (size, size), threads, warmup, repeats)
+            if name in compile_names:
+                compiled = torch.compile(copy.deepcopy(model).to(memory_format=torch.contiguous_format))
+                row["compile"] = measure_latency(compiled, size, "cpu", warmup + 2, repeats)
+            backends = [b for b in ("eager", "channels_last", "onnxruntime", "compile") if b in row]
+            row["best"] = min(backends, key=lambda b: row[b]["median_ms"])
+            row["best_ms"] = row[row["best"]]["median_ms"]
+            row["floor_ratio"] = row["best_ms"] / row["floor_ms"]
+            rows.append(row)
+    return rows, rates
+
+
+def memory_rows(names, size) -> list[dict]:
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    rows = []
+    x = torch.randn(1, 3, size, size)
+    for name in tqdm(names, desc="peak memory"):
+        model = build(name).eval()
+        row = {"network": name, "label": label(name), "params": count_params(model),
+               "peak_mb": peak_activation_bytes(model, x) / 2**20}  # fmt: skip
+        if name in NETWORKS and NETWORKS[name][1] == "mobilenet_v2":
+            row["peak_mb_chunked"] = peak_activation_bytes(make_memory_efficient(model, chunks=4), x) / 2**20
+        rows.append(row)
+    return rows
+
+
+def train_throughput(model: nn.Module, batch: int, size: int, bf16: bool, repeats: int) -> float:
+    """Images per second of training steps (mixed-precision forward, backward, SGD step) on CUDA."""
+    device = next(model.parameters()).device
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 21, (batch, size, size), device=device)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16):
+            loss = nn.functional.cross_entropy(model(x), y, ignore_index=255)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    t = timings(step, warmup=3, repeats=repeats, sync=torch.cuda.synchronize)
+    return batch / (t["median_ms"] / 1000)
+
+
+def cuda_rows(names, size, warmup, repeats, batch: int = 16) -> list[dict]:
+    """fp32 / bf16 latency (batch 1) and training throughput (batch ``batch``, bf16 autocast, SGD step)."""
+    rows = []
+    device = torch.device("cuda")
+    bf16 = torch.cuda.is_bf16_supported()
+    for name in tqdm(names, desc="CUDA"):
+        torch.manual_seed(0)
+        model = build(name).to(device, memory_format=torch.channels_last)
+        row = {"network": name, "label": label(name), "device": torch.cuda.get_device_name(device)}
+        row["fp32"] = measure_latency(model, size, device, warmup, repeats, channels_last=True)
+        if bf16:
+            row["bf16"] = measure_latency(model, size, device, warmup, repeats, True, torch.bfloat16)
+        row["train_img_s"] = train_throughput(model, batch, size, bf16, max(5, repeats // 2))
+        rows.append(row)
+        del model
+        torch.cuda.empty_cache()
+    return rows
+
+
+def goals(cpu: list[dict], size: int) -> list[str]:
+    """The issue's CPU goals, from this run's numbers."""
+    lines = []
+    for threads in sorted({r["threads"] for r in cpu}):
+        by = {r["network"]: r for r in cpu if r["threads"] == threads}
+        if CANDIDATE in by:
+            c = by[CANDIDATE]
+            met = "met" if c["floor_ratio"] <= 2.0 else "NOT met"
+            lines.append(
+                f"{threads} thread(s): candidate {c['best_ms']:.1f} ms ({c['best']}) = {c['floor_ratio']:.2f}x "
+                f"its matmul floor ({c['gflop']:.2f} GFLOP at {size}x{size}): goal <= 2.0x {met}"
+            )
+        if CANDIDATE in by and "smp_deeplabv3_mnv2" in by:
+            c, s = by[CANDIDATE], by["smp_deeplabv3_mnv2"]
+            speedup, flop_ratio = s["best_ms"] / c["best_ms"], s["gflop"] / c["gflop"]
+            met = "met" if speedup >= flop_ratio else "NOT met"
+            lines.append(
+                f"{threads} thread(s): {speedup:.2f}x faster than SMP DeepLabV3-mobilenet_v2 "
+                f"(best backends), MAdds ratio {flop_ratio:.2f}x: goal speedup >= MAdds ratio {met}"
+            )
+    return lines
+
+
+def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
+    def ms(t):
+        return f"{t['median_ms']:.1f} / {t['p90_ms']:.1f}"
+
+    out = [f"Latency at {size}x{size}, batch 1, median / p90 ms; floor = FLOPs at the measured fp32 matmul rate "
+           f"({', '.join(f'{t} thread(s): {r:.1f} GFLOP/s' for t, r in rates.items())}).", "",
+           "| network | threads | GFLOP | floor | eager | channels_last | ONNX Runtime | compile | best / floor |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in cpu:
+        compiled = ms(r["compile"]) if "compile" in r else ""
+        out.append(
+            f"| {r['label']} | {r['threads']} | {r['gflop']:.2f} | {r['floor_ms']:.1f} | {ms(r['eager'])} "
+            f"| {ms(r['channels_last'])} | {ms(r['onnxruntime'])} | {compiled} | {r['floor_ratio']:.2f}x |"
+        )
+    out += ["", "| network | Params | peak activations (MB) | memory-efficient blocks (MB) |", "|---|---|---|---|"]
+    for m in memory:
+        chunked = f"{m['peak_mb_chunked']:.1f}" if "peak_mb_chunked" in m else ""
+        out.append(f"| {m['label']} | {m['params'] / 1e6:.2f}M | {m['peak_mb']:.1f} | {chunked} |")
+    if cuda:
+        out += ["", "| network | device | fp32 ms | bf16 ms | train img/s (b16, bf16) |", "|---|---|---|---|---|"]
+        for r in cuda:
+            bf = ms(r["bf16"]) if "bf16" in r else ""
+            out.append(f"| {r['label']} | {r['device']} | {ms(r['fp32'])} | {bf} | {r['train_img_s']:.1f} |")
+    out += ["", *(f"- {g}" for g in goal_lines)]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    choices = [*NETWORKS, *REFERENCES]
+    parser.add_argument("--models", nargs="+", default=choices, help=f"networks ('candidate' = {CANDIDATE})")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--size", type=int, default=513)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--compile", nargs="*", default=[CANDIDATE], help="networks also timed with torch.compile")
+    parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA measurements")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    names = [CANDIDATE if m == "candidate" else m for m in args.models]
+    unknown = sorted(set(names) - set(choices))
+    if unknown:
+        parser.error(f"unknown network(s) {unknown}; choose from {choices}")
+    compile_names = {CANDIDATE if m == "candidate" else m for m in args.compile}
+    out = args.out or Path("outputs/benchmark") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+
+    cpu, rates = cpu_rows(names, args.threads, args.size, args.warmup, args.repeats, compile_names, out)
+    memory = memory_rows(names, args.size)
+    cuda = [] if args.no_cuda or not torch.cuda.is_available() else cuda_rows(names, args.size, args.warmup,
+                                                                              args.repeats)  # fmt: skip
+    goal_lines = goals(cpu, args.size)
+    result = {
+        "size": args.size, "warmup": args.warmup, "repeats": args.repeats, "matmul_gflops": rates,
+        "cpu": cpu, "memory": memory, "cuda": cuda, "goals": goal_lines,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__},
+    }  # fmt: skip
+    (out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    with open(out / "benchmark.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["network", "threads", "gflop", "floor_ms", "eager_ms", "channels_last_ms", "onnxruntime_ms",
+                         "compile_ms", "best", "best_ms", "floor_ratio"])  # fmt: skip
+        for r in cpu:
+            writer.writerow(
+                [
+                    r["network"],
+                    r["threads"],
+                    r["gflop"],
+                    r["floor_ms"],
+                    r["eager"]["median_ms"],
+                    r["channels_last"]["median_ms"],
+                    r["onnxruntime"]["median_ms"],
+                    r.get("compile", {}).get("median_ms", ""),
+                    r["best"],
+                    r["best_ms"],
+                    r["floor_ratio"],
+                ]
+            )
+    text = markdown(cpu, rates, memory, cuda, args.size, goal_lines)
+    (out / "benchmark.md").write_text(text)
+    print(text)
+    print(f"wrote {out}/benchmark.json, benchmark.csv, benchmark.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The on-device path: BN folding, the memory-efficient inverted residual, peak-memory counting, ONNX export with
+ONNX Runtime parity (logits and class maps, static and dynamic sizes), export from a run folder, benchmark."""
+
+import copy
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+from scripts_import import benchmark as benchmark_script
+from scripts_import import export as export_script
+from torch import nn
+
+from deeplab_mobile.deploy import (
+    ChunkedInvertedResidual,
+    count_batchnorm,
+    export_onnx,
+    fold_batchnorm,
+    make_memory_efficient,
+    randomize_batchnorm,
+)
+from deeplab_mobile.deploy.peak import peak_activation_bytes
+from deeplab_mobile.models import build_model
+
+
+def model(encoder="mobilenet_v2", head="no_aspp", os_=16, width=0.35, seed=0):
+    torch.manual_seed(seed)
+    return randomize_batchnorm(build_model(encoder, head, os_, width=width), torch.Generator().manual_seed(seed)).eval()
+
+
+@pytest.mark.parametrize(
+    "encoder, head, width",
+    [("mobilenet_v2", "aspp", 0.35), ("mobilenet_v2", "no_aspp", 0.5), ("mobilenet_v1", "aspp", 0.25)],
+)
+def test_folding_removes_every_batchnorm_and_keeps_the_function(encoder, head, width):
+    net = model(encoder, head, width=width)
+    folded = fold_batchnorm(net)
+    assert count_batchnorm(net) > 20 and count_batchnorm(folded) == 0
+    x = torch.randn(2, 3, 65, 97)
+    with torch.no_grad():
+        assert (folded(x) - net(x)).abs().max().item() < 1e-4
+    assert count_batchnorm(net) > 20  # the original is untouched
+
+
+def test_folding_matches_the_formula_on_one_conv():
+    conv, bn = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)
+    randomize_batchnorm(nn.Sequential(conv, bn))
+    folded = fold_batchnorm(nn.Sequential(conv, bn))
+    (fused,) = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # w' = w * gamma / sigma; b' = beta - mean * scale
+    assert torch.allclose(fused.weight, conv.weight * scale[:, None, None, None], atol=1e-6)
+    assert torch.allclose(fused.bias, bn.bias - bn.running_mean * scale, atol=1e-6)
+
+
+def test_memory_efficient_blocks_same_output_less_memory():
+    net = model(width=1.0)
+    chunked = make_memory_efficient(copy.deepcopy(net), chunks=4)
+    assert sum(isinstance(m, ChunkedInvertedResidual) for m in chunked.modules()) == 16  # 17 blocks, 1 w/o expansion
+    x = torch.randn(1, 3, 129, 161)
+    with torch.no_grad():
+        assert (chunked(x) - net(x)).abs().max().item() <= 1e-5
+    # Block 1 of MobileNetV2 at 257x257 (a 513 input): 16 -> 96 channels expanded, then the depthwise output:
+    # 2 x 96 x 257^2 fp32 = 48.4 MB alive together without chunking.
+    x = torch.randn(1, 3, 513, 513)
+    plain, low = peak_activation_bytes(net, x), peak_activation_bytes(chunked, x)
+    assert plain >= 2 * 96 * 257 * 257 * 4
+    assert low < 0.6 * plain
+
+
+def test_peak_count_of_a_known_graph():
+    """Three convs in a row: at most the input-side output and the next output are alive together."""
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 16, 1), nn.Conv2d(16, 4, 1)).eval()
+    x = torch.randn(1, 3, 10, 10)
+    assert peak_activation_bytes(net, x) == (8 + 16) * 100 * 4
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("head", ["aspp", "no_aspp"])
+def test_onnx_parity_dynamic_sizes(tmp_path, head):
+    net = model(head=head)
+    path = export_onnx(net, tmp_path / "m.onnx", (65, 65), dynamic=True)
+    graph = onnx.load(str(path))
+    assert graph.opset_import[0].version >= 17
+    assert not any(n.op_type == "BatchNormalization" for n in graph.graph.node)  # folded
+    s = session(path)
+    for h, w in [(65, 65), (97, 129)]:
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():
+            ref = net(x).numpy()
+        (out,) = s.run(None, {"image": x.numpy()})
+        assert out.shape == (1, 21, h, w)
+        assert np.abs(out - ref).max() <= 1e-4
+        assert np.mean(out.argmax(1) == ref.argmax(1)) >= 0.999
+
+
+@pytest.mark.parametrize("labels, dtype", [("uint8", np.uint8), ("int32", np.int32)])
+def test_onnx_label_map_static(tmp_path, labels, dtype):
+    net = model()
+    path = export_onnx(net, tmp_path / "m.onnx", (65, 81), dynamic=False, labels=labels)
+    x = torch.randn(1, 3, 65, 81)
+    (out,) = session(path).run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        ref = net(x).argmax(1).numpy()
+    assert out.dtype == dtype and out.shape == (1, 65, 81)
+    assert np.mean(out == ref) >= 0.999
+    with pytest.raises(InvalidArgument, match="dimensions"):  # static: another size is refused by the runtime
+        session(path).run(None, {"image": np.zeros((1, 3, 97, 97), np.float32)})
+
+
+def test_bad_export_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="labels"):
+        export_onnx(model(), tmp_path / "m.onnx", (65, 65), labels="float")
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(model(), tmp_path / "m.onnx", (65, 65), opset=13)
+
+
+def test_export_script_from_a_run_folder(tmp_path, synthetic_voc):
+    """A trained run's checkpoint -> <run>/export/model.onnx + export.json with parity numbers."""
+    from hydra import compose, initialize_config_dir
+    from scripts_import import train as train_script
+    from test_train import ROOT, tiny
+
+    run = tmp_path / "run"
+    train_script.train(tiny(synthetic_voc, "trainer.iters=2", "eval.mf=false"), run)
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("export", overrides=[f"run_dir={run}", "size=[65,65]", "dynamic=true",
+                                           "parity.sizes=[[65,65],[81,97]]"])  # fmt: skip
+    info = export_script.export(cfg, run / "export")
+    assert (run / "export" / "model.onnx").is_file()
+    saved = json.loads((run / "export" / "export.json").read_text())
+    assert saved["iteration"] == 2 and saved["width"] == 0.35 and len(saved["parity"]) == 2
+    assert all(p["max_abs_diff"] <= 1e-4 and p["argmax_agreement"] >= 0.999 for p in info["parity"])
+
+
+def test_benchmark_script_writes_its_tables(tmp_path):
+    out = tmp_path / "bench"
+    code = benchmark_script.main(["--models", "candidate", "tv_lraspp_mnv3", "--threads", "1", "--size", "65",
+                                  "--warmup", "1", "--repeats", "2", "--compile", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "benchmark.json").read_text())
+    rows = {r["network"]: r for r in result["cpu"]}
+    assert set(rows) == {"mnv2_os16_no_aspp", "tv_lraspp_mnv3"}
+    cand = rows["mnv2_os16_no_aspp"]
+    assert cand["eager"]["repeats"] == 2 and cand["onnxruntime"]["median_ms"] > 0
+    rate = result["matmul_gflops"]["1"]
+    assert cand["floor_ms"] == pytest.approx(1000 * cand["gflop"] / rate)
+    assert any("matmul floor" in g for g in result["goals"])
+    assert "LR-ASPP" in (out / "benchmark.md").read_text()
