@@ -152,3 +152,18 @@ def test_benchmark_script_writes_its_tables(tmp_path):
     assert cand["floor_ms"] == pytest.approx(1000 * cand["gflop"] / rate)
     assert any("matmul floor" in g for g in result["goals"])
     assert "LR-ASPP" in (out / "benchmark.md").read_text()
+
+
+def test_untraceable_model_gives_a_clear_error():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            if x.shape[-1] % 8:  # like SMP's input check: Python control flow on a traced value
+                raise RuntimeError("size")
+            return self.bn(self.conv(x))
+
+    with pytest.raises(ValueError, match="Branchy cannot be traced"):
+        fold_batchnorm(Branchy())

@@ -39,7 +39,10 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     """A copy of ``model`` (put in eval mode) with every conv -> BN pair folded; returns an ``fx.GraphModule`` that
     computes the same function in inference. BN layers that follow something other than a lone conv are kept."""
     model = copy.deepcopy(model).eval()
-    traced = fx.symbolic_trace(model)
+    try:
+        traced = fx.symbolic_trace(model)
+    except fx.proxy.TraceError as exc:  # data-dependent Python control flow in forward()
+        raise ValueError(f"{type(model).__name__} cannot be traced to fold its BatchNorm ({exc})") from exc
     modules = dict(traced.named_modules())
     for node in list(traced.graph.nodes):
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
