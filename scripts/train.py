@@ -111,6 +111,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content."""
     out_dir = Path(out_dir)
     env = init_distributed(cfg.trainer.device)
+    if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
+        logging.getLogger().setLevel(logging.WARNING)
     seed_everything(cfg.trainer.seed)
     model_cfg = cfg.model.copy()
     if cfg.resume and last_checkpoint(out_dir).is_file():

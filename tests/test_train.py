@@ -205,7 +205,7 @@ def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_
     must equal a single-process evaluation of the checkpoint that rank 0 saved."""
     overrides = [
         "data=synthetic", f"data.root={synthetic_voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "data.workers=0", "trainer.iters=2", "trainer.eval_every=0",
+        "data.crop_size=65", "data.batch_size=4", "data.workers=0", "trainer.iters=2", "trainer.eval_every=1",
         "trainer.progress=false", "eval.mf=false", "eval.workers=0", f"hydra.run.dir={tmp_path}",
     ]  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -217,3 +217,5 @@ def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_
     single = eval_script.evaluate_run(config("eval", [f"run_dir={tmp_path}", "eval.workers=0", "eval.mf=false"]))
     assert ddp["ss"]["miou"] == pytest.approx(single["ss"]["miou"], abs=1e-12)
     assert final_state(tmp_path)["iteration"] == 2
+    log = (tmp_path / "train.log").read_text()
+    assert log.count("iteration 1: val mIoU") == 1  # both ranks evaluate; only rank 0 logs (rank 1: warnings)
