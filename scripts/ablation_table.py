@@ -27,17 +27,13 @@ from deeplab_mobile.ablation import SweepError, build_rows, find_runs, plot_trad
 from deeplab_mobile.ablation.runs import Run, architecture
 
 
-def expected_jobs(sweep: Path) -> list[list[str]]:
+def expected_jobs(record) -> list[list[str]]:
     """Each job's overrides, as Hydra's basic sweeper expands the sweep recorded in ``multirun.yaml`` (the
-    command line's overrides plus ``hydra.sweeper.params``); [] when there is no such record."""
-    record = sweep / "multirun.yaml"
-    if not record.is_file():
+    command line's overrides plus ``hydra.sweeper.params``); [] for another sweeper."""
+    if "BasicSweeper" not in str(OmegaConf.select(record, "hydra.sweeper._target_", default="")):
         return []
-    cfg = OmegaConf.load(record)
-    if "BasicSweeper" not in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")):
-        return []
-    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(cfg, "hydra.overrides.task") or [])
+    params = OmegaConf.select(record, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(record, "hydra.overrides.task") or [])
     overrides = OverridesParser.create().parse_overrides(arguments)
     return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
@@ -45,11 +41,14 @@ def expected_jobs(sweep: Path) -> list[list[str]]:
 def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
     """The jobs of ``multirun.yaml`` without a run folder, named as Hydra would have named their folders and
     described from the config they compose to."""
+    if not (sweep / "multirun.yaml").is_file():
+        return []
+    record = OmegaConf.load(sweep / "multirun.yaml")
     seen = [sorted(r.overrides) for r in runs]
-    missing = [job for job in expected_jobs(sweep) if sorted(job) not in seen]
+    missing = [job for job in expected_jobs(record) if sorted(job) not in seen]
     if not missing:
         return []
-    hydra_cfg = OmegaConf.load(sweep / "multirun.yaml").hydra
+    hydra_cfg = record.hydra
     naming = hydra_cfg.job.config.override_dirname
     sources = [s.path for s in hydra_cfg.runtime.config_sources if s.provider == "main" and s.schema == "file"]
     result = []

@@ -126,7 +126,6 @@ def cpu_rows(names, threads_list, size_arg, warmup, repeats, compile_names, out:
 
 
 def memory_rows(names, size) -> list[dict]:
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     rows = []
     for name in tqdm(names, desc="peak memory"):
         model = build(name).eval()

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from run_folder import load_run_model
 
-from deeplab_mobile.deploy import export_onnx, prepare_for_export
+from deeplab_mobile.deploy import export_onnx
 from deeplab_mobile.engine.checkpoint import CheckpointError
 from deeplab_mobile.models import describe_model
 
@@ -40,7 +40,7 @@ def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, s
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    reference = prepare_for_export(model, labels=None, fold_bn=False)  # the unfolded model: folding is checked too
+    reference = model.eval()  # the unfolded model: the folding is checked too
     gen = torch.Generator().manual_seed(seed)
     results = []
     for h, w in sizes:
@@ -64,8 +64,7 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         run, model, state, ckpt = load_run_model(Path(cfg.run_dir), cfg.checkpoint)
         source = {"run_dir": str(cfg.run_dir), "checkpoint": str(ckpt), "iteration": state.get("iteration")}
     else:
-        model_cfg = cfg.model.copy()
-        model = instantiate(model_cfg)
+        model = instantiate(cfg.model)
         source = {"config": OmegaConf.to_container(cfg.model.encoder, resolve=True), "weights": cfg.encoder_weights}
     model.eval()
     size = tuple(cfg.size)
