@@ -3,7 +3,8 @@
     python scripts/make_synthetic.py --root data/synthetic            # 300 train + 100 val, seed 0
     python scripts/make_synthetic.py --root data/synth_big --n-train 2000 --n-val 300 --seed 1
 
-The VOC2012 folder to point the other commands at is <root>/VOCdevkit/VOC2012.
+The VOC2012 folder to point the other commands at is <root>/VOCdevkit/VOC2012. The val images do not depend on
+--n-train (each image has its own random stream), and a larger --n-train adds images to an existing tree.
 """
 
 from __future__ import annotations

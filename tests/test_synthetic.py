@@ -42,9 +42,21 @@ def test_deterministic_per_seed(tmp_path):
     a = write_synthetic_voc(tmp_path / "a", 4, 2, seed=3, progress=False)
     b = write_synthetic_voc(tmp_path / "b", 4, 2, seed=3, progress=False)
     c = write_synthetic_voc(tmp_path / "c", 4, 2, seed=4, progress=False)
-    for sub in ("JPEGImages/synth_000005.jpg", "SegmentationClass/synth_000005.png"):
+    for sub in ("JPEGImages/synth_val_000001.jpg", "SegmentationClass/synth_val_000001.png"):
         assert filecmp.cmp(a / sub, b / sub, shallow=False)
         assert not filecmp.cmp(a / sub, c / sub, shallow=False)
+
+
+def test_val_split_does_not_depend_on_the_train_size(tmp_path):
+    small = write_synthetic_voc(tmp_path / "small", 2, 3, seed=0, progress=False)
+    large = write_synthetic_voc(tmp_path / "large", 7, 3, seed=0, progress=False)
+    val = (small / "ImageSets/Segmentation/val.txt").read_text()
+    assert val == (large / "ImageSets/Segmentation/val.txt").read_text()
+    for name in val.split():
+        for sub in (f"JPEGImages/{name}.jpg", f"SegmentationClass/{name}.png"):
+            assert filecmp.cmp(small / sub, large / sub, shallow=False)
+    for name in (small / "ImageSets/Segmentation/train.txt").read_text().split():  # a prefix of the larger set
+        assert filecmp.cmp(small / f"JPEGImages/{name}.jpg", large / f"JPEGImages/{name}.jpg", shallow=False)
 
 
 def test_rerun_with_same_settings_writes_nothing(tmp_path):
@@ -52,6 +64,22 @@ def test_rerun_with_same_settings_writes_nothing(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in voc.rglob("*.jpg")}
     write_synthetic_voc(tmp_path, 3, 1, seed=0, progress=False)
     assert {p: p.stat().st_mtime_ns for p in voc.rglob("*.jpg")} == before
+
+
+def test_growing_the_dataset_keeps_what_is_there(tmp_path):
+    voc = write_synthetic_voc(tmp_path, 3, 1, seed=0, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in voc.rglob("*.jpg")}
+    write_synthetic_voc(tmp_path, 5, 1, seed=0, progress=False)
+    after = {p: p.stat().st_mtime_ns for p in voc.rglob("*.jpg")}
+    assert {p: after[p] for p in before} == before
+    assert len(after) == 6
+    assert len((voc / "ImageSets/Segmentation/train.txt").read_text().split()) == 5
+    # Another seed draws every image anew and leaves none of the old ones behind.
+    write_synthetic_voc(tmp_path, 2, 1, seed=1, progress=False)
+    assert sorted(p.name for p in voc.rglob("*.jpg")) == [
+        "synth_train_000000.jpg", "synth_train_000001.jpg", "synth_val_000000.jpg"
+    ]  # fmt: skip
+    assert all(p.stat().st_mtime_ns not in before.values() for p in voc.rglob("*.jpg"))
 
 
 def pixels(ds):

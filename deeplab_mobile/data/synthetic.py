@@ -11,6 +11,7 @@ boundary, as in VOC.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +29,9 @@ COLOURS = np.array(
      [235, 235, 235], [120, 120, 120], [30, 30, 30], [240, 140, 30]],
     np.float32,
 )  # fmt: skip
+TEXTURE_PERIOD = (4.0, 7.0)  # px: stripe width, checker cell, dot spacing
+OBJECT_RADIUS = (0.12, 0.32)  # x the image's shorter side
+MAX_OBJECTS = 4
 CLASS_NAMES = ("background",) + tuple(f"{s}_{t}" for s in SHAPES for t in TEXTURES)
 
 
@@ -74,9 +78,10 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return 0.75 * field + 0.25 * fine
 
 
-def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224), max_objects: int = 4):
+def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224), max_objects: int | None = None):
     """One (RGB uint8 image, uint8 mask) pair."""
     h, w = (int(v) for v in rng.integers(size[0], size[1] + 1, 2))
+    max_objects = max_objects or MAX_OBJECTS
     image = background(rng, h, w)
     label = np.zeros((h, w), np.uint8)
     instance = np.zeros((h, w), np.int32)
@@ -84,7 +89,7 @@ def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224)
     for k in range(1, int(rng.integers(1, max_objects + 1)) + 1):
         cls = int(rng.integers(1, len(CLASS_NAMES)))
         shape, texture = SHAPES[(cls - 1) // len(TEXTURES)], TEXTURES[(cls - 1) % len(TEXTURES)]
-        radius = float(rng.uniform(0.12, 0.32) * min(h, w))
+        radius = float(rng.uniform(*OBJECT_RADIUS) * min(h, w))
         cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
         theta = rng.uniform(0, 2 * np.pi)
         c, s = np.cos(theta), np.sin(theta)
@@ -93,7 +98,7 @@ def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224)
         inside = shape_mask(shape, px / radius, py / radius)
         if not inside.any():
             continue
-        bits = texture_bits(texture, px, py, period=float(rng.uniform(4.0, 7.0)))
+        bits = texture_bits(texture, px, py, period=float(rng.uniform(*TEXTURE_PERIOD)))
         c0, c1 = _two_colours(rng)
         image[inside] = np.where(bits[inside, None], c1, c0)
         label[inside] = cls
@@ -116,6 +121,20 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+SPLITS = ("train", "val")
+GENERATOR_VERSION = 2  # bump whenever generate_sample changes what it draws, so old trees are rewritten
+
+
+def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """Each image has its own random stream, keyed by (seed, split, index): the val split is the same whatever
+    ``n_train`` is, and growing a split adds images without redrawing the others."""
+    return np.random.default_rng([seed, SPLITS.index(split), index])
+
+
+def sample_ids(split: str, n: int) -> list[str]:
+    return [f"synth_{split}_{i:06d}" for i in range(n)]
+
+
 def write_synthetic_voc(
     root: str | Path,
     n_train: int = 300,
@@ -126,31 +145,59 @@ def write_synthetic_voc(
 ) -> Path:
     """Write the dataset under ``root/VOCdevkit/VOC2012`` and return that folder.
 
-    Deterministic per seed; a finished tree with the same settings is left as it is (a ``.done`` stamp).
+    Deterministic per seed; image ``i`` of a split depends only on (seed, split, i, size). A finished tree with
+    the same settings is left as it is (the ``.synthetic.json`` stamp); a tree with the same seed and size but
+    other counts keeps the images it already has and writes only the missing ones.
     """
     voc = Path(root) / "VOCdevkit" / "VOC2012"
-    stamp = voc / ".synthetic_done"
-    settings = f"n_train={n_train} n_val={n_val} seed={seed} size={tuple(size)}"
-    if stamp.is_file() and stamp.read_text() == settings:
+    stamp = voc / ".synthetic.json"
+    drawn = {"version": GENERATOR_VERSION, "seed": seed, "size": [int(v) for v in size]}
+    settings = {**drawn, "n_train": n_train, "n_val": n_val}
+    if _read_stamp(stamp) == settings:
         return voc
     voc.mkdir(parents=True, exist_ok=True)
     # Parallel sweep jobs (joblib, Slurm) may all reach this point: one writes, the others wait and then read.
     with FileLock(str(voc / ".synthetic.lock")):
-        if not (stamp.is_file() and stamp.read_text() == settings):
-            _write_tree(voc, n_train, n_val, seed, size, progress)
-            stamp.write_text(settings)
+        old = _read_stamp(stamp)
+        if old != settings:
+            reuse = old is not None and {k: old.get(k) for k in drawn} == drawn
+            stamp.unlink(missing_ok=True)  # an interrupted rewrite must not look finished
+            _write_tree(voc, n_train, n_val, seed, tuple(size), progress, reuse)
+            tmp = stamp.with_name(f".{stamp.name}.tmp")
+            tmp.write_text(json.dumps(settings))
+            os.replace(tmp, stamp)
     return voc
 
 
-def _write_tree(voc: Path, n_train: int, n_val: int, seed: int, size: tuple[int, int], progress: bool) -> None:
+def _read_stamp(stamp: Path) -> dict | None:
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_tree(
+    voc: Path, n_train: int, n_val: int, seed: int, size: tuple[int, int], progress: bool, reuse: bool
+) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    ids = [f"synth_{i:06d}" for i in range(n_train + n_val)]
-    for name in tqdm(ids, desc="generating dataset", disable=not progress):
-        image, mask = generate_sample(rng, size)
-        _write_jpeg(voc / "JPEGImages" / f"{name}.jpg", image)
-        write_mask(voc / "SegmentationClass" / f"{name}.png", mask)
-    lists = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
+    lists = {"train": sample_ids("train", n_train), "val": sample_ids("val", n_val)}
+    if not reuse:  # drawn with other settings (or an older generator): none of the old images may stay listed
+        for old in [*voc.glob("JPEGImages/synth_*.jpg"), *voc.glob("SegmentationClass/synth_*.png")]:
+            old.unlink()
+    jobs = []
     for split, names in lists.items():
-        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for i, name in enumerate(names):
+            image, mask = voc / "JPEGImages" / f"{name}.jpg", voc / "SegmentationClass" / f"{name}.png"
+            if not (reuse and image.is_file() and mask.is_file()):  # both files are written atomically
+                jobs.append((split, i, image, mask))
+    for split, i, image_path, mask_path in tqdm(jobs, desc="generating dataset", disable=not progress):
+        image, mask = generate_sample(sample_rng(seed, split, i), size)
+        _write_jpeg(image_path, image)
+        write_mask(mask_path, mask)
+    lists["trainval"] = lists["train"] + lists["val"]
+    for split, names in lists.items():
+        path = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("\n".join(names) + "\n")
+        os.replace(tmp, path)
