@@ -123,8 +123,11 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     fill = mean_pixel(model.encoder.mean)
     names = class_names(cfg.data.name, cfg.num_classes)
 
+    # auto = on for every device. On 2 CPU cores, training MobileNetV2 x0.5 OS16 (batch 8, 129-pixel crops) ran at
+    # 52 img/s against 42 with a contiguous model and input; in the full loop, where Normalize already hands over
+    # channels_last batches, the gain shrinks to about 52 vs 48 img/s.
     channels_last = cfg.trainer.channels_last
-    channels_last = env.device.type == "cuda" if channels_last == "auto" else bool(channels_last)
+    channels_last = True if channels_last == "auto" else bool(channels_last)
     model = model.to(env.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     net = wrap_model(model, env, cfg.trainer.sync_bn)
     optimizer = instantiate(cfg.optim)(param_groups(model, cfg.optim.weight_decay))
