@@ -26,7 +26,7 @@ from deeplab_mobile.engine.checkpoint import CheckpointError
 from deeplab_mobile.engine.distributed import cleanup, init_distributed, shard
 from deeplab_mobile.engine.evaluator import evaluate_modes
 from deeplab_mobile.engine.report import write_metrics
-from deeplab_mobile.engine.trainer import autocast_dtype
+from deeplab_mobile.engine.trainer import autocast_dtype, memory_format
 from deeplab_mobile.models import describe_model
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.run_dir)
     env = init_distributed(cfg.device)
     run, model, state, ckpt = load_run_model(run_dir, cfg.checkpoint)
-    model.to(env.device)
+    model.to(env.device, memory_format=memory_format(run.trainer.channels_last))
 
     root = cfg.data_root or run.data.root
     dataset = VOCSegmentation(root, run.data.val_split, EvalTransform(), num_classes=run.num_classes)
