@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .voc import AUG_SPLIT, IGNORE_INDEX, NUM_CLASSES, DatasetError, invalid_labels, read_list, write_mask
+from .voc import AUG_SPLIT, IGNORE_INDEX, NUM_CLASSES, DatasetError, invalid_labels, read_list, write_mask, write_text
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 SBD_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"
@@ -124,7 +124,5 @@ def prepare_trainaug(voc_root: str | Path, sbd_root: str | Path, progress: bool 
     if problems:
         shown = "\n  ".join(problems[:20])
         raise DatasetError(f"{len(problems)} problems preparing trainaug:\n  {shown}")
-    tmp = lists / f".{AUG_SPLIT}.txt.tmp"
-    tmp.write_text("\n".join(ids) + "\n")
-    os.replace(tmp, lists / f"{AUG_SPLIT}.txt")
+    write_text(lists / f"{AUG_SPLIT}.txt", "\n".join(ids) + "\n")
     return report

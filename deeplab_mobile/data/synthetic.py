@@ -20,7 +20,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
-from .voc import IGNORE_INDEX, write_mask
+from .voc import IGNORE_INDEX, write_mask, write_text
 
 SHAPES = ("disc", "square", "triangle", "cross", "ring")
 TEXTURES = ("solid", "stripes", "checker", "dots")
@@ -78,10 +78,9 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return 0.75 * field + 0.25 * fine
 
 
-def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224), max_objects: int | None = None):
+def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224), max_objects: int = MAX_OBJECTS):
     """One (RGB uint8 image, uint8 mask) pair."""
     h, w = (int(v) for v in rng.integers(size[0], size[1] + 1, 2))
-    max_objects = max_objects or MAX_OBJECTS
     image = background(rng, h, w)
     label = np.zeros((h, w), np.uint8)
     instance = np.zeros((h, w), np.int32)
@@ -163,9 +162,7 @@ def write_synthetic_voc(
             reuse = old is not None and {k: old.get(k) for k in drawn} == drawn
             stamp.unlink(missing_ok=True)  # an interrupted rewrite must not look finished
             _write_tree(voc, n_train, n_val, seed, tuple(size), progress, reuse)
-            tmp = stamp.with_name(f".{stamp.name}.tmp")
-            tmp.write_text(json.dumps(settings))
-            os.replace(tmp, stamp)
+            write_text(stamp, json.dumps(settings))
     return voc
 
 
@@ -197,7 +194,4 @@ def _write_tree(
         write_mask(mask_path, mask)
     lists["trainval"] = lists["train"] + lists["val"]
     for split, names in lists.items():
-        path = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("\n".join(names) + "\n")
-        os.replace(tmp, path)
+        write_text(voc / "ImageSets" / "Segmentation" / f"{split}.txt", "\n".join(names) + "\n")

@@ -107,6 +107,14 @@ def invalid_labels(mask: np.ndarray, num_classes: int = NUM_CLASSES) -> list[int
     return np.nonzero(hist)[0].tolist()
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (temporary name, then rename): a list or stamp is never seen half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_mask(path: str | Path, mask: np.ndarray) -> None:
     """Write a palette-indexed PNG atomically (temporary name, then rename)."""
     path = Path(path)

@@ -40,7 +40,6 @@ class TrainSettings:
     eval_every: int = 2000  # 0: only at the end
     ckpt_every: int = 1000
     amp: str = "auto"  # auto | bf16 | fp16 | off
-    channels_last: bool | str = "auto"
     freeze_bn: bool = False
     progress: bool = True
 
