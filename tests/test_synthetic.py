@@ -1,11 +1,12 @@
-"""The generated dataset: VOC format, determinism, and a class that colour alone cannot decide."""
+"""The generated dataset: VOC format, determinism, colours shared between classes, and a class that colour alone
+cannot decide."""
 
 import filecmp
 
 import numpy as np
 from PIL import Image
 
-from deeplab_mobile.data.synthetic import write_synthetic_voc
+from deeplab_mobile.data.synthetic import CLASS_NAMES, COLOURS, write_synthetic_voc
 from deeplab_mobile.data.voc import VOCSegmentation, check_dataset
 from deeplab_mobile.metrics import confusion_matrix, scores
 
@@ -99,6 +100,26 @@ def test_colour_alone_does_not_decide_the_class(synthetic_voc):
     pred = np.argmin(((x_val[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     miou = scores(confusion_matrix(pred, y_val, 21))["miou"]
     assert miou < 0.35
+
+
+def test_classes_share_colours_in_pairs_that_differ_in_shape_and_texture(tmp_path):
+    """Read from the written images: snap every object pixel to the nearest palette colour; a class's most
+    frequent colour is its body colour. Each palette colour must be the body colour of exactly two classes, and
+    those two must differ in shape and in texture (so neither colour nor one cue alone names the class)."""
+    voc = write_synthetic_voc(tmp_path, 150, 0, seed=5, progress=False)
+    ds = VOCSegmentation(voc, "train")
+    counts = np.zeros((21, len(COLOURS)), np.int64)
+    for i in range(len(ds)):
+        image, mask = ds[i]
+        nearest = np.argmin(((image[..., None, :].astype(np.float32) - COLOURS) ** 2).sum(-1), axis=-1)
+        keep = mask != 255
+        np.add.at(counts, (mask[keep], nearest[keep]), 1)
+    body = {c: counts[c].argmax() for c in range(1, 21)}
+    for colour in range(len(COLOURS)):
+        owners = [CLASS_NAMES[c].split("_") for c in body if body[c] == colour]
+        assert len(owners) == 2, (colour, owners)
+        (shape_a, texture_a), (shape_b, texture_b) = owners
+        assert shape_a != shape_b and texture_a != texture_b
 
 
 def test_metrics_against_a_hand_built_confusion_matrix():

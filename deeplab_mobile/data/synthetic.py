@@ -1,12 +1,14 @@
 """A generated segmentation dataset written in exactly the PASCAL VOC layout (the embedded default).
 
 21 classes: background + 20 object classes, each a (shape, texture) pair: 5 shapes (disc, square, triangle,
-cross, ring) x 4 textures (solid, stripes, checker, dots). Every object's two colours, and the background's,
-are drawn from one shared palette, so a pixel's colour says nothing about its class: the class is in the
-shape and the texture. Objects sit at random positions, scales and rotations (texture rotates with the
-object), several per image and overlapping; backgrounds are smooth colour fields with a lighting gradient and
-sensor noise; images are saved as JPEG. Masks are palette PNGs with 255 on a band around every object
-boundary, as in VOC.
+cross, ring) x 4 textures (solid, stripes, checker, dots). Colours come from one shared palette of 10. As in
+real images, colour is a cue but never the answer: each object class has a body colour, and every body colour
+belongs to two classes that differ in both shape and texture; the texture's second colour is any other palette
+colour, and the background mixes all of them. So a pixel's colour leaves at least two object classes and the
+background open, and the class is decided by shape and texture. Objects sit at random positions, scales and
+rotations (texture rotates with the object), several per image and overlapping; backgrounds are smooth colour
+fields with a lighting gradient and sensor noise; images are saved as JPEG. Masks are palette PNGs with 255 on
+a band around every object boundary, as in VOC.
 """
 
 from __future__ import annotations
@@ -65,9 +67,20 @@ def texture_bits(texture: str, x: np.ndarray, y: np.ndarray, period: float) -> n
     raise ValueError(texture)
 
 
-def _two_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    i, j = rng.choice(len(COLOURS), 2, replace=False)
-    return COLOURS[i], COLOURS[j]
+def body_colour(cls: int) -> int:
+    """The palette index of class ``cls``'s body colour. Each colour is the body colour of exactly two classes,
+    which differ in both shape and texture: (shape s, texture t) for t in {0, 1} shares colour 2s + t with
+    (shape s + 1, texture t + 2)."""
+    s, t = divmod(cls - 1, len(TEXTURES))
+    if t >= 2:
+        s, t = (s - 1) % len(SHAPES), t - 2
+    return 2 * s + t
+
+
+def _two_colours(rng: np.random.Generator, cls: int) -> tuple[np.ndarray, np.ndarray]:
+    body = body_colour(cls)
+    other = int(rng.integers(0, len(COLOURS) - 1))
+    return COLOURS[body], COLOURS[other + (other >= body)]
 
 
 def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -98,7 +111,7 @@ def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224)
         if not inside.any():
             continue
         bits = texture_bits(texture, px, py, period=float(rng.uniform(*TEXTURE_PERIOD)))
-        c0, c1 = _two_colours(rng)
+        c0, c1 = _two_colours(rng, cls)
         image[inside] = np.where(bits[inside, None], c1, c0)
         label[inside] = cls
         instance[inside] = k
@@ -121,7 +134,7 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
 
 
 SPLITS = ("train", "val")
-GENERATOR_VERSION = 2  # bump whenever generate_sample changes what it draws, so old trees are rewritten
+GENERATOR_VERSION = 3  # bump whenever generate_sample changes what it draws, so old trees are rewritten
 
 
 def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
