@@ -16,7 +16,9 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -240,6 +242,34 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
                  torch.get_num_threads(), cfg.trainer.device)  # fmt: skip
 
 
+class Terminated(Exception):
+    """SIGTERM arrived (``kill``, ``timeout``, a job manager); raised in the main thread so the run unwinds."""
+
+
+@contextmanager
+def sigterm_unwinds():
+    """Turn SIGTERM into ``Terminated`` while training.
+
+    By default SIGTERM ends the process on the spot: no ``finally`` runs, status.json keeps saying "running", and
+    the DataLoader workers -- children of the forkserver, not of this process -- are left behind (about 0.75 GB
+    each; measured: every run stopped this way left its train worker and two eval workers running). Unwinding
+    shuts the workers down and records the stop. A handler that is already installed (submitit's, which
+    requeues a preempted Slurm job) is left alone.
+    """
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -249,7 +279,8 @@ def main(cfg: DictConfig) -> None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         share_machine(cfg, hydra_cfg)
-        train(cfg, out_dir)
+        with sigterm_unwinds():
+            train(cfg, out_dir)
     except (NonFiniteLoss, DatasetError, CheckpointError, ConfigMismatch) as exc:
         write_status(out_dir, "failed", reason=str(exc))
         log.error("%s", exc)
@@ -259,6 +290,10 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         write_status(out_dir, "interrupted", reason="stopped by the user; resume=true continues it")
         raise
+    except Terminated as exc:
+        write_status(out_dir, "interrupted", reason=f"{exc}; resume=true continues it")
+        log.error("%s at %s; resume=true continues from the last checkpoint", exc, out_dir)
+        sys.exit(128 + signal.SIGTERM)  # the shell's convention for "killed by SIGTERM"; ends a sweep too
     except Exception as exc:
         write_status(out_dir, "failed", reason=f"{type(exc).__name__}: {exc}")
         raise

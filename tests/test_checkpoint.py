@@ -1,7 +1,9 @@
 """Checkpoints: atomic writes, safe loading with named errors, random-state round trips."""
 
+import os
 import pickle
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -40,6 +42,36 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
         save_checkpoint(path, {"iteration": 2})
     monkeypatch.undo()
     assert load_checkpoint(path)["iteration"] == 1
+
+
+class Stop(Exception):
+    pass
+
+
+def test_sigterm_during_a_write_takes_effect_once_the_checkpoint_is_whole(tmp_path, monkeypatch):
+    """A SIGTERM whose handler raises, arriving in the middle of torch.save: the handler must run only after the
+    new checkpoint is complete and renamed into place, so its exception is the one that comes out."""
+    path = tmp_path / "last.pt"
+    real_save = torch.save
+
+    def signalled_halfway(obj, f):
+        f.write(b"")
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered here if the signal is not held
+        real_save(obj, f)
+
+    def handler(signum, frame):
+        raise Stop
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        monkeypatch.setattr(ckpt.torch, "save", signalled_halfway)
+        with pytest.raises(Stop):
+            save_checkpoint(path, {"iteration": 3})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["iteration"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_missing_truncated_and_unsafe_files_are_named(tmp_path):

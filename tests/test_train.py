@@ -1,10 +1,13 @@
 """The training app end to end on the generated data: files, TensorBoard, poly LR, bit-identical resume,
-refusals, the non-finite-loss stop, evaluation from a run folder, and the DDP code path."""
+refusals, the non-finite-loss stop, a SIGTERM stop, evaluation from a run folder, and the DDP code path."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +210,54 @@ def test_missing_voc_says_how_to_get_and_prepare_it(tmp_path):
     assert f"{tmp_path}/VOC2012: dataset root not found" in out
     assert "scripts/prepare_voc.py" in out and "data=synthetic" in out
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "failed"
+
+
+def processes_with(marker):
+    """PIDs whose environment holds ``marker`` (DataLoader workers inherit it, wherever they were forked from)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours
+            pass
+    return found
+
+
+def test_sigterm_records_the_stop_and_leaves_no_worker_behind(synthetic_voc, tmp_path):
+    """``kill`` (or ``timeout``) of a run with loader workers: the run unwinds, status.json says interrupted,
+    the exit status is 143, no train or eval worker outlives it, and the last checkpoint loads."""
+    marker = f"DEEPLAB_MOBILE_TEST_RUN={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    overrides = [
+        "data=synthetic", f"data.root={synthetic_voc}", "data.generate=null", "width=0.35", "head=no_aspp",
+        "data.crop_size=65", "data.batch_size=4", "data.workers=1", "trainer.iters=100000", "trainer.eval_every=1",
+        "trainer.ckpt_every=1", "trainer.progress=false", "eval.mf=false", "eval.workers=1", "eval.batch_size=2",
+        f"hydra.run.dir={tmp_path}",
+    ]  # fmt: skip
+    env = {**os.environ, key: value}
+    proc = subprocess.Popen([sys.executable, "scripts/train.py", *overrides], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        log = tmp_path / "train.log"
+        while not (log.is_file() and "iteration 2: val mIoU" in log.read_text()):  # both loaders' workers run
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the run did not reach iteration 2"
+            time.sleep(0.2)
+        assert len(processes_with(marker)) >= 3  # the run itself, a train worker, an eval worker (at least)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "interrupted" and "SIGTERM" in status["reason"]
+    deadline = time.monotonic() + 30
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_with(marker) == []
+    assert final_state(tmp_path)["iteration"] >= 1  # the last checkpoint is whole: resume=true continues it
 
 
 def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_path):

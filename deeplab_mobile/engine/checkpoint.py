@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +23,48 @@ def last_checkpoint(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.pt"
 
 
+@contextmanager
+def signals_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then hand them to the handlers that were installed.
+
+    A handler that raises inside ``torch.save`` interrupts its zip writer, whose cleanup then fails with an
+    error of its own that replaces the handler's exception (the run was recorded as failed, not interrupted).
+    Swapping the handlers rather than masking the signals: a signal sent to the process may be delivered to any
+    thread that does not mask it (torch's, TensorBoard's), and Python then runs its handler in the main thread
+    all the same.
+    """
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set from it
+        yield
+        return
+    pending = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: pending.append((signum, frame))) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in pending:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)  # the default action, now that the write is done
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``:
-    a crash mid-write leaves the previous checkpoint intact, never a truncated one."""
+    a crash mid-write leaves the previous checkpoint intact, never a truncated one, and a Ctrl-C or SIGTERM
+    during the write takes effect once it is done."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with signals_held():
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
