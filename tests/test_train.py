@@ -37,16 +37,23 @@ def config(name, overrides):
         return compose(name, overrides=overrides)
 
 
+def small_run(voc, *extra):
+    """Overrides for a small model on 65-pixel crops of the generated data (seconds an iteration on a CPU)."""
+    return [
+        "data=synthetic", f"data.root={voc}", "data.generate=null", "width=0.35", "head=no_aspp",
+        "data.crop_size=65", "data.batch_size=4", "trainer.progress=false", *extra,
+    ]  # fmt: skip
+
+
 def tiny(voc, *extra):
     """A few iterations of a small model on 65-pixel crops (seconds on a CPU)."""
     return config(
         "train",
-        [
-            "data=synthetic", f"data.root={voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-            "data.crop_size=65", "data.batch_size=4", "data.workers=0", f"trainer.iters={ITERS}",
-            "trainer.ckpt_every=2", "trainer.eval_every=3", "trainer.log_every=1", "trainer.progress=false",
-            f"optim.lr={LR}", "eval.mf_scales=[0.75,1.0]", "eval.workers=0", "eval.batch_size=2", *extra,
-        ],
+        small_run(
+            voc, "data.workers=0", f"trainer.iters={ITERS}", "trainer.ckpt_every=2", "trainer.eval_every=3",
+            "trainer.log_every=1", f"optim.lr={LR}", "eval.mf_scales=[0.75,1.0]", "eval.workers=0",
+            "eval.batch_size=2", *extra,
+        ),
     )  # fmt: skip
 
 
@@ -229,12 +236,10 @@ def test_sigterm_records_the_stop_and_leaves_no_worker_behind(synthetic_voc, tmp
     the exit status is 143, no train or eval worker outlives it, and the last checkpoint loads."""
     marker = f"DEEPLAB_MOBILE_TEST_RUN={uuid.uuid4().hex}"
     key, value = marker.split("=")
-    overrides = [
-        "data=synthetic", f"data.root={synthetic_voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "data.workers=1", "trainer.iters=100000", "trainer.eval_every=1",
-        "trainer.ckpt_every=1", "trainer.progress=false", "eval.mf=false", "eval.workers=1", "eval.batch_size=2",
-        f"hydra.run.dir={tmp_path}",
-    ]  # fmt: skip
+    overrides = small_run(
+        synthetic_voc, "data.workers=1", "trainer.iters=100000", "trainer.eval_every=1", "trainer.ckpt_every=1",
+        "eval.mf=false", "eval.workers=1", "eval.batch_size=2", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
     env = {**os.environ, key: value}
     proc = subprocess.Popen([sys.executable, "scripts/train.py", *overrides], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -263,11 +268,10 @@ def test_sigterm_records_the_stop_and_leaves_no_worker_behind(synthetic_voc, tmp
 def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_path):
     """torchrun with 2 CPU processes (Gloo): the evaluation is sharded and its confusion matrices summed; it
     must equal a single-process evaluation of the checkpoint that rank 0 saved."""
-    overrides = [
-        "data=synthetic", f"data.root={synthetic_voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "data.workers=0", "trainer.iters=2", "trainer.eval_every=1",
-        "trainer.progress=false", "eval.mf=false", "eval.workers=0", f"hydra.run.dir={tmp_path}",
-    ]  # fmt: skip
+    overrides = small_run(
+        synthetic_voc, "data.workers=0", "trainer.iters=2", "trainer.eval_every=1", "eval.mf=false",
+        "eval.workers=0", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([*cmd, "scripts/train.py", *overrides], capture_output=True, text=True, cwd=ROOT,

@@ -37,8 +37,11 @@ def signals_held():
         yield
         return
     pending = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.signal(signum, lambda signum, frame: pending.append((signum, frame))) for signum in held}
+
+    def hold(signum, frame):
+        pending.append((signum, frame))
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
