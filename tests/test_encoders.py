@@ -102,6 +102,22 @@ def test_mobilenet_v2_body_params_match_paper_scale():
     assert mobilenet_v2_params(1.0, "last") - mobilenet_v2_params(1.0, "second_last") == 320 * 1280 + 2 * 1280
 
 
+def test_mobilenet_v2_residual_blocks_start_as_identity():
+    # A bottleneck has a residual connection when it keeps stride 1 and its width, i.e. every block of a row but
+    # the first: sum(n - 1) over the table's rows = 10 blocks.
+    residual = [i for i, (_, c, n, s) in enumerate(MNV2_ROWS) for _ in range(n - 1)]
+    assert len(residual) == 10
+    enc = MobileNetV2Encoder(width=0.5, output_stride=16).train()
+    last_bn = [b.conv[-1] for b in enc.features[1:18]]
+    zeroed = [i for i, bn in enumerate(last_bn) if not bn.weight.any()]
+    first_of_row = {sum(n for *_, n, _ in MNV2_ROWS[:r]) for r in range(len(MNV2_ROWS))}
+    assert zeroed == [i for i in range(17) if i not in first_of_row]
+    x = torch.randn(2, enc.features[2].conv[-1].num_features, 9, 9)
+    assert torch.equal(enc.features[3](x), x)  # the second 24-channel block passes its input through
+    plain = MobileNetV2Encoder(width=0.5, output_stride=16, zero_init_residual=False)
+    assert all(b.conv[-1].weight.eq(1).all() for b in plain.features[1:18])  # torchvision's init
+
+
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_mobilenet_v1_follows_tf_rule(output_stride):
     enc = MobileNetV1Encoder(width=0.25, output_stride=output_stride).eval()

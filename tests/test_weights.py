@@ -19,6 +19,7 @@ def test_torchvision_state_dict_loads(tmp_path):
     torch.save(ref.state_dict(), path)
     enc = MobileNetV2Encoder(output_stride=16, weights=path)
     assert torch.equal(enc.features[17].conv[0][0].weight, ref.features[17].conv[0][0].weight)
+    assert torch.equal(enc.features[3].conv[-1].weight, ref.features[3].conv[-1].weight)  # not the zero init
     last = MobileNetV2Encoder(tap="last", weights=path)
     assert torch.equal(last.features[18][0].weight, ref.features[18][0].weight)
 

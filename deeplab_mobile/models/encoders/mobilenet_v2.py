@@ -41,6 +41,9 @@ class MobileNetV2Encoder(Encoder):
         output_stride: 8, 16 or 32.
         tap: ``second_last`` (default, 320*width channels) or ``last`` (1280 channels).
         weights: ``None``, ``"imagenet"`` (torchvision's, width 1.0 only) or a local state dict path.
+        zero_init_residual: start the last BatchNorm of every bottleneck with a residual connection at scale 0,
+            so each such block starts as the identity (as timm's ResNets do, ``zero_init_last``, and so our
+            ResNet-101). Only random initialisation sees it: loaded weights replace it.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class MobileNetV2Encoder(Encoder):
         output_stride: int = 16,
         tap: str | None = None,
         weights: str | Path | None = None,
+        zero_init_residual: bool = True,
     ) -> None:
         super().__init__()
         tap = tap or "second_last"
@@ -69,6 +73,13 @@ class MobileNetV2Encoder(Encoder):
             set_conv_geometry(depthwise_conv(block), stride, dilation)
         self.features = features
         self.out_channels = features[-1].out_channels
+        if zero_init_residual:
+            # torchvision's MobileNetV2 has no such option (its ResNet has ``zero_init_residual``). From random
+            # weights on the generated data it is worth more than anything else tried: 0.343 -> 0.470 val mIoU
+            # after 750 iterations of batch 16 (README, "Learning on a CPU").
+            for block in blocks:
+                if block.use_res_connect:
+                    nn.init.zeros_(block.conv[-1].weight)
 
         imagenet = None
         if width == 1.0:
