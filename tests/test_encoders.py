@@ -105,8 +105,7 @@ def test_mobilenet_v2_body_params_match_paper_scale():
 def test_mobilenet_v2_residual_blocks_start_as_identity():
     # A bottleneck has a residual connection when it keeps stride 1 and its width, i.e. every block of a row but
     # the first: sum(n - 1) over the table's rows = 10 blocks.
-    residual = [i for i, (_, c, n, s) in enumerate(MNV2_ROWS) for _ in range(n - 1)]
-    assert len(residual) == 10
+    assert sum(n - 1 for *_, n, _ in MNV2_ROWS) == 10
     enc = MobileNetV2Encoder(width=0.5, output_stride=16).train()
     last_bn = [b.conv[-1] for b in enc.features[1:18]]
     zeroed = [i for i, bn in enumerate(last_bn) if not bn.weight.any()]
