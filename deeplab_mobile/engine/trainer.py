@@ -86,8 +86,19 @@ def memory_format(channels_last: bool | str) -> torch.memory_format:
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Pixel-mean cross-entropy over labelled pixels (0 rather than NaN for a crop with none)."""
-    total = F.cross_entropy(logits.float(), masks, ignore_index=ignore_index, reduction="sum")
+    """Pixel-mean cross-entropy over labelled pixels (0 rather than NaN for a crop with none).
+
+    Channels-last logits (the trainer's default layout) are scored as an (N*H*W, C) matrix, which is a view of
+    their memory. ``cross_entropy`` over dim 1 of the 4-D tensor first copies it to NCHW, and then hands the
+    upsampling's backward a gradient in the other layout. On 2 CPU cores, upsampling the logits of 16 crops of
+    129 pixels and scoring them took about 37 ms forward and backward that way, 22 ms this way; a whole training
+    step of MobileNetV2 x0.5 (no ASPP) took about 15 ms less of ~230 ms. The value and the gradient are the same
+    up to rounding.
+    """
+    logits = logits.float()
+    if logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last):
+        logits, masks = logits.permute(0, 2, 3, 1).reshape(-1, logits.shape[1]), masks.reshape(-1)
+    total = F.cross_entropy(logits, masks, ignore_index=ignore_index, reduction="sum")
     return total / (masks != ignore_index).sum().clamp(min=1)
 
 
