@@ -93,6 +93,7 @@ def test_synthetic_data_carries_its_own_recipe_and_the_command_line_still_wins()
     assert cfg.data.name == "synthetic" and cfg.trainer.iters < 30000
     assert composed("train", ["data=synthetic", "trainer.iters=7"]).trainer.iters == 7
     assert composed("train", ["data=synthetic", "optim.lr=0.2"]).optim.lr == 0.2
+    assert list(composed("train", ["data=synthetic", "eval.mf_scales=[1.0]"]).eval.mf_scales) == [1.0]
 
 
 def test_unsupported_values_are_refused_by_the_train_config():
