@@ -159,8 +159,7 @@ def test_non_finite_loss_stops_naming_the_iteration(synthetic_voc, tmp_path, mon
     assert all(torch.isfinite(t).all() for t in final_state(tmp_path)["model"].values() if t.is_floating_point())
 
 
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_loss_is_the_mean_over_labelled_pixels_in_either_layout(layout):
+def test_loss_is_the_mean_over_labelled_pixels_in_either_layout():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 21, 5, 7))
     masks = rng.integers(0, 21, size=(2, 5, 7))
@@ -171,14 +170,14 @@ def test_loss_is_the_mean_over_labelled_pixels_in_either_layout(layout):
         [np.log(np.exp(logits[n, :, y, x]).sum()) - logits[n, masks[n, y, x], y, x] for n, y, x in labelled]
     )
     grads = []
-    for fmt in (layout, torch.contiguous_format):
-        x = torch.tensor(logits).contiguous(memory_format=fmt).requires_grad_()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.tensor(logits).contiguous(memory_format=layout).requires_grad_()
         loss = trainer_module.segmentation_loss(x, torch.tensor(masks))
         loss.backward()
         grads.append(x.grad)
-        assert loss.item() == pytest.approx(expected, rel=1e-6)
+        assert loss.item() == pytest.approx(expected, rel=1e-6), layout
     torch.testing.assert_close(grads[0], grads[1])
-    assert grads[0][0, :, :2].abs().max() == 0  # 255 pixels get no gradient
+    assert grads[1][0, :, :2].abs().max() == 0  # 255 pixels get no gradient
     none = torch.full((1, 3, 3), 255)
     assert trainer_module.segmentation_loss(torch.zeros(1, 21, 3, 3), none).item() == 0
 
