@@ -79,6 +79,7 @@ def measure(runs: list[Run], device: str, size: int) -> None:
     for run in tqdm([r for r in runs if r.state == "done"], desc=f"latency on {device}"):
         model_cfg = OmegaConf.load(run.path / ".hydra" / "config.yaml").model
         model_cfg.encoder.weights = None
+        model_cfg.encoder.output_stride = run.arch["os"]  # the stride it was evaluated at (eval.os)
         torch.manual_seed(0)
         run.latency = measure_latency(instantiate(model_cfg), size=size, device=device)
         (run.path / "latency.json").write_text(json.dumps(run.latency, indent=2))

@@ -2,9 +2,11 @@
 
     python scripts/eval.py run_dir=outputs/train/<run>
     python scripts/eval.py run_dir=outputs/train/<run> eval.mf=false
+    python scripts/eval.py run_dir=outputs/train/<run> eval.os=8          # the same weights at output stride 8
     python scripts/eval.py run_dir=outputs/train/<run> checkpoint=/path/to/last.pt data_root=/data/VOC2012
 
-The model and data come from the run's own config (<run>/.hydra/config.yaml). metrics.json (mIoU, per-class
+The model and data come from the run's own config (<run>/.hydra/config.yaml), and so do the MF scales and the
+output stride to evaluate at unless given (eval.mf_scales, eval.os). metrics.json (mIoU, per-class
 IoU, pixel accuracy, Params, MAdds) and per_class_iou.csv are written into the run folder.
 """
 
@@ -15,10 +17,10 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
-from run_folder import load_run_model
+from omegaconf import DictConfig, OmegaConf
+from run_folder import at_output_stride, load_run_model
 
-from deeplab_mobile.complexity import model_complexity
+from deeplab_mobile.complexity import MF_SCALES, model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, class_names
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.transforms import mean_pixel
@@ -36,7 +38,11 @@ def evaluate_run(cfg: DictConfig) -> dict:
     """Load the run's model and checkpoint, evaluate, write the files; returns the ``metrics.json`` content."""
     run_dir = Path(cfg.run_dir)
     env = init_distributed(cfg.device)
-    run, model, state, ckpt = load_run_model(run_dir, cfg.checkpoint)
+    run, trained, state, ckpt = load_run_model(run_dir, cfg.checkpoint)
+    eval_os = cfg.eval.os if cfg.eval.os is not None else OmegaConf.select(run, "eval.os", default=None)
+    mf_scales = cfg.eval.mf_scales if cfg.eval.mf_scales is not None else OmegaConf.select(run, "eval.mf_scales")
+    mf_scales = list(mf_scales if mf_scales is not None else MF_SCALES)
+    model = at_output_stride(run.model, trained, eval_os)
     model.to(env.device, memory_format=memory_format(run.trainer.channels_last))
 
     root = cfg.data_root or run.data.root
@@ -45,22 +51,22 @@ def evaluate_run(cfg: DictConfig) -> dict:
     pad_to = cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size
     results = evaluate_modes(
         model, Normalize(model.encoder.mean, model.encoder.std).to(env.device), loader, run.num_classes,
-        mf=cfg.eval.mf, mf_scales=cfg.eval.mf_scales, flip=cfg.eval.flip, pad_to=pad_to,
+        mf=cfg.eval.mf, mf_scales=mf_scales, flip=cfg.eval.flip, pad_to=pad_to,
         fill=mean_pixel(model.encoder.mean), device=env.device, autocast_dtype=autocast_dtype(cfg.amp, env.device),
         env=env, progress=env.main,
     )  # fmt: skip
     metrics = {
-        **describe_model(model),
-        **model_complexity(model),
+        **describe_model(trained),
+        **model_complexity(model),  # the network evaluated: MAdds follow eval.os
         "iteration": state.get("iteration"),
         "checkpoint": str(ckpt),
         "data_root": str(root),
-        "eval": {"pad_to": pad_to, "mf_scales": list(cfg.eval.mf_scales), "flip": cfg.eval.flip},
+        "eval": {"pad_to": pad_to, "mf_scales": mf_scales, "flip": cfg.eval.flip, "os": model.output_stride},
     }
     if env.main:
         path = write_metrics(run_dir, results, class_names(run.data.name, run.num_classes), metrics)
         for mode, r in results.items():
-            print(f"{mode}: mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
+            print(f"{mode} (OS{model.output_stride}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
         print(f"Params {metrics['params'] / 1e6:.3f}M  MAdds {metrics['madds'] / 1e9:.2f}B  -> {path}")
     cleanup(env)
     return {**metrics, **results}

@@ -28,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from run_folder import at_output_stride
 
 from deeplab_mobile.complexity import model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, class_names
@@ -134,6 +135,9 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
 
     model = model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
     net = wrap_model(model, env, cfg.trainer.sync_bn)
+    # Evaluation runs at eval.os (null: the trained stride), on a copy holding the current weights
+    eval_net = at_output_stride(model_cfg, model, cfg.eval.os)
+    eval_net = eval_net.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
     optimizer = instantiate(cfg.optim)(param_groups(model, cfg.optim.weight_decay))
     scheduler = instantiate(cfg.sched)(optimizer)
     settings = TrainSettings(
@@ -147,11 +151,17 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         val_loader = eval_loader(shard(val_set, env), cfg.eval.batch_size, cfg.eval.workers)
         eval_kwargs = dict(pad_to=cfg.eval.pad_to, fill=fill, device=env.device, autocast_dtype=dtype, env=env)
 
-        def periodic_eval(iteration: int) -> None:  # the bare model: DDP's forward would be a collective
+        def model_to_evaluate() -> torch.nn.Module:  # the bare model: DDP's forward would be a collective
             broadcast_buffers(model, env)
+            if eval_net is not model:
+                eval_net.load_state_dict(model.state_dict())
+            return eval_net
+
+        def periodic_eval(iteration: int) -> None:
             keep = cfg.eval.examples
-            s, _, examples = evaluate(model, normalize, val_loader, cfg.num_classes, keep=keep, **eval_kwargs)
-            log.info("iteration %d: val mIoU %.4f (single scale)", iteration, s["miou"])
+            s, _, examples = evaluate(model_to_evaluate(), normalize, val_loader, cfg.num_classes, keep=keep,
+                                      **eval_kwargs)  # fmt: skip
+            log.info("iteration %d: val mIoU %.4f (single scale, OS%d)", iteration, s["miou"], eval_net.output_stride)
             values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
             values.update({f"val_iou/{name}": v for name, v in zip(names, s["iou"], strict=True) if v == v})
             board.scalars(values, iteration)
@@ -180,22 +190,27 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
 
         # Final evaluation: single scale, and MF + flip
         # The bare model, not DDP: shards may differ by one batch, and DDP's forward is a collective.
-        broadcast_buffers(model, env)
         results = evaluate_modes(
-            model, normalize, val_loader, cfg.num_classes,
+            model_to_evaluate(), normalize, val_loader, cfg.num_classes,
             mf=cfg.eval.mf, mf_scales=cfg.eval.mf_scales, flip=cfg.eval.flip, progress=env.main, **eval_kwargs,
         )  # fmt: skip
-        complexity = model_complexity(model)
+        complexity = model_complexity(eval_net)  # the network evaluated: MAdds follow eval.os
         metrics = {
             **describe_model(model),
             **complexity,
             "iteration": trainer.iteration,
             "checkpoint": str(trainer.ckpt_path),
-            "eval": {"pad_to": cfg.eval.pad_to, "mf_scales": list(cfg.eval.mf_scales), "flip": cfg.eval.flip},
+            "eval": {
+                "pad_to": cfg.eval.pad_to,
+                "mf_scales": list(cfg.eval.mf_scales),
+                "flip": cfg.eval.flip,
+                "os": eval_net.output_stride,
+            },  # fmt: skip
         }
         if env.main:
             write_metrics(out_dir, results, names, metrics)
-            hparams = {**describe_model(model), "mf": cfg.eval.mf, "data": cfg.data.name}
+            hparams = {**describe_model(model), "eval_os": eval_net.output_stride, "mf": cfg.eval.mf,
+                       "data": cfg.data.name}  # fmt: skip
             summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
                        "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
             if "mf" in results:

@@ -116,8 +116,10 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     )
     assert proc.returncode != 0  # Hydra reports the failed job at the end
     rows, _ = report(tmp_path / "sweep")
-    states = {r["os"]: r for r in rows}
+    states = {r["train_os"]: r for r in rows}
     assert states["16"]["state"] == "done" and float(states["16"]["miou"]) >= 0
+    assert states["16"]["os"] == "8"  # the synthetic recipe evaluates at OS8 (eval.os)
+    assert "| 8 (trained 16) |" in (tmp_path / "sweep" / "report" / "table.md").read_text()
     assert states["12"]["state"] == "failed" and "output stride 12 is not supported" in states["12"]["reason"]
 
 

@@ -23,10 +23,12 @@ from deeplab_mobile.complexity import count_madds, count_params
 from deeplab_mobile.data import EvalTransform, Normalize, VOCSegmentation
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
+from deeplab_mobile.data.transforms import mean_pixel
 from deeplab_mobile.engine import trainer as trainer_module
 from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
 from deeplab_mobile.engine.evaluator import evaluate
 from deeplab_mobile.engine.trainer import NonFiniteLoss
+from deeplab_mobile.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ITERS, LR = 6, 0.001
@@ -82,9 +84,10 @@ def test_run_folder_holds_checkpoint_metrics_and_status(reference, synthetic_voc
     assert set(metrics["ss"]["iou"]) == set(CLASS_NAMES)
     assert 0 <= metrics["ss"]["miou"] <= 1 and 0 <= metrics["mf"]["miou"] <= 1
     assert metrics["ss"]["miou"] == pytest.approx(returned["ss"]["miou"])
-    model = instantiate(tiny(synthetic_voc).model)
+    # Trained at OS16, evaluated at OS8 (the synthetic recipe's eval.os): MAdds are those of the network evaluated
+    model = instantiate(tiny(synthetic_voc, "os=8").model)
     assert metrics["params"] == count_params(model) and metrics["madds"] == count_madds(model, 513)
-    assert (metrics["head"], metrics["os"], metrics["width"]) == ("no_aspp", 16, 0.35)
+    assert (metrics["head"], metrics["os"], metrics["width"], metrics["eval"]["os"]) == ("no_aspp", 16, 0.35, 8)
     rows = (out / "per_class_iou.csv").read_text().splitlines()
     assert rows[0] == "class,iou_ss,iou_mf" and len(rows) == 22
     assert json.loads((out / "status.json").read_text())["state"] == "done"
@@ -196,13 +199,54 @@ def test_freeze_bn_keeps_statistics_and_affine(synthetic_voc, tmp_path):
     assert any(not torch.equal(initial[k], trained[k]) for k in conv)
 
 
+def test_training_evaluates_at_eval_os_with_the_trained_weights(reference, synthetic_voc):
+    """The run trained at OS16 and reported OS8 (eval.os=8): its single-scale score is that of a network built at
+    OS8 from the config and given the checkpoint's weights, and the two strides compute different logits."""
+    out, returned = reference
+    weights = final_state(out)["model"]
+    at = {}
+    for os_ in (8, 16):
+        at[os_] = instantiate(tiny(synthetic_voc, f"os={os_}").model).to(memory_format=torch.channels_last).eval()
+        at[os_].load_state_dict(weights)
+    norm = Normalize(at[8].encoder.mean, at[8].encoder.std)
+    loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 2, 0)
+    scores, _, _ = evaluate(at[8], norm, loader, 21, pad_to=65, fill=mean_pixel(at[8].encoder.mean))
+    assert scores["miou"] == returned["ss"]["miou"]
+    x = torch.randint(0, 256, (1, 65, 65, 3), dtype=torch.uint8)  # an NHWC uint8 batch, as Normalize takes
+    with torch.no_grad():
+        assert not torch.allclose(at[8](norm(x)), at[16](norm(x)))
+
+
+def test_at_output_stride_copies_the_weights_into_the_other_network(synthetic_voc):
+    cfg = tiny(synthetic_voc)
+    model = instantiate(cfg.model)
+    assert eval_script.at_output_stride(cfg.model, model, None) is model
+    assert eval_script.at_output_stride(cfg.model, model, 16) is model
+    rng = torch.get_rng_state()
+    other = eval_script.at_output_stride(cfg.model, model, 8)
+    assert torch.equal(torch.get_rng_state(), rng)  # building it leaves the run's random stream where it was
+    assert other.output_stride == 8 and cfg.model.encoder.output_stride == 16  # the config is left as it was
+    built = build_model("mobilenet_v2", "no_aspp", output_stride=8, width=0.35)
+
+    def geometry(m):
+        return [(c.stride, c.dilation, c.padding) for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+
+    assert geometry(other) == geometry(built) != geometry(model)
+    theirs = other.state_dict()
+    assert all(torch.equal(value, theirs[name]) for name, value in model.state_dict().items())
+    with pytest.raises(ValueError, match="output stride 12"):
+        eval_script.at_output_stride(cfg.model, model, 12)
+
+
 def test_eval_script_agrees_with_training_and_with_a_plain_loop(reference, synthetic_voc):
     out, returned = reference
-    cfg = config("eval", [f"run_dir={out}", "eval.workers=0", "eval.batch_size=2", "eval.mf_scales=[0.75,1.0]"])
+    # Without overrides the script evaluates as the run did: its MF scales (0.75, 1.0) and its eval.os (8)
+    cfg = config("eval", [f"run_dir={out}", "eval.workers=0", "eval.batch_size=2"])
     result = eval_script.evaluate_run(cfg)
     assert result["ss"]["miou"] == returned["ss"]["miou"]
     assert result["mf"]["miou"] == returned["mf"]["miou"]
     assert result["iteration"] == ITERS and result["params"] == returned["params"]
+    assert result["eval"]["mf_scales"] == [0.75, 1.0] and result["eval"]["os"] == 8
 
     # The evaluator's single-scale confusion matrix and mIoU, recomputed image by image with numpy (images are
     # larger than the 65 crop, so no padding is involved). This barely trained model has many near-tied logits,

@@ -32,7 +32,7 @@ class Run:
     name: str  # relative to the sweep folder ("." for a single run)
     state: str  # done | failed | interrupted | unfinished | foreign
     reason: str = ""
-    arch: dict | None = None  # encoder, head, os, width, tap, num_classes
+    arch: dict | None = None  # encoder, head, os (evaluated at), train_os, width, tap, num_classes
     data: str | None = None
     overrides: list[str] = field(default_factory=list)
     metrics: dict | None = None
@@ -57,12 +57,16 @@ def architecture(cfg) -> dict | None:
         return None
     encoder = ENCODER_KEYS.get(str(target).rsplit(".", 1)[-1], str(target).rsplit(".", 1)[-1])
     tap = OmegaConf.select(cfg, "model.encoder.tap", default=None)
+    trained = int(OmegaConf.select(cfg, "model.encoder.output_stride"))
+    evaluated = OmegaConf.select(cfg, "eval.os", default=None)
     if encoder == "mobilenet_v2":
         tap = tap or "second_last"  # the encoder's default
     return {
         "encoder": encoder,
         "head": "aspp" if aspp else "no_aspp",
-        "os": int(OmegaConf.select(cfg, "model.encoder.output_stride")),
+        # Table 7's OS is the stride a network is evaluated at (the model zoo evaluates its OS16 network at OS8)
+        "os": int(evaluated) if evaluated is not None else trained,
+        "train_os": trained,
         "width": float(OmegaConf.select(cfg, "model.encoder.width", default=1.0)),
         "tap": tap if encoder == "mobilenet_v2" else None,
         "num_classes": int(OmegaConf.select(cfg, "model.head.num_classes", default=21)),
@@ -88,6 +92,9 @@ def read_run(path: Path, root: Path) -> Run:
     state = (status or {}).get("state")
     if state == "done" and metrics is not None and "ss" in metrics:
         run.state, run.metrics = "done", metrics
+        evaluated = (metrics.get("eval") or {}).get("os")  # scripts/eval.py eval.os=8 rewrites metrics.json
+        if evaluated is not None:
+            arch["os"] = int(evaluated)
     elif state in ("failed", "interrupted"):
         run.state, run.reason = state, str(status.get("reason", ""))
     elif state == "done":

@@ -139,10 +139,18 @@ def columns(rows: list[Row]) -> dict[str, bool]:
     return {"latency": any(r.latency_ms is not None for r in rows), "paper": any(r.paper for r in rows)}
 
 
+def _os_cell(arch: dict | None) -> str:
+    """The stride evaluated at, and the trained one where they differ (``eval.os``): ``8 (trained 16)``."""
+    if not arch:
+        return ""
+    trained = arch.get("train_os", arch["os"])
+    return str(arch["os"]) if trained == arch["os"] else f"{arch['os']} (trained {trained})"
+
+
 def to_cells(row: Row, cols: dict[str, bool], check: str) -> list[str]:
     a = row.arch
     cells = [
-        row.network, str(a["os"]) if a else "", check if a and a["head"] == "aspp" else "", check if row.mf else "",
+        row.network, _os_cell(a), check if a and a["head"] == "aspp" else "", check if row.mf else "",
         _pct(row.miou), _millions(row.params), _billions(row.madds),
     ]  # fmt: skip
     if cols["latency"]:
@@ -190,8 +198,8 @@ def to_markdown(rows: list[Row]) -> str:
 
 
 CSV_FIELDS = [
-    "run", "state", "reason", "network", "encoder", "width", "tap", "os", "aspp", "mf", "data", "miou", "params",
-    "madds", "latency_ms", "latency_device", "paper_miou", "paper_params_m", "paper_madds_b",
+    "run", "state", "reason", "network", "encoder", "width", "tap", "os", "train_os", "aspp", "mf", "data", "miou",
+    "params", "madds", "latency_ms", "latency_device", "paper_miou", "paper_params_m", "paper_madds_b",
 ]  # fmt: skip
 
 
@@ -205,6 +213,7 @@ def to_csv(rows: list[Row]) -> str:
         writer.writerow({
             "run": r.run, "state": r.state, "reason": _one_line(r.reason), "network": r.network,
             "encoder": a.get("encoder"), "width": a.get("width"), "tap": a.get("tap"), "os": a.get("os"),
+            "train_os": a.get("train_os"),
             "aspp": None if not a else a["head"] == "aspp", "mf": r.mf, "data": r.data, "miou": r.miou,
             "params": r.params, "madds": r.madds, "latency_ms": r.latency_ms, "latency_device": r.latency_device,
             "paper_miou": _paper_miou(r), "paper_params_m": r.paper.params_m if r.paper else None,
