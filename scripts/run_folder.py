@@ -1,9 +1,10 @@
 """A training run folder's model, shared by scripts/eval.py and scripts/export.py: the composed config
 (<run>/.hydra/config.yaml) and the weights of its checkpoint; and the same network at another output stride
-(scripts/train.py and scripts/eval.py, ``eval.os``)."""
+(scripts/train.py and scripts/eval.py: ``eval.os``, ``trainer.final_os``)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -33,7 +34,38 @@ def load_run_model(run_dir: Path, checkpoint: str | Path | None = None) -> tuple
         model.load_state_dict(model_state(state, ckpt))
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt}: does not fit the run's model ({exc})") from exc
+    set_output_stride(run.model, model, stride_at(run, int(state.get("iteration") or 0)))  # trainer.final_os
     return run, model, state, ckpt
+
+
+def final_stage(cfg: DictConfig) -> tuple[int, int] | None:
+    """``(iteration, output stride)``: from that iteration on, the run trains at ``trainer.final_os``; ``None``
+    when it trains at one stride throughout. Refuses a setting it cannot honour."""
+    final_os = OmegaConf.select(cfg, "trainer.final_os", default=None)
+    if final_os is None:
+        return None
+    final_os = check_output_stride(final_os)
+    iters, last = int(cfg.trainer.iters), int(OmegaConf.select(cfg, "trainer.final_os_iters", default=0) or 0)
+    if not 0 < last <= iters:
+        raise ValueError(
+            f"trainer.final_os={final_os} needs trainer.final_os_iters between 1 and trainer.iters ({iters}), "
+            f"got {last}: set trainer.final_os_iters, or trainer.final_os=null to train at one stride"
+        )
+    return iters - last, final_os
+
+
+def stride_at(cfg: DictConfig, iteration: int) -> int:
+    """The output stride the run's network has after ``iteration`` iterations."""
+    stage = final_stage(cfg)
+    return stage[1] if stage and iteration >= stage[0] else int(cfg.model.encoder.output_stride)
+
+
+def _build_at(model_cfg: DictConfig, output_stride: int) -> nn.Module:
+    cfg = model_cfg.copy()
+    cfg.encoder.output_stride = check_output_stride(output_stride)  # a clear error, not Hydra's wrapped one
+    cfg.encoder.weights = None  # every weight comes from the model it stands in for
+    with torch.random.fork_rng(devices=[]):  # its random init must not move the run's random stream
+        return instantiate(cfg)
 
 
 def at_output_stride(model_cfg: DictConfig, model: nn.Module, output_stride: int | None) -> nn.Module:
@@ -50,10 +82,31 @@ def at_output_stride(model_cfg: DictConfig, model: nn.Module, output_stride: int
     """
     if output_stride is None or output_stride == model.output_stride:
         return model
-    cfg = model_cfg.copy()
-    cfg.encoder.output_stride = check_output_stride(output_stride)  # a clear error, not Hydra's wrapped one
-    cfg.encoder.weights = None  # every weight comes from ``model``
-    with torch.random.fork_rng(devices=[]):  # its random init must not move the run's random stream
-        other = instantiate(cfg)
+    other = _build_at(model_cfg, output_stride)
     other.load_state_dict(model.state_dict())
     return other
+
+
+def set_output_stride(model_cfg: DictConfig, model: nn.Module, output_stride: int) -> nn.Module:
+    """Turn ``model`` in place into the network built at ``output_stride``; returns it.
+
+    Its parameters stay the same objects (an optimizer, DDP and SyncBatchNorm keep working on them): only the
+    strides, atrous rates and paddings change, copied from a network built at ``output_stride``. This is how
+    DeepLabv3 ends its training, the last iterations at OS8 after the rest at OS16 (``trainer.final_os``).
+    Copying every plain attribute that differs between the two builds, rather than naming the conv fields,
+    covers the modules' own bookkeeping as well (the encoder's ``output_stride``, ASPP's ``rates``, the ResNet
+    shortcut's subsampling ``stride``).
+    """
+    if output_stride == model.output_stride:
+        return model
+    reference = _build_at(model_cfg, output_stride)
+    mine, theirs = dict(model.named_modules()), dict(reference.named_modules())
+    if mine.keys() != theirs.keys():
+        raise ValueError(f"the network built at output stride {output_stride} has other modules than the model's")
+    for name, ref in theirs.items():
+        for key, value in vars(ref).items():
+            plain = isinstance(value, (bool, int, float, str, tuple, list)) and key != "training"
+            if plain and (not key.startswith("_") or key == "_reversed_padding_repeated_twice"):
+                if getattr(mine[name], key, None) != value:
+                    setattr(mine[name], key, copy.copy(value))
+    return model

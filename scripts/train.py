@@ -4,6 +4,7 @@
     python scripts/train.py data=synthetic                        # the generated dataset, on CPU
     python scripts/train.py data=synthetic hydra.run.dir=outputs/train/<run> resume=true
     torchrun --nproc_per_node=4 scripts/train.py trainer.sync_bn=true
+    python scripts/train.py os=16 trainer.final_os=8 trainer.final_os_iters=3000   # DeepLabv3: end at OS8
     python scripts/train.py -m experiment=head_os data=synthetic   # a sweep -> scripts/ablation_table.py
 
 The run folder (hydra.run.dir) receives .hydra/config.yaml, train.log, checkpoints/last.pt, tb/ (TensorBoard),
@@ -28,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from run_folder import at_output_stride
+from run_folder import at_output_stride, final_stage, set_output_stride
 
 from deeplab_mobile.complexity import model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, class_names
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 IDENTITY = (
     "model", "os", "width", "tap", "num_classes", "encoder_weights", "data.name", "data.train_split",
     "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
-    "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn",
+    "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn", "trainer.final_os", "trainer.final_os_iters",
 )  # fmt: skip
 
 
@@ -124,6 +125,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
         logging.getLogger().setLevel(logging.WARNING)
     seed_everything(cfg.trainer.seed)
+    stage = final_stage(cfg)  # (iteration, stride) of trainer.final_os; refused here if it cannot be honoured
     model_cfg = cfg.model.copy()
     if cfg.resume and last_checkpoint(out_dir).is_file():
         model_cfg.encoder.weights = None  # every weight comes from the checkpoint: no download, no weights file
@@ -135,9 +137,19 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
 
     model = model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
     net = wrap_model(model, env, cfg.trainer.sync_bn)
-    # Evaluation runs at eval.os (null: the trained stride), on a copy holding the current weights
-    eval_net = at_output_stride(model_cfg, model, cfg.eval.os)
-    eval_net = eval_net.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
+
+    def evaluation_net() -> torch.nn.Module:  # at eval.os (null: the trained stride): a copy, refreshed before use
+        net = at_output_stride(model_cfg, model, cfg.eval.os)
+        return net.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
+
+    eval_net = evaluation_net()
+
+    def to_final_stride() -> None:  # trainer.final_os: the same parameters (the optimizer's) at another stride
+        nonlocal eval_net
+        set_output_stride(model_cfg, model, stage[1])
+        eval_net = evaluation_net()
+        log.info("iteration %d: training goes on at output stride %d (trainer.final_os)", stage[0], stage[1])
+
     optimizer = instantiate(cfg.optim)(param_groups(model, cfg.optim.weight_decay))
     scheduler = instantiate(cfg.sched)(optimizer)
     settings = TrainSettings(
@@ -167,9 +179,14 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
             board.scalars(values, iteration)
             board.examples("val/image_truth_prediction", examples, iteration)
 
+        def on_iteration(iteration: int) -> None:
+            if stage and iteration == stage[0]:
+                to_final_stride()
+
         trainer = Trainer(
             net, normalize, optimizer, scheduler, train_set, settings, out_dir, env,
             evaluate=periodic_eval, on_log=board.scalars, config=identity(cfg),
+            on_iteration=on_iteration,
         )  # fmt: skip
         if cfg.resume and trainer.ckpt_path.is_file():
             state = load_checkpoint(trainer.ckpt_path, map_location=env.device)
@@ -185,6 +202,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         if env.main and not saved_config.is_file():  # Hydra writes it; a direct call of train() gets one as well
             saved_config.parent.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, saved_config)
+        if stage and trainer.iteration >= stage[0]:  # resumed within the final stage
+            to_final_stride()
         write_status(out_dir, "running", env, iteration=trainer.iteration)
         trainer.fit()
 
@@ -196,8 +215,9 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         )  # fmt: skip
         complexity = model_complexity(eval_net)  # the network evaluated: MAdds follow eval.os
         metrics = {
-            **describe_model(model),
+            **describe_model(model),  # its "os" is the stride it ended training at
             **complexity,
+            "final_os": {"os": stage[1], "from_iteration": stage[0]} if stage else None,
             "iteration": trainer.iteration,
             "checkpoint": str(trainer.ckpt_path),
             "eval": {
@@ -209,8 +229,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         }
         if env.main:
             write_metrics(out_dir, results, names, metrics)
-            hparams = {**describe_model(model), "eval_os": eval_net.output_stride, "mf": cfg.eval.mf,
-                       "data": cfg.data.name}  # fmt: skip
+            hparams = {**describe_model(model), "train_os": cfg.os, "eval_os": eval_net.output_stride,
+                       "mf": cfg.eval.mf, "data": cfg.data.name}  # fmt: skip
             summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
                        "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
             if "mf" in results:

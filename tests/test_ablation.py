@@ -27,7 +27,8 @@ from deeplab_mobile.table7 import TABLE7
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "data=synthetic", "width=0.35", "data.crop_size=65", "data.batch_size=4", "trainer.iters=3",
-    "trainer.eval_every=0", "trainer.ckpt_every=3", "trainer.progress=false", "eval.mf=false",
+    "trainer.eval_every=0", "trainer.ckpt_every=3", "trainer.progress=false", "trainer.final_os=null",
+    "eval.mf=false",
 ]  # fmt: skip
 
 
@@ -180,6 +181,16 @@ def test_width_and_tap_variants_are_named_and_not_matched(tmp_path):
     fake_run(tmp_path / "t", ["encoder=mobilenet_v2", "tap=last"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}})
     rows = build_rows(find_runs(tmp_path))
     assert [(r.network, r.paper) for r in rows] == [("MNet V2* x0.5", None), ("MNet V2 (1280 tap)", None)]
+
+
+def test_a_run_ending_at_another_stride_is_a_row_at_that_stride(tmp_path):
+    overrides = ["variant=mnv2_os16_no_aspp", "trainer.final_os=8", "trainer.final_os_iters=10"]
+    fake_run(tmp_path / "a", overrides, {"params": 1, "madds": 2, "ss": {"miou": 0.1}})
+    (row,) = build_rows(find_runs(tmp_path))
+    assert (row.arch["os"], row.arch["train_os"], row.arch["final_os"]) == (8, 16, 8)
+    assert "| MNet V2* | 8 (trained 16, then 8) |" in ablation_table.to_markdown([row])
+    (csv_row,) = csv.DictReader(io.StringIO(ablation_table.to_csv([row])))
+    assert (csv_row["os"], csv_row["train_os"], csv_row["final_os"]) == ("8", "16", "8")
 
 
 def test_latency_is_measured_and_reported(tmp_path):

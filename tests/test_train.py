@@ -43,7 +43,7 @@ def small_run(voc, *extra):
     """Overrides for a small model on 65-pixel crops of the generated data (seconds an iteration on a CPU)."""
     return [
         "data=synthetic", f"data.root={voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "trainer.progress=false", *extra,
+        "data.crop_size=65", "data.batch_size=4", "trainer.progress=false", "trainer.final_os=null", *extra,
     ]  # fmt: skip
 
 
@@ -236,6 +236,98 @@ def test_at_output_stride_copies_the_weights_into_the_other_network(synthetic_vo
     assert all(torch.equal(value, theirs[name]) for name, value in model.state_dict().items())
     with pytest.raises(ValueError, match="output stride 12"):
         eval_script.at_output_stride(cfg.model, model, 12)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["head=aspp"],
+        ["encoder=mobilenet_v1", "width=0.25", "head=aspp"],
+        ["encoder=resnet101", "width=1.0", "head=aspp"],
+    ],
+    ids=["mobilenet_v2", "mobilenet_v1", "resnet101"],
+)
+def test_set_output_stride_turns_the_model_into_the_other_network_in_place(synthetic_voc, overrides):
+    cfg = tiny(synthetic_voc, *overrides)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).eval()
+    with torch.no_grad():  # BatchNorm away from its initial identity, so the logits depend on the geometry
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5), bn.bias.normal_(0, 0.1), bn.running_var.uniform_(0.5, 2)
+    geometry = [(c.stride, c.dilation, c.padding) for c in model.modules() if isinstance(c, torch.nn.Conv2d)]
+    params = [id(p) for p in model.parameters()]
+    built = instantiate(tiny(synthetic_voc, *overrides, "os=8").model).eval()
+    built.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 65, 65)
+    with torch.no_grad():
+        at16, want = model(x), built(x)
+        rng = torch.get_rng_state()
+        assert train_script.set_output_stride(cfg.model, model, 8) is model
+        assert torch.equal(torch.get_rng_state(), rng)
+        assert [id(p) for p in model.parameters()] == params  # the optimizer's parameters, not copies
+        assert model.output_stride == 8 and model.head.rates == (12, 24, 36)  # SPEC: ASPP rates double at OS8
+        assert torch.equal(model(x), want) and not torch.allclose(want, at16, rtol=0, atol=1e-6)
+        assert (
+            [(c.stride, c.dilation, c.padding) for c in model.modules() if isinstance(c, torch.nn.Conv2d)]
+            == [(c.stride, c.dilation, c.padding) for c in built.modules() if isinstance(c, torch.nn.Conv2d)]
+            != geometry
+        )
+        train_script.set_output_stride(cfg.model, model, 16)
+        assert model.head.rates == (6, 12, 18) and torch.equal(model(x), at16)
+        assert [
+            (c.stride, c.dilation, c.padding) for c in model.modules() if isinstance(c, torch.nn.Conv2d)
+        ] == geometry
+
+
+def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(synthetic_voc, tmp_path, monkeypatch):
+    """trainer.final_os=8, final_os_iters=2 of 6: iterations 1-4 at OS16, 5-6 at OS8. A crash at iteration 5
+    leaves the checkpoint of iteration 4, and the resumed run goes on at OS8 to the same weights."""
+    final = ("trainer.final_os=8", "trainer.final_os_iters=2")
+    step, strides = trainer_module.Trainer.step, []
+
+    def recording_step(self, images, masks):
+        strides.append(self.bare_model.output_stride)
+        return step(self, images, masks)
+
+    monkeypatch.setattr(trainer_module.Trainer, "step", recording_step)
+    whole = tmp_path / "whole"
+    metrics = train_script.train(tiny(synthetic_voc, *final), whole)
+    assert strides == [16, 16, 16, 16, 8, 8]
+    assert metrics["final_os"] == {"os": 8, "from_iteration": 4} and metrics["os"] == 8 == metrics["eval"]["os"]
+    assert (
+        eval_script.load_run_model(whole)[1].output_stride == 8
+    )  # eval.py and export.py build the network it ended as
+
+    def crashing_step(self, images, masks):
+        if self.iteration + 1 == 5:
+            raise KeyboardInterrupt("killed at iteration 5")
+        return recording_step(self, images, masks)
+
+    strides.clear()
+    monkeypatch.setattr(trainer_module.Trainer, "step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_script.train(tiny(synthetic_voc, *final), tmp_path / "crashed")
+    monkeypatch.setattr(trainer_module.Trainer, "step", recording_step)
+    train_script.train(tiny(synthetic_voc, *final, "resume=true"), tmp_path / "crashed")
+    assert strides == [16, 16, 16, 16, 8, 8]
+    want, got = final_state(whole), final_state(tmp_path / "crashed")
+    for name, tensor in want["model"].items():
+        assert torch.equal(tensor, got["model"][name]), name
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["trainer.final_os=8"], r"final_os_iters between 1 and trainer.iters \(6\), got 250"),  # the recipe's
+        (["trainer.final_os=8", "trainer.final_os_iters=null"], "got 0"),
+        (["trainer.final_os=8", "trainer.final_os_iters=7"], "got 7"),
+        (["trainer.final_os=12", "trainer.final_os_iters=2"], "output stride 12"),
+    ],
+)
+def test_final_os_refuses_what_it_cannot_do(synthetic_voc, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        train_script.train(tiny(synthetic_voc, *overrides), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_eval_script_agrees_with_training_and_with_a_plain_loop(reference, synthetic_voc):

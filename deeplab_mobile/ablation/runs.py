@@ -32,7 +32,7 @@ class Run:
     name: str  # relative to the sweep folder ("." for a single run)
     state: str  # done | failed | interrupted | unfinished | foreign
     reason: str = ""
-    arch: dict | None = None  # encoder, head, os (evaluated at), train_os, width, tap, num_classes
+    arch: dict | None = None  # encoder, head, os (evaluated at), train_os, final_os, width, tap, num_classes
     data: str | None = None
     overrides: list[str] = field(default_factory=list)
     metrics: dict | None = None
@@ -58,6 +58,8 @@ def architecture(cfg) -> dict | None:
     encoder = ENCODER_KEYS.get(str(target).rsplit(".", 1)[-1], str(target).rsplit(".", 1)[-1])
     tap = OmegaConf.select(cfg, "model.encoder.tap", default=None)
     trained = int(OmegaConf.select(cfg, "model.encoder.output_stride"))
+    final = OmegaConf.select(cfg, "trainer.final_os", default=None)  # the last iterations' stride
+    final = int(final) if final is not None else None
     evaluated = OmegaConf.select(cfg, "eval.os", default=None)
     if encoder == "mobilenet_v2":
         tap = tap or "second_last"  # the encoder's default
@@ -65,8 +67,9 @@ def architecture(cfg) -> dict | None:
         "encoder": encoder,
         "head": "aspp" if aspp else "no_aspp",
         # Table 7's OS is the stride a network is evaluated at (the model zoo evaluates its OS16 network at OS8)
-        "os": int(evaluated) if evaluated is not None else trained,
+        "os": int(evaluated) if evaluated is not None else final or trained,
         "train_os": trained,
+        "final_os": final,
         "width": float(OmegaConf.select(cfg, "model.encoder.width", default=1.0)),
         "tap": tap if encoder == "mobilenet_v2" else None,
         "num_classes": int(OmegaConf.select(cfg, "model.head.num_classes", default=21)),

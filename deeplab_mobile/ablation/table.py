@@ -140,10 +140,13 @@ def columns(rows: list[Row]) -> dict[str, bool]:
 
 
 def _os_cell(arch: dict | None) -> str:
-    """The stride evaluated at, and the trained one where they differ (``eval.os``): ``8 (trained 16)``."""
+    """The stride evaluated at, and the trained ones where they differ: ``8 (trained 16)`` (``eval.os``),
+    ``8 (trained 16, then 8)`` (``trainer.final_os``)."""
     if not arch:
         return ""
-    trained = arch.get("train_os", arch["os"])
+    trained, final = arch.get("train_os", arch["os"]), arch.get("final_os")
+    if final is not None and final != trained:
+        return f"{arch['os']} (trained {trained}, then {final})"
     return str(arch["os"]) if trained == arch["os"] else f"{arch['os']} (trained {trained})"
 
 
@@ -198,8 +201,9 @@ def to_markdown(rows: list[Row]) -> str:
 
 
 CSV_FIELDS = [
-    "run", "state", "reason", "network", "encoder", "width", "tap", "os", "train_os", "aspp", "mf", "data", "miou",
-    "params", "madds", "latency_ms", "latency_device", "paper_miou", "paper_params_m", "paper_madds_b",
+    "run", "state", "reason", "network", "encoder", "width", "tap", "os", "train_os", "final_os", "aspp", "mf",
+    "data", "miou", "params", "madds", "latency_ms", "latency_device", "paper_miou", "paper_params_m",
+    "paper_madds_b",
 ]  # fmt: skip
 
 
@@ -213,7 +217,7 @@ def to_csv(rows: list[Row]) -> str:
         writer.writerow({
             "run": r.run, "state": r.state, "reason": _one_line(r.reason), "network": r.network,
             "encoder": a.get("encoder"), "width": a.get("width"), "tap": a.get("tap"), "os": a.get("os"),
-            "train_os": a.get("train_os"),
+            "train_os": a.get("train_os"), "final_os": a.get("final_os"),
             "aspp": None if not a else a["head"] == "aspp", "mf": r.mf, "data": r.data, "miou": r.miou,
             "params": r.params, "madds": r.madds, "latency_ms": r.latency_ms, "latency_device": r.latency_device,
             "paper_miou": _paper_miou(r), "paper_params_m": r.paper.params_m if r.paper else None,

@@ -113,6 +113,8 @@ class Trainer:
         out_dir: the run folder; checkpoints go to ``out_dir/checkpoints/last.pt``.
         evaluate: called as ``evaluate(iteration)`` every ``eval_every`` iterations (on every process).
         on_log: called as ``on_log({tag: value}, iteration)`` with training scalars (main process).
+        on_iteration: called as ``on_iteration(iteration)`` at the end of every iteration, after its evaluation
+            and checkpoint (on every process).
         config: stored in each checkpoint (the resolved run config) so a resume can check it matches.
     """
 
@@ -129,6 +131,7 @@ class Trainer:
         evaluate: Callable[[int], None] | None = None,
         on_log: Callable[[dict, int], None] | None = None,
         config: dict | None = None,
+        on_iteration: Callable[[int], None] | None = None,
     ) -> None:
         env = env or Dist()
         self.model, self.normalize = model, normalize.to(env.device)
@@ -136,6 +139,7 @@ class Trainer:
         self.train_set, self.s, self.env = train_set, settings, env
         self.out_dir = Path(out_dir)
         self.evaluate, self.on_log, self.config = evaluate, on_log, config or {}
+        self.on_iteration = on_iteration
         self.dtype = autocast_dtype(settings.amp, env.device)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
         self.iteration = 0
@@ -243,4 +247,6 @@ class Trainer:
                 self.train_mode()
             if self.iteration % s.ckpt_every == 0 or self.iteration == s.iters:
                 self.save()
+            if self.on_iteration:
+                self.on_iteration(self.iteration)
         bar.close()
