@@ -139,8 +139,8 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     net = wrap_model(model, env, cfg.trainer.sync_bn)
 
     def evaluation_net() -> torch.nn.Module:  # at eval.os (null: the trained stride): a copy, refreshed before use
-        net = at_output_stride(model_cfg, model, cfg.eval.os)
-        return net.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
+        other = at_output_stride(model_cfg, model, cfg.eval.os)
+        return other.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
 
     eval_net = evaluation_net()
 
