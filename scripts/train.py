@@ -278,7 +278,11 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
 
 
 class Terminated(Exception):
-    """SIGTERM arrived (``kill``, ``timeout``, a job manager); raised in the main thread so the run unwinds."""
+    """SIGTERM arrived (``kill``, ``timeout``, a job manager); raised in the main thread so the run unwinds.
+    ``Terminated.received`` stays set: code that wraps what it catches (``load_state_dict`` reports it as a
+    ``RuntimeError``) must not turn the stop into a failure."""
+
+    received = False
 
 
 @contextmanager
@@ -296,6 +300,7 @@ def sigterm_unwinds():
         return
 
     def handler(signum, frame):
+        Terminated.received = True
         raise Terminated("terminated by SIGTERM")
 
     signal.signal(signal.SIGTERM, handler)
@@ -325,11 +330,11 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         write_status(out_dir, "interrupted", reason="stopped by the user; resume=true continues it")
         raise
-    except Terminated as exc:
-        write_status(out_dir, "interrupted", reason=f"{exc}; resume=true continues it")
-        log.error("%s at %s; resume=true continues from the last checkpoint", exc, out_dir)
-        sys.exit(128 + signal.SIGTERM)  # the shell's convention for "killed by SIGTERM"; ends a sweep too
     except Exception as exc:
+        if isinstance(exc, Terminated) or Terminated.received:
+            write_status(out_dir, "interrupted", reason="terminated by SIGTERM; resume=true continues it")
+            log.error("terminated by SIGTERM at %s; resume=true continues from the last checkpoint", out_dir)
+            sys.exit(128 + signal.SIGTERM)  # the shell's convention for "killed by SIGTERM"; ends a sweep too
         write_status(out_dir, "failed", reason=f"{type(exc).__name__}: {exc}")
         raise
 
