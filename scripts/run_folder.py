@@ -54,6 +54,21 @@ def final_stage(cfg: DictConfig) -> tuple[int, int] | None:
     return iters - last, final_os
 
 
+def final_lr(cfg: DictConfig) -> float | None:
+    """``trainer.final_lr``: the base LR of the final stage's own poly decay (DeepLabv3: 0.001 after 0.007), or
+    ``None`` when one schedule runs over all iterations. Refuses a setting it cannot honour."""
+    lr = OmegaConf.select(cfg, "trainer.final_lr", default=None)
+    if lr is None:
+        return None
+    if final_stage(cfg) is None:
+        raise ValueError(f"trainer.final_lr={lr} is the LR of the final stage: it needs trainer.final_os")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
+        raise ValueError(f"trainer.final_lr must be a positive number, got {lr!r}")
+    if not str(cfg.sched.get("_target_", "")).endswith("PolynomialLR"):
+        raise ValueError(f"trainer.final_lr restarts the poly schedule; sched {cfg.sched.get('_target_')} is not poly")
+    return float(lr)
+
+
 def stride_at(cfg: DictConfig, iteration: int) -> int:
     """The output stride the run's network has after ``iteration`` iterations."""
     stage = final_stage(cfg)

@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from run_folder import at_output_stride, final_stage, set_output_stride
+from run_folder import at_output_stride, final_lr, final_stage, set_output_stride
 
 from deeplab_mobile.complexity import model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, class_names
@@ -49,6 +49,7 @@ from deeplab_mobile.engine.distributed import (
 )
 from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes
 from deeplab_mobile.engine.report import write_metrics
+from deeplab_mobile.engine.schedule import two_stage_poly
 from deeplab_mobile.engine.trainer import (
     NonFiniteLoss,
     Trainer,
@@ -66,6 +67,7 @@ IDENTITY = (
     "model", "os", "width", "tap", "num_classes", "encoder_weights", "data.name", "data.train_split",
     "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
     "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn", "trainer.final_os", "trainer.final_os_iters",
+    "trainer.final_lr",
 )  # fmt: skip
 
 
@@ -118,6 +120,16 @@ def datasets(cfg: DictConfig, mean, env: Dist) -> tuple[VOCSegmentation, VOCSegm
     return train_set, val_set
 
 
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: tuple[int, int] | None):
+    """``sched`` over all iterations; with ``trainer.final_lr``, ``sched`` until the final stage, then poly again from
+    ``final_lr`` to zero over the final stage (DeepLabv3's two trainings: ``sched.total_iters`` at the switch)."""
+    lr = final_lr(cfg)
+    if lr is None:
+        return instantiate(cfg.sched)(optimizer)
+    first_total, power = int(cfg.sched.total_iters), float(cfg.sched.power)
+    return two_stage_poly(optimizer, stage[0], int(cfg.trainer.iters), power, lr, first_total)
+
+
 def train(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content."""
     out_dir = Path(out_dir)
@@ -126,6 +138,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         logging.getLogger().setLevel(logging.WARNING)
     seed_everything(cfg.trainer.seed)
     stage = final_stage(cfg)  # (iteration, stride) of trainer.final_os; refused here if it cannot be honoured
+    final_lr(cfg)  # the same for trainer.final_lr
     model_cfg = cfg.model.copy()
     if cfg.resume and last_checkpoint(out_dir).is_file():
         model_cfg.encoder.weights = None  # every weight comes from the checkpoint: no download, no weights file
@@ -151,7 +164,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         log.info("iteration %d: training goes on at output stride %d (trainer.final_os)", stage[0], stage[1])
 
     optimizer = instantiate(cfg.optim)(param_groups(model, cfg.optim.weight_decay))
-    scheduler = instantiate(cfg.sched)(optimizer)
+    scheduler = build_scheduler(cfg, optimizer, stage)
     settings = TrainSettings(
         batch_size=cfg.data.batch_size,
         workers=cfg.data.workers,
@@ -217,7 +230,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         metrics = {
             **describe_model(model),  # its "os" is the stride it ended training at
             **complexity,
-            "final_os": {"os": stage[1], "from_iteration": stage[0]} if stage else None,
+            "final_os": {"os": stage[1], "from_iteration": stage[0], "lr": final_lr(cfg)} if stage else None,
             "iteration": trainer.iteration,
             "checkpoint": str(trainer.ckpt_path),
             "eval": {

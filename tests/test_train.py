@@ -43,7 +43,8 @@ def small_run(voc, *extra):
     """Overrides for a small model on 65-pixel crops of the generated data (seconds an iteration on a CPU)."""
     return [
         "data=synthetic", f"data.root={voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "trainer.progress=false", "trainer.final_os=null", *extra,
+        "data.crop_size=65", "data.batch_size=4", "trainer.progress=false", "trainer.final_os=null",
+        "trainer.final_lr=null", *extra,
     ]  # fmt: skip
 
 
@@ -280,20 +281,26 @@ def test_set_output_stride_turns_the_model_into_the_other_network_in_place(synth
 
 
 def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(synthetic_voc, tmp_path, monkeypatch):
-    """trainer.final_os=8, final_os_iters=2 of 6: iterations 1-4 at OS16, 5-6 at OS8. A crash at iteration 5
-    leaves the checkpoint of iteration 4, and the resumed run goes on at OS8 to the same weights."""
-    final = ("trainer.final_os=8", "trainer.final_os_iters=2")
-    step, strides = trainer_module.Trainer.step, []
+    """trainer.final_os=8, final_os_iters=2 of 6: iterations 1-4 at OS16, 5-6 at OS8; with trainer.final_lr the
+    LR follows the poly schedule over the 6 iterations for the first 4, then decays again from final_lr over the
+    last 2. A crash at iteration 5 leaves the checkpoint of iteration 4, and the resumed run goes on at OS8 on the
+    same schedule to the same weights."""
+    final = ("trainer.final_os=8", "trainer.final_os_iters=2", "trainer.final_lr=0.0004")
+    want_lr = [LR * (1 - t / 6) ** 0.9 for t in range(4)] + [0.0004 * (1 - t / 2) ** 0.9 for t in range(2)]
+    step, strides, rates = trainer_module.Trainer.step, [], []
 
     def recording_step(self, images, masks):
         strides.append(self.bare_model.output_stride)
+        rates.append(self.optimizer.param_groups[0]["lr"])
         return step(self, images, masks)
 
     monkeypatch.setattr(trainer_module.Trainer, "step", recording_step)
     whole = tmp_path / "whole"
     metrics = train_script.train(tiny(synthetic_voc, *final), whole)
     assert strides == [16, 16, 16, 16, 8, 8]
-    assert metrics["final_os"] == {"os": 8, "from_iteration": 4} and metrics["os"] == 8 == metrics["eval"]["os"]
+    assert rates == pytest.approx(want_lr, abs=1e-12)
+    assert metrics["final_os"] == {"os": 8, "from_iteration": 4, "lr": 0.0004}
+    assert metrics["os"] == 8 == metrics["eval"]["os"]
     assert (
         eval_script.load_run_model(whole)[1].output_stride == 8
     )  # eval.py and export.py build the network it ended as
@@ -304,15 +311,20 @@ def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(
         return recording_step(self, images, masks)
 
     strides.clear()
+    rates.clear()
     monkeypatch.setattr(trainer_module.Trainer, "step", crashing_step)
     with pytest.raises(KeyboardInterrupt):
         train_script.train(tiny(synthetic_voc, *final), tmp_path / "crashed")
     monkeypatch.setattr(trainer_module.Trainer, "step", recording_step)
     train_script.train(tiny(synthetic_voc, *final, "resume=true"), tmp_path / "crashed")
     assert strides == [16, 16, 16, 16, 8, 8]
+    assert rates == pytest.approx(want_lr, abs=1e-12)
     want, got = final_state(whole), final_state(tmp_path / "crashed")
     for name, tensor in want["model"].items():
         assert torch.equal(tensor, got["model"][name]), name
+
+
+NOT_POLY = "sched._target_=torch.optim.lr_scheduler.ConstantLR"
 
 
 @pytest.mark.parametrize(
@@ -322,9 +334,12 @@ def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(
         (["trainer.final_os=8", "trainer.final_os_iters=null"], "got 0"),
         (["trainer.final_os=8", "trainer.final_os_iters=7"], "got 7"),
         (["trainer.final_os=12", "trainer.final_os_iters=2"], "output stride 12"),
+        (["trainer.final_lr=0.001"], "needs trainer.final_os"),
+        (["trainer.final_os=8", "trainer.final_os_iters=2", "trainer.final_lr=0"], "positive number, got 0"),
+        (["trainer.final_os=8", "trainer.final_os_iters=2", "trainer.final_lr=1", NOT_POLY], "ConstantLR is not"),
     ],
 )
-def test_final_os_refuses_what_it_cannot_do(synthetic_voc, tmp_path, overrides, message):
+def test_final_stage_refuses_what_it_cannot_do(synthetic_voc, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         train_script.train(tiny(synthetic_voc, *overrides), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
