@@ -18,7 +18,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from run_folder import at_output_stride, load_run_model
+from run_folder import at_output_stride, final_stage_record, load_run_model
 
 from deeplab_mobile.complexity import MF_SCALES, model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, class_names
@@ -58,6 +58,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     metrics = {
         **describe_model(trained),
         **model_complexity(model),  # the network evaluated: MAdds follow eval.os
+        "final_os": final_stage_record(run),
         "iteration": state.get("iteration"),
         "checkpoint": str(ckpt),
         "data_root": str(root),

@@ -69,6 +69,12 @@ def final_lr(cfg: DictConfig) -> float | None:
     return float(lr)
 
 
+def final_stage_record(cfg: DictConfig) -> dict | None:
+    """``metrics.json``'s ``final_os``: the final stage's stride, the iteration it started at and its LR."""
+    stage = final_stage(cfg)
+    return {"os": stage[1], "from_iteration": stage[0], "lr": final_lr(cfg)} if stage else None
+
+
 def stride_at(cfg: DictConfig, iteration: int) -> int:
     """The output stride the run's network has after ``iteration`` iterations."""
     stage = final_stage(cfg)

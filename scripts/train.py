@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from run_folder import at_output_stride, final_lr, final_stage, set_output_stride
+from run_folder import at_output_stride, final_lr, final_stage, final_stage_record, set_output_stride
 
 from deeplab_mobile.complexity import model_complexity
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, class_names
@@ -230,7 +230,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         metrics = {
             **describe_model(model),  # its "os" is the stride it ended training at
             **complexity,
-            "final_os": {"os": stage[1], "from_iteration": stage[0], "lr": final_lr(cfg)} if stage else None,
+            "final_os": final_stage_record(cfg),
             "iteration": trainer.iteration,
             "checkpoint": str(trainer.ckpt_path),
             "eval": {

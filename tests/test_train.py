@@ -304,6 +304,8 @@ def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(
     assert (
         eval_script.load_run_model(whole)[1].output_stride == 8
     )  # eval.py and export.py build the network it ended as
+    again = eval_script.evaluate_run(config("eval", [f"run_dir={whole}", "eval.workers=0", "eval.mf=false"]))
+    assert again["ss"]["miou"] == metrics["ss"]["miou"] and again["final_os"] == metrics["final_os"]
 
     def crashing_step(self, images, masks):
         if self.iteration + 1 == 5:
