@@ -120,10 +120,10 @@ def datasets(cfg: DictConfig, mean, env: Dist) -> tuple[VOCSegmentation, VOCSegm
     return train_set, val_set
 
 
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: tuple[int, int] | None):
-    """``sched`` over all iterations; with ``trainer.final_lr``, ``sched`` until the final stage, then poly again from
-    ``final_lr`` to zero over the final stage (DeepLabv3's two trainings: ``sched.total_iters`` at the switch)."""
-    lr = final_lr(cfg)
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: tuple[int, int] | None,
+                    lr: float | None):  # fmt: skip
+    """``sched`` over all iterations; with ``lr`` (``trainer.final_lr``), ``sched`` until the final stage ``stage``,
+    then poly again from ``lr`` to zero over it (DeepLabv3's two trainings: ``sched.total_iters`` at the switch)."""
     if lr is None:
         return instantiate(cfg.sched)(optimizer)
     first_total, power = int(cfg.sched.total_iters), float(cfg.sched.power)
@@ -138,7 +138,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         logging.getLogger().setLevel(logging.WARNING)
     seed_everything(cfg.trainer.seed)
     stage = final_stage(cfg)  # (iteration, stride) of trainer.final_os; refused here if it cannot be honoured
-    final_lr(cfg)  # the same for trainer.final_lr
+    stage_lr = final_lr(cfg)  # the same for trainer.final_lr
     model_cfg = cfg.model.copy()
     if cfg.resume and last_checkpoint(out_dir).is_file():
         model_cfg.encoder.weights = None  # every weight comes from the checkpoint: no download, no weights file
@@ -164,7 +164,7 @@ def train(cfg: DictConfig, out_dir: str | Path) -> dict:
         log.info("iteration %d: training goes on at output stride %d (trainer.final_os)", stage[0], stage[1])
 
     optimizer = instantiate(cfg.optim)(param_groups(model, cfg.optim.weight_decay))
-    scheduler = build_scheduler(cfg, optimizer, stage)
+    scheduler = build_scheduler(cfg, optimizer, stage, stage_lr)
     settings = TrainSettings(
         batch_size=cfg.data.batch_size,
         workers=cfg.data.workers,
