@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .encoders import ENCODERS, Encoder
 from .heads import DeepLabHead
-from .segmentor import DeepLabV3
+from .segmentor import DeepLabV3, output_stride
 
 HEADS = {"aspp": True, "no_aspp": False}
 
@@ -33,13 +33,18 @@ def build_model(
 
 def describe_model(model: DeepLabV3) -> dict:
     """The Table 7 design choices of a built model, read from the model itself (for reports and hparams)."""
+    encoder, head = model.encoder, model.head
     return {
-        "encoder": type(model.encoder).__name__,
-        "head": "aspp" if model.head.rates else "no_aspp",
+        "network": encoder.label,
+        "encoder": encoder.name,
+        "head": head.name,
         "os": model.output_stride,
-        "width": float(getattr(model.encoder, "width", 1.0)),
-        "tap": getattr(model.encoder, "tap", None),
+        "width": float(encoder.width),
+        "tap": encoder.tap,
+        "num_classes": head.num_classes,
     }
 
 
-__all__ = ["ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "Encoder", "build_model", "describe_model"]
+__all__ = [
+    "ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "Encoder", "build_model", "describe_model", "output_stride",
+]  # fmt: skip

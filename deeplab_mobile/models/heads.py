@@ -17,6 +17,8 @@ import torch
 from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPPConv, ASPPPooling, ASPPSeparableConv
 from torch import nn
 
+from .encoders._base import check_output_stride, set_conv_geometry
+
 BASE_RATES = (6, 12, 18)  # at output stride 16
 
 
@@ -30,12 +32,18 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 
 def scaled_rates(output_stride: int, base_rates: Sequence[int] = BASE_RATES) -> tuple[int, ...]:
     """ASPP rates for an output stride: the OS16 rates times 16/OS (12/24/36 at OS8, 3/6/9 at OS32)."""
+    check_output_stride(output_stride)
     rates = []
     for r in base_rates:
         if (r * 16) % output_stride:
             raise ValueError(f"ASPP rate {r} at OS16 has no integer equivalent at output stride {output_stride}")
         rates.append(r * 16 // output_stride)
     return tuple(rates)
+
+
+def atrous_conv(branch: nn.Module) -> nn.Conv2d:
+    """The 3x3 conv of an atrous branch (the depthwise one of a separable branch)."""
+    return next(m for m in branch.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
 
 
 class DeepLabHead(nn.Module):
@@ -64,15 +72,26 @@ class DeepLabHead(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.rates = scaled_rates(output_stride, rates) if aspp else ()
+        self.name = "aspp" if aspp else "no_aspp"
+        self.num_classes = num_classes
+        self.base_rates = tuple(rates) if aspp else ()
         atrous = ASPPSeparableConv if separable else ASPPConv
         branches = [conv_bn_relu(in_channels, channels)]
-        branches += [atrous(in_channels, channels, r) for r in self.rates]
+        branches += [atrous(in_channels, channels, r) for r in self.base_rates]
         branches.append(ASPPPooling(in_channels, channels))
         self.branches = nn.ModuleList(branches)
-        self.project = conv_bn_relu(len(branches) * channels, channels)
+        self.project = conv_bn_relu(len(self.branches) * channels, channels)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.set_output_stride(output_stride)
+
+    def set_output_stride(self, output_stride: int) -> DeepLabHead:
+        """Re-derive the atrous rates for ``output_stride`` and set them on the branches, in place."""
+        self.rates = scaled_rates(output_stride, self.base_rates)
+        atrous_branches = self.branches[1 : 1 + len(self.rates)]
+        for branch, rate in zip(atrous_branches, self.rates, strict=True):
+            set_conv_geometry(atrous_conv(branch), 1, rate)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.cat([branch(x) for branch in self.branches], dim=1)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import Encoder
+from .encoders import Encoder, check_output_stride
+from .heads import scaled_rates
 
 
 class DeepLabV3(nn.Module):
     """Encoder + head; returns logits at the input resolution for any input size.
 
     Args:
-        encoder: exposes ``out_channels`` and ``output_stride``.
+        encoder: exposes ``out_channels``, ``output_stride`` and ``set_output_stride``.
         head: a factory called as ``head(in_channels=..., output_stride=...)`` (e.g. a ``functools.partial`` of
             ``DeepLabHead``), so the head is sized by the encoder and never by a name.
     """
@@ -29,6 +31,32 @@ class DeepLabV3(nn.Module):
     def output_stride(self) -> int:
         return self.encoder.output_stride
 
+    def set_output_stride(self, output_stride: int) -> DeepLabV3:
+        """The same network at another output stride, in place: the encoder's strides, dilations and paddings and
+        the head's atrous rates change by the rules that build them; every parameter and buffer stays the same
+        object (an optimizer, DDP and SyncBatchNorm keep working on them). DeepLab evaluates a network trained at
+        OS16 at OS8 too, and DeepLabv3 trains its last iterations at OS8. Refused as a whole, before any change,
+        for a stride the model cannot take."""
+        check_output_stride(output_stride)
+        scaled_rates(output_stride, getattr(self.head, "base_rates", ()))
+        self.encoder.set_output_stride(output_stride)
+        self.head.set_output_stride(output_stride)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.head(self.encoder(x))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@contextmanager
+def output_stride(model: DeepLabV3, stride: int | None) -> Iterator[DeepLabV3]:
+    """Run ``model`` at ``stride`` inside the block and at its own stride again after it (``None``: unchanged)."""
+    own = model.output_stride
+    if stride is None or stride == own:
+        yield model
+        return
+    model.set_output_stride(stride)
+    try:
+        yield model
+    finally:
+        model.set_output_stride(own)

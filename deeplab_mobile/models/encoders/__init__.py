@@ -1,22 +1,24 @@
-"""Encoders: each exposes ``out_channels``, ``output_stride``, ``mean`` and ``std`` (see ``_base``)."""
+"""Encoders: each exposes ``out_channels``, ``output_stride``, ``set_output_stride``, ``mean``, ``std`` and its
+description (``name``, ``label``, ``width``, ``tap``); see ``_base``."""
 
-from ._base import SUPPORTED_OUTPUT_STRIDES, Encoder, atrous_schedule
+from ._base import IMAGENET_MEAN, IMAGENET_STD, SUPPORTED_OUTPUT_STRIDES, Encoder, atrous_schedule, check_output_stride
 from .mobilenet_v1 import MobileNetV1Encoder
 from .mobilenet_v2 import MobileNetV2Encoder
 from .resnet import ResNet101BetaEncoder
 
-ENCODERS = {
-    "mobilenet_v2": MobileNetV2Encoder,
-    "mobilenet_v1": MobileNetV1Encoder,
-    "resnet101": ResNet101BetaEncoder,
+ENCODERS: dict[str, type[Encoder]] = {
+    cls.name: cls for cls in (MobileNetV2Encoder, MobileNetV1Encoder, ResNet101BetaEncoder)
 }
 
 __all__ = [
     "ENCODERS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "SUPPORTED_OUTPUT_STRIDES",
     "Encoder",
     "MobileNetV1Encoder",
     "MobileNetV2Encoder",
     "ResNet101BetaEncoder",
     "atrous_schedule",
+    "check_output_stride",
 ]

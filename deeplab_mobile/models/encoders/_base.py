@@ -4,9 +4,11 @@ Every encoder is an ``nn.Module`` that maps an image batch to one feature map an
 
 - ``out_channels``: channels of that feature map (heads size themselves from it),
 - ``output_stride``: input size / feature size (heads derive their atrous rates from it),
-- ``mean`` / ``std``: the input normalisation its weights were trained with, on a 0-1 pixel scale.
+- ``set_output_stride(os)``: the same network at another stride, in place (same parameters),
+- ``mean`` / ``std``: the input normalisation its weights were trained with, on a 0-1 pixel scale,
+- ``name`` (its key in ``ENCODERS``), ``width``, ``tap`` and ``label`` (its name in Table 7), for reports.
 
-Heads never look at an encoder's name; they read these attributes.
+Nothing outside ``models/`` looks at an encoder's name; everything reads these attributes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_output_stride(output_stride: int) -> int:
-    if output_stride not in SUPPORTED_OUTPUT_STRIDES:
+    if isinstance(output_stride, bool) or output_stride not in SUPPORTED_OUTPUT_STRIDES:
         raise ValueError(f"output stride {output_stride!r} is not supported; choose one of {SUPPORTED_OUTPUT_STRIDES}")
     return int(output_stride)
 
@@ -59,7 +61,9 @@ def atrous_schedule(strides: Sequence[int], output_stride: int, current_stride: 
 
 
 def set_conv_geometry(conv: nn.Conv2d, stride: int, dilation: int) -> None:
-    """Give a 3x3 conv a new stride and dilation, keeping 'same' padding."""
+    """Give a conv with an odd square kernel a new stride and dilation, keeping 'same' padding."""
+    if conv.padding_mode != "zeros":  # other modes pad from a cached copy of the padding, outside this rule
+        raise ValueError(f"{conv}: only zero-padded convolutions can change their geometry")
     k = conv.kernel_size[0]
     conv.stride = (stride, stride)
     conv.dilation = (dilation, dilation)
@@ -67,12 +71,42 @@ def set_conv_geometry(conv: nn.Conv2d, stride: int, dilation: int) -> None:
 
 
 class Encoder(nn.Module):
-    """Base class: holds the contract attributes (see module docstring)."""
+    """Base class: holds the contract attributes (see module docstring).
 
+    Subclasses build their network at its nominal strides, then call ``set_output_stride``, so that building at
+    one stride and building at another, then setting the first, give the same network.
+    """
+
+    name: str
     out_channels: int
     output_stride: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    width: float = 1.0
+    taps: tuple[str, ...] = ("last",)
+    tap: str = "last"
+
+    @classmethod
+    def resolve_tap(cls, tap: str | None) -> str:
+        """``None`` is the encoder's default tap (the first of ``taps``); anything else must be one of them."""
+        if tap is None:
+            return cls.taps[0]
+        if tap not in cls.taps:
+            raise ValueError(f"{cls.__name__} tap {tap!r} is not supported; choose one of {cls.taps}")
+        return tap
+
+    @property
+    def base_label(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """The network's name in Table 7 (``MNet V2*``), with the width where it is not 1 (``MNet V2* x0.5``)."""
+        return self.base_label if self.width == 1.0 else f"{self.base_label} x{self.width:g}"
+
+    def set_output_stride(self, output_stride: int) -> Encoder:  # pragma: no cover - abstract
+        """Re-apply the output-stride rule in place: strides, dilations and paddings change, parameters stay."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

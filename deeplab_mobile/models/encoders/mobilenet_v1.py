@@ -1,8 +1,9 @@
 """MobileNetV1 encoder (Howard et al., 2017), feature ``conv13`` (1024*width channels), as in Table 7.
 
-timm's ``mobilenetv1_100`` supplies the network and its ImageNet weights; its builder already applies the
-TensorFlow output-stride rule (the block whose stride is removed keeps the previous rate), which a test checks.
-timm registers only widths 1.0 and 1.25, so other widths go through timm's generator with
+timm's ``mobilenetv1_100`` supplies the network and its ImageNet weights. It is built at its nominal strides and
+dilated here by the same rule as the other encoders (``atrous_schedule``), so that ``set_output_stride`` can
+change a built network; timm's own ``output_stride`` argument applies the same rule at build time only, which a
+test checks. timm registers only widths 1.0 and 1.25, so other widths go through timm's generator with
 ``channel_multiplier``.
 """
 
@@ -13,11 +14,13 @@ from pathlib import Path
 import timm
 import torch
 from timm.models.efficientnet import _gen_mobilenet_v1
+from torch import nn
 
 from ..weights import load_encoder_weights
-from ._base import Encoder, check_output_stride
+from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
+STEM_STRIDE = 2
 
 
 class MobileNetV1Encoder(Encoder):
@@ -30,6 +33,9 @@ class MobileNetV1Encoder(Encoder):
         weights: ``None``, ``"imagenet"`` (timm's, width 1.0 only) or a local timm state dict path.
     """
 
+    name = "mobilenet_v1"
+    base_label = "MNet V1"
+
     def __init__(
         self,
         width: float = 1.0,
@@ -40,25 +46,32 @@ class MobileNetV1Encoder(Encoder):
         super().__init__()
         if width not in WIDTHS:
             raise ValueError(f"MobileNetV1 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
-        if tap not in (None, "last"):
-            raise ValueError(f"MobileNetV1 has a single tap (conv13, 'last'); tap={tap!r} is not supported")
-        self.output_stride = check_output_stride(output_stride)
+        self.tap = self.resolve_tap(tap)
+        check_output_stride(output_stride)
         self.width = float(width)
         net = _gen_mobilenet_v1(
-            "mobilenetv1_100",
-            channel_multiplier=width,
-            pretrained=False,
-            output_stride=self.output_stride,
-            num_classes=0,
-            global_pool="",
+            "mobilenetv1_100", channel_multiplier=width, pretrained=False, num_classes=0, global_pool=""
         )
         self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
         self.out_channels = net.num_features
+        self.nominal_strides = [conv.stride[0] for conv in self.depthwise_convs]
+        self.set_output_stride(output_stride)
 
         imagenet = None
         if width == 1.0:
             imagenet = lambda: timm.create_model("mobilenetv1_100", pretrained=True).state_dict()  # noqa: E731
         load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("classifier.",))
+
+    @property
+    def depthwise_convs(self) -> list[nn.Conv2d]:
+        return [block.conv_dw for stage in self.blocks for block in stage]
+
+    def set_output_stride(self, output_stride: int) -> MobileNetV1Encoder:
+        schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
+        for conv, (stride, dilation) in zip(self.depthwise_convs, schedule, strict=True):
+            set_conv_geometry(conv, stride, dilation)
+        self.output_stride = check_output_stride(output_stride)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.bn1(self.conv_stem(x)))

@@ -24,8 +24,8 @@ from ..weights import load_encoder_weights
 from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
 
 WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.4)
-TAPS = ("second_last", "last")
 N_BOTTLENECKS = 17
+STEM_STRIDE = 2
 
 
 def depthwise_conv(block: nn.Module) -> nn.Conv2d:
@@ -46,6 +46,9 @@ class MobileNetV2Encoder(Encoder):
             ResNet-101). Only random initialisation sees it: loaded weights replace it.
     """
 
+    name = "mobilenet_v2"
+    taps = ("second_last", "last")
+
     def __init__(
         self,
         width: float = 1.0,
@@ -55,37 +58,43 @@ class MobileNetV2Encoder(Encoder):
         zero_init_residual: bool = True,
     ) -> None:
         super().__init__()
-        tap = tap or "second_last"
         if width not in WIDTHS:
             raise ValueError(f"MobileNetV2 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
-        if tap not in TAPS:
-            raise ValueError(f"MobileNetV2 tap {tap!r} is not supported; choose one of {TAPS}")
-        self.output_stride = check_output_stride(output_stride)
+        self.tap = self.resolve_tap(tap)
+        check_output_stride(output_stride)
         self.width = float(width)
-        self.tap = tap
 
         net = MobileNetV2(width_mult=width)
         # features[0] is the stem (stride 2), features[1:18] the 17 bottlenecks, features[18] the 1x1 1280 conv.
-        features = net.features if tap == "last" else net.features[: 1 + N_BOTTLENECKS]
-        blocks = list(features[1 : 1 + N_BOTTLENECKS])
-        schedule = atrous_schedule([b.stride for b in blocks], self.output_stride, current_stride=2)
-        for block, (stride, dilation) in zip(blocks, schedule, strict=True):
-            set_conv_geometry(depthwise_conv(block), stride, dilation)
-        self.features = features
-        self.out_channels = features[-1].out_channels
-        if zero_init_residual:
-            # torchvision's MobileNetV2 has no such option (its ResNet has ``zero_init_residual``). From random
-            # weights on the generated data it is worth more than anything else tried: 0.343 -> 0.470 val mIoU
-            # after 750 iterations of batch 16 (README, "Learning on a CPU").
-            for block in blocks:
+        self.features = net.features if self.tap == "last" else net.features[: 1 + N_BOTTLENECKS]
+        self.out_channels = self.features[-1].out_channels
+        self.nominal_strides = [block.stride for block in self.bottlenecks]
+        self.set_output_stride(output_stride)
+        if zero_init_residual:  # torchvision's MobileNetV2 has no such option (its ResNet has)
+            for block in self.bottlenecks:
                 if block.use_res_connect:
                     nn.init.zeros_(block.conv[-1].weight)
 
         imagenet = None
         if width == 1.0:
             imagenet = lambda: MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=True)  # noqa: E731
-        ignore = ("classifier.",) + (() if tap == "last" else ("features.18.",))
+        ignore = ("classifier.",) + (() if self.tap == "last" else ("features.18.",))
         load_encoder_weights(self, weights, imagenet=imagenet, host="download.pytorch.org", ignore=ignore)
+
+    @property
+    def bottlenecks(self) -> list[nn.Module]:
+        return list(self.features[1 : 1 + N_BOTTLENECKS])
+
+    @property
+    def base_label(self) -> str:
+        return "MNet V2*" if self.tap == "second_last" else "MNet V2 (1280 tap)"
+
+    def set_output_stride(self, output_stride: int) -> MobileNetV2Encoder:
+        schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
+        for block, (stride, dilation) in zip(self.bottlenecks, schedule, strict=True):
+            set_conv_geometry(depthwise_conv(block), stride, dilation)
+        self.output_stride = check_output_stride(output_stride)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -21,6 +21,7 @@ from ..weights import load_encoder_weights
 from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
 
 MULTI_GRID = (1, 2, 4)
+STEM_STRIDE = 4  # the stem's stride-2 conv and max-pool
 
 
 class Subsample(nn.Module):
@@ -46,10 +47,6 @@ def _move_strides_to_last_unit(layers: list[nn.Sequential]) -> None:
         last.downsample = Subsample(2)
 
 
-def unit_stride(unit: nn.Module) -> int:
-    return unit.conv2.stride[0]
-
-
 class ResNet101BetaEncoder(Encoder):
     """DeepLab's ResNet-101 beta, dilated per the TensorFlow rule with multi-grid in block 4.
 
@@ -60,6 +57,9 @@ class ResNet101BetaEncoder(Encoder):
         weights: ``None``, ``"imagenet"`` (timm's ``resnet101s``) or a local timm state dict path.
         multi_grid: rate multipliers of block 4's three units.
     """
+
+    name = "resnet101"
+    base_label = "ResNet-101"
 
     def __init__(
         self,
@@ -72,26 +72,36 @@ class ResNet101BetaEncoder(Encoder):
         super().__init__()
         if width != 1.0:
             raise ValueError(f"ResNet-101 has no width multiplier; width={width!r} is not supported")
-        if tap not in (None, "last"):
-            raise ValueError(f"ResNet-101 has a single tap (block 4, 'last'); tap={tap!r} is not supported")
-        self.output_stride = check_output_stride(output_stride)
+        self.tap = self.resolve_tap(tap)
+        check_output_stride(output_stride)
         net = timm.create_model("resnet101s", pretrained=False, num_classes=0, global_pool="")
         self.conv1, self.bn1, self.act1, self.maxpool = net.conv1, net.bn1, net.act1, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        layers = [self.layer1, self.layer2, self.layer3, self.layer4]
-        _move_strides_to_last_unit(layers)
-
-        units = [unit for layer in layers for unit in layer]
-        schedule = atrous_schedule([unit_stride(u) for u in units], self.output_stride, current_stride=4)
-        grid = [1] * (len(units) - len(self.layer4)) + list(multi_grid)
-        for unit, (stride, rate), mult in zip(units, schedule, grid, strict=True):
-            set_conv_geometry(unit.conv2, stride, rate * mult)
-            if isinstance(unit.downsample, Subsample):
-                unit.downsample.stride = stride
+        _move_strides_to_last_unit(self.layers)
+        self.nominal_strides = [unit.conv2.stride[0] for unit in self.units]
+        self.multi_grid = [1] * (len(self.units) - len(self.layer4)) + list(multi_grid)
+        self.set_output_stride(output_stride)
         self.out_channels = net.num_features
 
         imagenet = lambda: timm.create_model("resnet101s", pretrained=True).state_dict()  # noqa: E731
         load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("fc.",))
+
+    @property
+    def layers(self) -> list[nn.Sequential]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    @property
+    def units(self) -> list[nn.Module]:
+        return [unit for layer in self.layers for unit in layer]
+
+    def set_output_stride(self, output_stride: int) -> ResNet101BetaEncoder:
+        schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
+        for unit, (stride, rate), mult in zip(self.units, schedule, self.multi_grid, strict=True):
+            set_conv_geometry(unit.conv2, stride, rate * mult)
+            if isinstance(unit.downsample, Subsample):
+                unit.downsample.stride = stride
+        self.output_stride = check_output_stride(output_stride)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))

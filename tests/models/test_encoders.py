@@ -170,3 +170,20 @@ def test_unsupported_settings_are_refused(cls):
         cls(width=0.6)
     with pytest.raises(ValueError, match="tap"):
         cls(tap="middle")
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, label, tap",
+    [
+        (MobileNetV2Encoder, {}, "MNet V2*", "second_last"),
+        (MobileNetV2Encoder, {"width": 0.5}, "MNet V2* x0.5", "second_last"),
+        (MobileNetV2Encoder, {"tap": "last"}, "MNet V2 (1280 tap)", "last"),
+        (MobileNetV1Encoder, {"width": 0.25}, "MNet V1 x0.25", "last"),
+        (ResNet101BetaEncoder, {}, "ResNet-101", "last"),
+    ],
+)
+def test_encoders_describe_themselves(cls, kwargs, label, tap):
+    with torch.device("meta"):
+        enc = cls(**kwargs)
+    assert (enc.label, enc.tap, enc.width) == (label, tap, kwargs.get("width", 1.0))
+    assert len(enc.mean) == len(enc.std) == 3
