@@ -7,7 +7,7 @@ match under that convention, which torch's own conv formula cannot express (it d
 
 - Params: every parameter (conv weights, the logits bias, BN scale and shift; running stats are buffers).
 - MAdds: convolution multiply-adds only (torch counts 2 FLOPs per multiply-add; we report MAdds).
-- MF (multi-scale + flip): 2 x the sum over the scales, each at DeepLab's size int(512*s + 1).
+- MF (multi-scale + flip): 2 x the sum over the evaluation's scales, each at DeepLab's size int(512*s + 1).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 aten = torch.ops.aten
 
 TABLE7_SIZE = 513
-MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def tf_conv_flop(x_shape, w_shape, _bias, _stride, _padding, dilation, transposed, *args, out_shape=None, **kwargs):
@@ -59,20 +58,23 @@ def count_madds(
     return counter.get_total_flops() // 2
 
 
-def mf_sizes(scales: Sequence[float] = MF_SCALES, base: int = 512) -> list[int]:
-    """DeepLab's input size at each eval scale: int(512*s + 1) -> 257, 385, 513, 641, 769, 897."""
+def mf_sizes(scales: Sequence[float], base: int = 512) -> list[int]:
+    """DeepLab's input size at each eval scale: int(512*s + 1); 257, 385, 513, 641, 769, 897 for VOC's scales."""
     return [int(base * s + 1) for s in scales]
 
 
-def count_madds_mf(model: nn.Module, scales: Sequence[float] = MF_SCALES, flip: bool = True) -> int:
+def count_madds_mf(model: nn.Module, scales: Sequence[float], flip: bool = True) -> int:
     """MAdds of multi-scale (+ left-right flip) inference: each scale run once, twice with the flip."""
     meta = _on_meta(model)
     return (2 if flip else 1) * sum(count_madds(meta, s) for s in mf_sizes(scales))
 
 
-def model_complexity(model: nn.Module, size: int = 513, mf: bool = True) -> dict[str, int]:
-    """Params and MAdds at ``size`` (Table 7 counts at 513), and MAdds of MF + flip inference."""
+def model_complexity(
+    model: nn.Module, size: int = TABLE7_SIZE, mf_scales: Sequence[float] | None = None, flip: bool = True
+) -> dict[str, int]:
+    """Params and MAdds at ``size`` (Table 7 counts at 513), and with ``mf_scales`` the MAdds of that multi-scale
+    (+ flip) inference."""
     result = {"params": count_params(model), "madds": count_madds(model, size)}
-    if mf:
-        result["madds_mf"] = count_madds_mf(model)
+    if mf_scales:
+        result["madds_mf"] = count_madds_mf(model, mf_scales, flip)
     return result

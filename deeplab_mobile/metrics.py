@@ -19,11 +19,11 @@ def confusion_matrix(
     num_classes: int,
     ignore_index: int = IGNORE_INDEX,
 ) -> torch.Tensor:
-    """(num_classes, num_classes) int64 counts of (ground truth, prediction) pairs."""
+    """(num_classes, num_classes) int64 counts of (ground truth, prediction) pairs, on the inputs' device."""
     pred, target = torch.as_tensor(pred).reshape(-1), torch.as_tensor(target).reshape(-1)
     keep = target != ignore_index
     pairs = target[keep].long() * num_classes + pred[keep].long()
-    return torch.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes).cpu()
+    return torch.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def scores(conf: torch.Tensor | np.ndarray) -> dict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Sequence
+from functools import partial
 
 import cv2
 import torch
@@ -61,8 +63,11 @@ def train_loader(
     )
 
 
-def eval_loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
-    """Full images of different sizes, padded per batch by ``pad_collate`` (image: mean pixel, mask: 255)."""
+def eval_loader(
+    dataset: Dataset, batch_size: int, workers: int, fill: Sequence[int], pad_to: int | None = None
+) -> DataLoader:
+    """Full images of different sizes, padded per batch by ``pad_collate`` (image: ``fill``, the encoder's mean
+    pixel; mask: 255) to the largest and to at least ``pad_to`` x ``pad_to``."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -70,6 +75,6 @@ def eval_loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
-        collate_fn=pad_collate,
+        collate_fn=partial(pad_collate, fill=tuple(fill), min_size=pad_to),
         multiprocessing_context=worker_context(workers),
     )

@@ -5,8 +5,8 @@ left-right flip. Images stay uint8 and HWC until the batch reaches the device, w
 the encoder's mean/std and returns NCHW in channels_last memory: a quarter of the host memory traffic of
 float32 samples, and no CHW transpose on the CPU (0.3 ms a 513 crop). The padding value is the mean pixel,
 so padded pixels normalise to zero as in DeepLab.
-Eval: the full image, no resize; ``pad_collate`` pads a batch to a common size (image 0 after normalisation,
-mask 255), so metrics are computed on the original pixels only.
+Eval: the full image, no resize; ``pad_collate`` pads a batch to a common size, at least DeepLab's evaluation
+canvas (513x513 on VOC), with the same padding as training, so metrics are computed on the original pixels only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.encoders._base import IMAGENET_MEAN
 from .voc import IGNORE_INDEX
 
 TRAIN_SCALES = tuple(0.5 + 0.25 * i for i in range(7))  # 0.5 ... 2.0 in steps of 0.25
@@ -27,6 +26,20 @@ TRAIN_SCALES = tuple(0.5 + 0.25 * i for i in range(7))  # 0.5 ... 2.0 in steps o
 def mean_pixel(mean: Sequence[float]) -> tuple[int, int, int]:
     """The 0-255 RGB value that normalises to (about) zero."""
     return tuple(int(round(255 * m)) for m in mean)
+
+
+def pad_bottom_right(
+    image: np.ndarray, mask: np.ndarray, height: int, width: int, fill: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad an HWC image with ``fill`` (the mean pixel) and its mask with 255, bottom and right, to at least
+    ``height`` x ``width``: the one padding of training crops and evaluation batches."""
+    h, w = mask.shape
+    pad_h, pad_w = max(height - h, 0), max(width - w, 0)
+    if not (pad_h or pad_w):
+        return image, mask
+    image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=tuple(fill))
+    mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
+    return image, mask
 
 
 def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,8 +60,8 @@ class TrainTransform:
 
     def __init__(
         self,
-        crop_size: int = 513,
-        mean: Sequence[float] = IMAGENET_MEAN,
+        crop_size: int,
+        mean: Sequence[float],
         scales: Sequence[float] = TRAIN_SCALES,
         flip: bool = True,
         seed: int | None = None,
@@ -71,13 +84,9 @@ class TrainTransform:
             # INTER_NEAREST_EXACT samples at pixel centres like INTER_LINEAR; plain INTER_NEAREST is off by
             # half a source pixel, which misaligns mask and image.
             mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)
-        h, w = mask.shape
         c = self.crop_size
-        pad_h, pad_w = max(c - h, 0), max(c - w, 0)
-        if pad_h or pad_w:
-            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=self.fill)
-            mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
-            h, w = mask.shape
+        image, mask = pad_bottom_right(image, mask, c, c, self.fill)
+        h, w = mask.shape
         y, x = int(self.rng.integers(h - c + 1)), int(self.rng.integers(w - c + 1))
         image, mask = image[y : y + c, x : x + c], mask[y : y + c, x : x + c]
         if self.flip and self.rng.random() < 0.5:
@@ -92,23 +101,24 @@ class EvalTransform:
         return to_tensors(image, mask)
 
 
-def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]], fill: Sequence[int] | None = None):
-    """Stack samples of different sizes: pad bottom/right to the largest, image with ``fill`` (default: the
-    ImageNet mean pixel), mask with 255.
+def pad_collate(
+    batch: list[tuple[torch.Tensor, torch.Tensor]], fill: Sequence[int], min_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack samples of different sizes, padded by ``pad_bottom_right`` to the largest and to at least
+    ``min_size`` x ``min_size`` (DeepLab evaluates every image inside a 513x513 canvas, which is what the
+    image-pooling branch averages over).
 
     Returns (images uint8 NHWC, masks int64 NHW, sizes int64 N x 2 of the original heights and widths).
     """
-    fill = mean_pixel(IMAGENET_MEAN) if fill is None else fill
-    h = max(img.shape[0] for img, _ in batch)
-    w = max(img.shape[1] for img, _ in batch)
-    images = torch.tensor(fill, dtype=torch.uint8).view(1, 1, 1, 3).repeat(len(batch), h, w, 1)
-    masks = torch.full((len(batch), h, w), IGNORE_INDEX, dtype=torch.int64)
-    sizes = torch.zeros(len(batch), 2, dtype=torch.int64)
-    for i, (img, mask) in enumerate(batch):
-        images[i, : img.shape[0], : img.shape[1]] = img
-        masks[i, : mask.shape[0], : mask.shape[1]] = mask
-        sizes[i] = torch.tensor(mask.shape)
-    return images, masks, sizes
+    h = max(min_size or 0, *(img.shape[0] for img, _ in batch))
+    w = max(min_size or 0, *(img.shape[1] for img, _ in batch))
+    images, masks = [], []
+    for img, mask in batch:
+        img, mask = pad_bottom_right(img.numpy(), mask.numpy().astype(np.uint8), h, w, fill)
+        images.append(torch.from_numpy(np.ascontiguousarray(img)))
+        masks.append(torch.from_numpy(mask.astype(np.int64)))
+    sizes = torch.tensor([tuple(mask.shape) for _, mask in batch], dtype=torch.int64)
+    return torch.stack(images), torch.stack(masks), sizes
 
 
 class Normalize(nn.Module):

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from scripts_import import prepare_voc
 
+from deeplab_mobile.apps import prepare_voc
 from deeplab_mobile.data.voc import DatasetError, read_mask, write_mask
 
 VOC_TRAIN, VOC_VAL = ["a", "b", "c"], ["d", "e"]

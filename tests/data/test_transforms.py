@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from conftest import blocks_mask
 
 from deeplab_mobile.data import VOCSegmentation
 from deeplab_mobile.data.transforms import TRAIN_SCALES, EvalTransform, Normalize, TrainTransform, pad_collate
+from tests.helpers import blocks_mask
 
 COLOURS = np.random.default_rng(7).integers(0, 256, (21, 3)).astype(np.uint8)
 MEAN = (0.485, 0.456, 0.406)
@@ -97,13 +97,18 @@ def test_eval_keeps_full_image_and_collate_pads():
     t = EvalTransform()
     batch = [t(COLOURS[m1], m1), t(COLOURS[m2], m2)]
     assert batch[0][0].shape == (30, 40, 3)
-    images, masks, sizes = pad_collate(batch)
+    images, masks, sizes = pad_collate(batch, fill=MEAN_PIXEL)
     assert images.shape == (2, 35, 40, 3) and masks.shape == (2, 35, 40)
+    assert images.dtype == torch.uint8 and masks.dtype == torch.int64
     assert sizes.tolist() == [[30, 40], [35, 25]]
     assert (masks[0, 30:] == 255).all() and (masks[1, :, 25:] == 255).all()
     assert torch.equal(masks[1, :35, :25], torch.from_numpy(m2.astype(np.int64)))
     assert (images[1, :, 25:] == torch.tensor(MEAN_PIXEL)).all()
     assert torch.equal(images[0, :30, :40], batch[0][0])
+    # DeepLab's evaluation canvas: at least min_size x min_size, bottom/right, whatever the batch holds
+    images, masks, _ = pad_collate(batch[:1], fill=(1, 2, 3), min_size=48)
+    assert images.shape == (1, 48, 48, 3) and (images[0, 30:] == torch.tensor([1, 2, 3])).all()
+    assert (masks[0, :, 40:] == 255).all() and torch.equal(masks[0, :30, :40], batch[0][1])
 
 
 def test_normalize_maps_mean_pixel_to_zero():

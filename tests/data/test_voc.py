@@ -5,8 +5,8 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from scripts_import import prepare_voc
 
+from deeplab_mobile.apps import prepare_voc
 from deeplab_mobile.data.voc import PALETTE, DatasetError, VOCSegmentation, read_mask, write_mask
 
 

@@ -1,4 +1,4 @@
-"""Evaluation: one confusion matrix over the whole set (VOC convention), padding, MF + flip averaging."""
+"""Evaluation: one confusion matrix over the whole set (VOC convention), padded batches, MF + flip averaging."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeplab_mobile.data import Normalize, pad_collate
-from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes, pad_batch, predict_probs
+from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes, predict_probs
 
 C = 5  # classes 0..4; class 4 never occurs in ground truth or prediction
 
@@ -60,8 +60,8 @@ def pixel_pairs(*samples):
 @pytest.mark.parametrize("batch_size,pad_to", [(1, None), (2, None), (2, 8)])
 def test_miou_from_one_confusion_matrix_over_the_set(batch_size, pad_to):
     batch = [sample(PRED_A, TRUTH_A), sample(PRED_B, TRUTH_B)]
-    loader = [pad_collate(batch[i : i + batch_size], fill=(0, 0, 0)) for i in range(0, 2, batch_size)]
-    s, conf, _ = evaluate(RedIsTheClass(), identity, loader, C, pad_to=pad_to, fill=(0, 0, 0))
+    loader = [pad_collate(batch[i : i + batch_size], fill=(0, 0, 0), min_size=pad_to) for i in range(0, 2, batch_size)]
+    s, conf, _ = evaluate(RedIsTheClass(), identity, loader, C)
     ious, miou = hand_scores(pixel_pairs((PRED_A, TRUTH_A), (PRED_B, TRUTH_B)))
     assert ious[4] is None and np.isnan(s["iou"][4])  # absent from both: excluded, not counted as 0 or 1
     np.testing.assert_allclose([v for v in s["iou"] if v == v], [v for v in ious if v is not None])
@@ -70,18 +70,6 @@ def test_miou_from_one_confusion_matrix_over_the_set(batch_size, pad_to):
     # A per-image average would differ: the matrix is accumulated over the whole set.
     per_image = np.mean([hand_scores(pixel_pairs(x))[1] for x in [(PRED_A, TRUTH_A), (PRED_B, TRUTH_B)]])
     assert abs(per_image - miou) > 0.01
-
-
-def test_pad_batch_pads_image_with_fill_and_mask_with_ignore():
-    images = torch.full((1, 2, 3, 3), 7, dtype=torch.uint8)
-    masks = torch.ones(1, 2, 3, dtype=torch.int64)
-    img, mask = pad_batch(images, masks, 5, fill=(1, 2, 3), ignore=255)
-    assert img.shape == (1, 5, 5, 3) and mask.shape == (1, 5, 5)
-    assert (img[0, :2, :3] == 7).all() and (mask[0, :2, :3] == 1).all()
-    assert img[0, 4, 4].tolist() == [1, 2, 3] and img[0, 0, 4].tolist() == [1, 2, 3]
-    assert (mask[0, 2:] == 255).all() and (mask[0, :, 3:] == 255).all()
-    same = pad_batch(images, masks, 2, fill=(0, 0, 0), ignore=255)  # already larger: untouched
-    assert same[0].shape == images.shape
 
 
 class LeftRightAsymmetric(nn.Module):

@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader
 from deeplab_mobile.data import TrainTransform, VOCSegmentation
 from deeplab_mobile.data.loader import worker_context
 from deeplab_mobile.engine.sampler import PositionSeeded, TrainSampler
+from deeplab_mobile.models.encoders import IMAGENET_MEAN
 
 
 def test_each_epoch_is_a_permutation_and_epochs_differ():
@@ -40,7 +41,7 @@ def batches(dataset, workers, start_iter=0):
 
 
 def test_augmentation_is_the_same_with_or_without_workers_and_after_a_restart(synthetic_voc):
-    dataset = VOCSegmentation(synthetic_voc, "train", TrainTransform(crop_size=65))
+    dataset = VOCSegmentation(synthetic_voc, "train", TrainTransform(crop_size=65, mean=IMAGENET_MEAN))
     main = batches(dataset, workers=0)
     with_workers = batches(dataset, workers=2)
     restarted = batches(dataset, workers=0, start_iter=1)
