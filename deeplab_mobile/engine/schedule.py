@@ -1,6 +1,6 @@
-"""DeepLabv3's last stage with its own learning rate (``trainer.final_lr``): the first stage follows the poly
-schedule as configured (``sched``), and from the switch to the final stride (``trainer.final_os``) the rate decays
-by poly again, from ``final_lr`` to zero over the final stage's iterations.
+"""DeepLabv3's last stage with its own learning rate (``trainer.final_stage.lr``): the first stage follows the poly
+schedule as configured (``sched``), and from the switch to the final stride (``trainer.final_stage.os``) the rate
+decays by poly again, from that LR to zero over the final stage's iterations.
 
 DeepLabv3's two trainings (0.007 over 30K iterations at OS16, then 0.001 over another 30K at OS8; SPEC section 3)
 are ``sched.total_iters`` at the switch, so the first stage decays to zero; by default ``sched.total_iters`` is
@@ -46,7 +46,7 @@ def two_stage_poly(
     if not 0 <= switch < total:
         raise ValueError(f"the last stage must start within the {total} iterations, got iteration {switch}")
     if not final_lr > 0:
-        raise ValueError(f"trainer.final_lr must be positive, got {final_lr}")
+        raise ValueError(f"the final stage's LR must be positive, got {final_lr}")
     if first_total < 1:
         raise ValueError(f"the first stage's poly schedule needs total_iters >= 1, got {first_total}")
     base = max(group["lr"] for group in optimizer.param_groups)

@@ -1,5 +1,6 @@
 """The training loop: SGD with per-iteration poly decay, cross-entropy ignoring 255, mixed precision on CUDA,
-atomic checkpoints with every random state, periodic evaluation, and a stop on a non-finite loss."""
+atomic checkpoints with every random state, periodic evaluation, DeepLabv3's final stage at another output
+stride, and a stop on a non-finite loss."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..data.loader import train_loader
 from ..data.voc import IGNORE_INDEX
 from .checkpoint import last_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .distributed import Dist
+from .run import FinalStage
 from .sampler import PositionSeeded, TrainSampler
 
 log = logging.getLogger(__name__)
@@ -76,10 +78,9 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def memory_format(channels_last: bool | str) -> torch.memory_format:
-    """``trainer.channels_last``: ``auto`` is on for every device. On 2 CPU cores, training MobileNetV2 x0.5 OS16
-    (batch 8, 129-pixel crops) ran at 52 img/s against 42 with a contiguous model and input; in the full loop,
-    where ``Normalize`` already hands over channels_last batches, the gain shrinks to about 52 vs 48 img/s.
-    Evaluating a run folder uses the run's own setting, so its scores match the training run's to the bit."""
+    """``trainer.channels_last``: ``auto`` is on for every device (faster on CUDA and on CPU alike; see
+    results/). Evaluating a run folder uses the run's own setting, so its scores match the training run's to the
+    bit."""
     if channels_last not in ("auto", True, False):
         raise ValueError(f"channels_last {channels_last!r} is not supported; choose auto, true or false")
     return torch.channels_last if channels_last in ("auto", True) else torch.contiguous_format
@@ -89,11 +90,9 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: i
     """Pixel-mean cross-entropy over labelled pixels (0 rather than NaN for a crop with none).
 
     Channels-last logits (the trainer's default layout) are scored as an (N*H*W, C) matrix, which is a view of
-    their memory. ``cross_entropy`` over dim 1 of the 4-D tensor first copies it to NCHW, and then hands the
-    upsampling's backward a gradient in the other layout. On 2 CPU cores, upsampling the logits of 16 crops of
-    129 pixels and scoring them took about 37 ms forward and backward that way, 22 ms this way; a whole training
-    step of MobileNetV2 x0.5 (no ASPP) took about 15 ms less of ~230 ms. The value and the gradient are the same
-    up to rounding.
+    their memory: ``cross_entropy`` over dim 1 of the 4-D tensor would first copy it to NCHW and hand the
+    upsampling's backward a gradient in the other layout (slower on CPU; see results/). The value and the gradient
+    are the same up to rounding.
     """
     logits = logits.float()
     if logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last):
@@ -113,9 +112,9 @@ class Trainer:
         out_dir: the run folder; checkpoints go to ``out_dir/checkpoints/last.pt``.
         evaluate: called as ``evaluate(iteration)`` every ``eval_every`` iterations (on every process).
         on_log: called as ``on_log({tag: value}, iteration)`` with training scalars (main process).
-        on_iteration: called as ``on_iteration(iteration)`` at the end of every iteration, after its evaluation
-            and checkpoint (on every process).
         config: stored in each checkpoint (the resolved run config) so a resume can check it matches.
+        final_stage: DeepLabv3's last stage: from its first iteration on, the model runs at its output stride
+            (``set_output_stride``: the same parameters, so the optimizer's state and the schedule run on).
     """
 
     def __init__(
@@ -131,7 +130,7 @@ class Trainer:
         evaluate: Callable[[int], None] | None = None,
         on_log: Callable[[dict, int], None] | None = None,
         config: dict | None = None,
-        on_iteration: Callable[[int], None] | None = None,
+        final_stage: FinalStage | None = None,
     ) -> None:
         env = env or Dist()
         self.model, self.normalize = model, normalize.to(env.device)
@@ -139,7 +138,8 @@ class Trainer:
         self.train_set, self.s, self.env = train_set, settings, env
         self.out_dir = Path(out_dir)
         self.evaluate, self.on_log, self.config = evaluate, on_log, config or {}
-        self.on_iteration = on_iteration
+        self.final_stage = final_stage
+        self.first_stride = self.bare_model.output_stride
         self.dtype = autocast_dtype(settings.amp, env.device)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
         self.iteration = 0
@@ -178,7 +178,17 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         set_rng_states(state["rng"])
         self.iteration = int(state["iteration"])
+        self.set_stride()
         return self.iteration
+
+    def set_stride(self) -> None:
+        """Put the model at the output stride of the current iteration (the final stage's, once it has begun)."""
+        if self.final_stage is None:
+            return
+        stride = self.final_stage.stride_at(self.iteration, self.first_stride)
+        if stride != self.bare_model.output_stride:
+            self.bare_model.set_output_stride(stride)
+            log.info("iteration %d: training goes on at output stride %d (the final stage)", self.iteration, stride)
 
     # Loop
     def loader(self) -> DataLoader:
@@ -221,6 +231,7 @@ class Trainer:
 
     def fit(self) -> None:
         s, env = self.s, self.env
+        self.set_stride()
         self.train_mode()
         bar = tqdm(total=s.iters, initial=self.iteration, desc="train", disable=not (s.progress and env.main))
         tick, since, seen_loss = time.perf_counter(), 0, 0.0
@@ -247,6 +258,5 @@ class Trainer:
                 self.train_mode()
             if self.iteration % s.ckpt_every == 0 or self.iteration == s.iters:
                 self.save()
-            if self.on_iteration:
-                self.on_iteration(self.iteration)
+            self.set_stride()
         bar.close()

@@ -1,0 +1,162 @@
+"""A training run's life around the loop: DeepLabv3's final stage, the resume identity check, the run folder's
+status file, and how a run ends (done, failed, interrupted by Ctrl-C or SIGTERM).
+
+Plain Python: the command-line apps (``deeplab_mobile.apps``) map their Hydra configs onto it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..models.encoders import check_output_stride
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinalStage:
+    """DeepLabv3's last stage: from iteration ``start`` on, the run trains at ``output_stride`` (8 after 16) with
+    the same parameters; with ``lr``, the rate decays by poly again from ``lr`` over the stage (0.001 after 0.007
+    in DeepLabv3)."""
+
+    start: int
+    output_stride: int
+    lr: float | None = None
+
+    @classmethod
+    def plan(cls, iters: int, output_stride: int, stage_iters: int | None, lr: float | None = None) -> FinalStage:
+        """The last ``stage_iters`` of ``iters`` iterations at ``output_stride``; refuses what it cannot honour."""
+        output_stride = check_output_stride(output_stride)
+        stage_iters = int(stage_iters or 0)
+        if not 0 < stage_iters <= iters:
+            raise ValueError(
+                f"the final stage at output stride {output_stride} needs trainer.final_stage.iters between 1 and "
+                f"trainer.iters ({iters}), got {stage_iters}: set it, or trainer.final_stage=null to train at one "
+                "stride"
+            )
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
+            raise ValueError(f"trainer.final_stage.lr must be a positive number or null, got {lr!r}")
+        return cls(iters - stage_iters, output_stride, None if lr is None else float(lr))
+
+    def stride_at(self, iteration: int, first_stride: int) -> int:
+        """The output stride of the network after ``iteration`` iterations."""
+        return self.output_stride if iteration >= self.start else first_stride
+
+    def record(self) -> dict:
+        """``metrics.json``'s ``final_os``: the stride, the iteration the stage starts at, and its LR."""
+        return {"os": self.output_stride, "from_iteration": self.start, "lr": self.lr}
+
+
+# Resume: the settings that define a run
+
+
+class ConfigMismatch(ValueError):
+    """``resume=true`` on a run folder whose checkpoint was trained with different settings."""
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.007}}`` -> ``{"optim.lr": 0.007}``."""
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
+    """Refuse a resume whose settings (flattened) differ from those the checkpoint was trained with."""
+    changed = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
+               if saved.get(k) != current.get(k)]  # fmt: skip
+    if changed:
+        raise ConfigMismatch(f"{path} was trained with other settings; refusing to resume:\n  " + "\n  ".join(changed))
+
+
+# The run folder's status
+
+
+def write_status(out_dir: str | Path, state: str, main: bool = True, **extra) -> None:
+    """``status.json``: running / done / failed / interrupted (with the reason), so a sweep report can tell runs
+    apart. Written under a temporary name and renamed: a reader never sees half a file."""
+    if not main:
+        return
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".status.json.tmp"
+    tmp.write_text(json.dumps({"state": state, **extra}, indent=2))
+    os.replace(tmp, out_dir / "status.json")
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (``kill``, ``timeout``, a job manager); raised in the main thread so the run unwinds.
+    ``Terminated.received`` stays set: code that wraps what it catches (``load_state_dict`` reports it as a
+    ``RuntimeError``) must not turn the stop into a failure."""
+
+    received = False
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` inside the block.
+
+    By default SIGTERM ends the process on the spot: no ``finally`` runs, status.json keeps saying "running", and
+    the DataLoader workers (children of the forkserver, not of this process) are left behind. Unwinding shuts the
+    workers down and records the stop. A handler that is already installed (submitit's, which requeues a
+    preempted Slurm job) is left alone.
+    """
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        Terminated.received = True
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run_guarded(
+    job: Callable[[], Any], out_dir: str | Path, expected: tuple[type[BaseException], ...], sweep: bool = False
+) -> Any:
+    """Run a training job and record how it ended in ``out_dir/status.json``.
+
+    - ``expected`` errors (bad data, a bad setting, a NaN loss): status ``failed`` with the message, logged
+      without a traceback; exit status 1, or re-raised in a sweep (Hydra records the job and goes on).
+    - Ctrl-C: ``interrupted``, re-raised. SIGTERM: ``interrupted``, exit status 143 (128 + SIGTERM, the shell's
+      convention), which also ends a sweep.
+    - anything else: ``failed`` with the exception's type, re-raised with its traceback.
+    """
+    try:
+        with sigterm_unwinds():
+            return job()
+    except expected as exc:
+        write_status(out_dir, "failed", reason=str(exc))
+        log.error("%s", exc)
+        if sweep:
+            raise
+        sys.exit(1)
+    except KeyboardInterrupt:
+        write_status(out_dir, "interrupted", reason="stopped by the user; resume=true continues it")
+        raise
+    except Exception as exc:
+        if isinstance(exc, Terminated) or Terminated.received:
+            write_status(out_dir, "interrupted", reason="terminated by SIGTERM; resume=true continues it")
+            log.error("terminated by SIGTERM at %s; resume=true continues from the last checkpoint", out_dir)
+            sys.exit(128 + signal.SIGTERM)
+        write_status(out_dir, "failed", reason=f"{type(exc).__name__}: {exc}")
+        raise
