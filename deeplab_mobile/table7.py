@@ -1,7 +1,8 @@
 """Table 7 of the MobileNetV2 paper (PASCAL VOC 2012 val, DeepLabv3 heads) and its recount.
 
-The paper's values are data here; ``recount`` builds each row's network on the meta device and counts it with
-``deeplab_mobile.complexity`` so that the two can be printed side by side.
+The one list of the Table 7 networks: ``conf/variant/`` (a test checks it), the benchmark and the ablation report
+read it. The paper's values are data here; ``recount`` builds each row's network on the meta device and counts
+it with ``deeplab_mobile.complexity`` so that the two can be printed side by side.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ import torch
 from .complexity import count_madds, count_madds_mf, count_params
 from .models import build_model
 
+DATASET = "voc"  # the paper's mIoU is on PASCAL VOC 2012 val
+MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # its MF rows: these scales, each also flipped
+CANDIDATE = "mnv2_os16_no_aspp"  # the paper's on-device candidate: MNet V2*, OS16, no ASPP, single scale
+
 
 @dataclass(frozen=True)
 class Table7Row:
-    network: str
+    variant: str  # the network's name in conf/variant/ and the benchmark
+    network: str  # the paper's name, which is the encoder's ``label``
     encoder: str
+    tap: str
     os: int
     aspp: bool
     mf: bool
     miou: float | None  # paper's mIoU (%), None for rows the paper does not list
     params_m: float | None
     madds_b: float | None
-    tap: str | None = None
     note: str = ""
 
     @property
@@ -38,37 +44,37 @@ V1_OS8_MF_NOTE = (
 )
 
 TABLE7: tuple[Table7Row, ...] = (
-    Table7Row("MNet V1", "mobilenet_v1", 16, True, False, 75.29, 11.15, 14.25),
-    Table7Row("MNet V1", "mobilenet_v1", 8, True, True, 78.56, 11.15, 941.9, note=V1_OS8_MF_NOTE),
-    Table7Row("MNet V2*", "mobilenet_v2", 16, True, False, 75.70, 4.52, 5.8),
-    Table7Row("MNet V2*", "mobilenet_v2", 8, True, True, 78.42, 4.52, 387.0),
-    Table7Row("MNet V2*", "mobilenet_v2", 16, False, False, 75.32, 2.11, 2.75),
-    Table7Row("MNet V2*", "mobilenet_v2", 8, False, True, 77.33, 2.11, 152.6),
-    Table7Row("ResNet-101", "resnet101", 16, True, False, 80.49, 58.16, 81.0),
-    Table7Row("ResNet-101", "resnet101", 8, True, True, 82.70, 58.16, 4870.6),
-)
+    Table7Row("mnv1_os16_aspp", "MNet V1", "mobilenet_v1", "last", 16, True, False, 75.29, 11.15, 14.25),
+    Table7Row("mnv1_os8_aspp", "MNet V1", "mobilenet_v1", "last", 8, True, True, 78.56, 11.15, 941.9,
+              note=V1_OS8_MF_NOTE),
+    Table7Row("mnv2_os16_aspp", "MNet V2*", "mobilenet_v2", "second_last", 16, True, False, 75.70, 4.52, 5.8),
+    Table7Row("mnv2_os8_aspp", "MNet V2*", "mobilenet_v2", "second_last", 8, True, True, 78.42, 4.52, 387.0),
+    Table7Row("mnv2_os16_no_aspp", "MNet V2*", "mobilenet_v2", "second_last", 16, False, False, 75.32, 2.11, 2.75),
+    Table7Row("mnv2_os8_no_aspp", "MNet V2*", "mobilenet_v2", "second_last", 8, False, True, 77.33, 2.11, 152.6),
+    Table7Row("r101_os16_aspp", "ResNet-101", "resnet101", "last", 16, True, False, 80.49, 58.16, 81.0),
+    Table7Row("r101_os8_aspp", "ResNet-101", "resnet101", "last", 8, True, True, 82.70, 58.16, 4870.6),
+)  # fmt: skip
 
 # Not in Table 7: the 1280-channel tap, which the paper's text argues against ("MNet V2" without the star).
 LAST_TAP_ROW = Table7Row(
-    "MNet V2 (1280 tap)",
-    "mobilenet_v2",
-    16,
-    True,
-    False,
-    None,
-    None,
-    None,
-    tap="last",
+    "mnv2_last_os16_aspp", "MNet V2 (1280 tap)", "mobilenet_v2", "last", 16, True, False, None, None, None,
     note="not in Table 7; shows why the paper taps the 320-channel map",
-)
+)  # fmt: skip
+
+NETWORKS: dict[str, Table7Row] = {row.variant: row for row in (*TABLE7, LAST_TAP_ROW)}
+
+
+def build_row(row: Table7Row, width: float = 1.0):
+    """The network of a row (random weights), on the current default device."""
+    return build_model(row.encoder, row.head, row.os, width=width, tap=row.tap)
 
 
 def recount(row: Table7Row) -> dict:
-    """Params and MAdds of ``row``'s network, counted at 513x513 (MF: six scales x flip)."""
+    """Params and MAdds of ``row``'s network, counted at 513x513 (MF: the paper's six scales x flip)."""
     with torch.device("meta"):
-        model = build_model(row.encoder, row.head, row.os, tap=row.tap)
+        model = build_row(row)
     params = count_params(model)
-    madds = count_madds_mf(model) if row.mf else count_madds(model)
+    madds = count_madds_mf(model, MF_SCALES) if row.mf else count_madds(model)
     result = asdict(row)
     result.update(params=params, madds=madds)
     result["params_err_pct"] = _rel_err(params / 1e6, row.params_m)

@@ -12,12 +12,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
-from ..models.encoders import ENCODERS
-
-# Encoder classes (as written in a config's _target_) -> the encoder keys of Table 7 and conf/encoder/.
-ENCODER_KEYS = {cls.__name__: key for key, cls in ENCODERS.items()}
+from ..apps.common import build_model, final_stage
+from ..models import describe_model
 
 
 class SweepError(ValueError):
@@ -32,7 +31,7 @@ class Run:
     name: str  # relative to the sweep folder ("." for a single run)
     state: str  # done | failed | interrupted | unfinished | foreign
     reason: str = ""
-    arch: dict | None = None  # encoder, head, os (evaluated at), train_os, final_os, width, tap, num_classes
+    arch: dict | None = None  # network, encoder, head, os (evaluated at), train_os, final_os, width, tap, ...
     data: str | None = None
     overrides: list[str] = field(default_factory=list)
     metrics: dict | None = None
@@ -50,30 +49,31 @@ def _read_json(path: Path) -> tuple[dict | None, str]:
 
 
 def architecture(cfg) -> dict | None:
-    """The Table 7 design choices of a composed training config, or None when it is not one."""
+    """The design of a composed training config's network, as the network describes itself (``describe_model``,
+    built on the meta device), with the strides it trains at and is evaluated at; None when ``cfg`` is not a
+    training config. A network the config cannot build (the run failed on a bad setting) keeps the config's
+    values."""
     target = OmegaConf.select(cfg, "model.encoder._target_", default=None)
-    aspp = OmegaConf.select(cfg, "model.head.aspp", default=None)
-    if target is None or aspp is None or OmegaConf.select(cfg, "trainer", default=None) is None:
+    if target is None or OmegaConf.select(cfg, "trainer", default=None) is None:
         return None
-    encoder = ENCODER_KEYS.get(str(target).rsplit(".", 1)[-1], str(target).rsplit(".", 1)[-1])
-    tap = OmegaConf.select(cfg, "model.encoder.tap", default=None)
     trained = int(OmegaConf.select(cfg, "model.encoder.output_stride"))
-    final = OmegaConf.select(cfg, "trainer.final_os", default=None)  # the last iterations' stride
-    final = int(final) if final is not None else None
+    try:
+        with torch.device("meta"):
+            arch = describe_model(build_model(cfg.model, weights=False))
+    except Exception:  # noqa: BLE001 - whatever the model refused, the run's own status says why
+        encoder = cfg.model.encoder
+        arch = {"network": str(target).rsplit(".", 1)[-1], "encoder": None, "head": None, "os": trained,
+                "width": float(encoder.get("width") or 1.0), "tap": encoder.get("tap"),
+                "num_classes": OmegaConf.select(cfg, "model.head.num_classes", default=None)}  # fmt: skip
+    try:
+        stage = final_stage(cfg)
+    except ValueError:
+        stage = None
+    final = stage.output_stride if stage else None
     evaluated = OmegaConf.select(cfg, "eval.os", default=None)
-    if encoder == "mobilenet_v2":
-        tap = tap or "second_last"  # the encoder's default
-    return {
-        "encoder": encoder,
-        "head": "aspp" if aspp else "no_aspp",
-        # Table 7's OS is the stride a network is evaluated at (the model zoo evaluates its OS16 network at OS8)
-        "os": int(evaluated) if evaluated is not None else final or trained,
-        "train_os": trained,
-        "final_os": final,
-        "width": float(OmegaConf.select(cfg, "model.encoder.width", default=1.0)),
-        "tap": tap if encoder == "mobilenet_v2" else None,
-        "num_classes": int(OmegaConf.select(cfg, "model.head.num_classes", default=21)),
-    }
+    # Table 7's OS is the stride a network is evaluated at (the model zoo evaluates its OS16 network at OS8)
+    arch.update(os=int(evaluated) if evaluated is not None else final or trained, train_os=trained, final_os=final)
+    return arch
 
 
 def read_run(path: Path, root: Path) -> Run:

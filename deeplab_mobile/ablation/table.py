@@ -12,11 +12,13 @@ import csv
 import io
 from dataclasses import dataclass
 
+from .. import table7
 from ..table7 import TABLE7, Table7Row
 from .runs import Run
 
-ENCODER_ORDER = {"mobilenet_v1": 0, "mobilenet_v2": 1, "resnet101": 2}
-TAP_ORDER = {"second_last": 0, None: 0, "last": 1}
+# Table 7's order: its networks (encoder and tap) in the order the table lists them, then any other network.
+NETWORKS = dict.fromkeys((row.encoder, row.tap) for row in (*TABLE7, table7.LAST_TAP_ROW))
+NETWORK_ORDER = {network: i for i, network in enumerate(NETWORKS)}
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Row:
     latency_device: str | None = None
     paper: Table7Row | None = None
     reason: str = ""
+    mf_scales: tuple[float, ...] | None = None  # of an MF row, as the evaluation recorded them
 
     @property
     def label(self) -> str:
@@ -44,25 +47,18 @@ class Row:
         return f"{self.network} OS{self.arch['os']} {head}{' MF' if self.mf else ''}"
 
 
-def network_name(arch: dict) -> str:
-    """Table 7's names: ``MNet V1``, ``MNet V2*`` (320-channel tap), ``ResNet-101``; others say what differs."""
-    name = {
-        "mobilenet_v1": "MNet V1",
-        "mobilenet_v2": "MNet V2*" if arch["tap"] in (None, "second_last") else "MNet V2 (1280 tap)",
-        "resnet101": "ResNet-101",
-    }.get(arch["encoder"], arch["encoder"])
-    if arch["encoder"] != "resnet101" and arch["width"] != 1.0:
-        name += f" x{arch['width']:g}"
-    return name
-
-
 def paper_row(arch: dict, mf: bool) -> Table7Row | None:
     """The Table 7 row with this network, head, output stride and MF setting (width 1, 21 classes), if any."""
     if arch["width"] != 1.0 or arch["num_classes"] != 21:
         return None
     for row in TABLE7:
-        same_tap = row.tap == arch["tap"] or (row.tap is None and arch["tap"] in (None, "second_last"))
-        if (row.encoder, row.os, row.head, row.mf) == (arch["encoder"], arch["os"], arch["head"], mf) and same_tap:
+        if (row.encoder, row.tap, row.os, row.head, row.mf) == (
+            arch["encoder"],
+            arch["tap"],
+            arch["os"],
+            arch["head"],
+            mf,
+        ):
             return row
     return None
 
@@ -70,7 +66,7 @@ def paper_row(arch: dict, mf: bool) -> Table7Row | None:
 def rows_of(run: Run) -> list[Row]:
     if run.arch is None:
         return [Row(run.name, run.state, "?", None, False, reason=run.reason)]
-    network = network_name(run.arch)
+    network = run.arch["network"]
     if run.state != "done":
         return [Row(run.name, run.state, network, run.arch, False, run.data, reason=run.reason)]
     m = run.metrics
@@ -82,6 +78,8 @@ def rows_of(run: Run) -> list[Row]:
         row = Row(run.name, "done", network, run.arch, mf, run.data, m[mode]["miou"], m.get("params"))
         row.madds = m.get("madds_mf" if mf else "madds")
         row.paper = paper_row(run.arch, mf)
+        scales = (m.get("eval") or {}).get("mf_scales")
+        row.mf_scales = tuple(scales) if mf and scales else None
         if run.latency and not mf:  # latency is of one single-scale forward pass
             row.latency_ms = run.latency.get("median_ms")
             row.latency_device = run.latency.get("device")
@@ -96,8 +94,8 @@ def order_key(row: Row):
     if a is None:
         return (9, row.run)
     return (
-        ENCODER_ORDER.get(a["encoder"], 5), TAP_ORDER.get(a["tap"], 2), -a["width"], a["head"] != "aspp",
-        -a["os"], row.mf, row.run,
+        NETWORK_ORDER.get((a["encoder"], a["tap"]), len(NETWORK_ORDER)), -a["width"], a["head"] != "aspp", -a["os"],
+        row.mf, row.run,
     )  # fmt: skip
 
 
@@ -130,8 +128,8 @@ def _status(row: Row) -> str:
 
 
 def _paper_miou(row: Row) -> float | None:
-    """The paper's mIoU is on VOC 2012 val: shown only beside runs on VOC; Params/MAdds hold for any data."""
-    return row.paper.miou if row.paper and row.data == "voc" else None
+    """The paper's mIoU is on VOC 2012 val: shown only beside runs on that data; Params/MAdds hold for any data."""
+    return row.paper.miou if row.paper and row.data == table7.DATASET else None
 
 
 def columns(rows: list[Row]) -> dict[str, bool]:
@@ -184,7 +182,11 @@ def notes(rows: list[Row]) -> list[str]:
     lines = [f"{r.run}: {r.state}{': ' + _one_line(r.reason) if r.reason else ''}" for r in rows if r.state != "done"]
     data = sorted({r.data for r in rows if r.data})
     if data:
-        lines.append(f"mIoU (%) on the {', '.join(data)} val split; MAdds at 513x513, MF = 6 scales x flip.")
+        scales = sorted({r.mf_scales for r in rows if r.mf_scales})
+        mf = (
+            "; MF = " + " or ".join(f"scales {', '.join(f'{x:g}' for x in s)} x flip" for s in scales) if scales else ""
+        )
+        lines.append(f"mIoU (%) on the {', '.join(data)} val split; MAdds at 513x513{mf}.")
     if any(r.paper for r in rows):
         lines.append("paper: MobileNetV2 paper, Table 7 (VOC 2012 val, COCO-pretrained); mIoU shown for VOC runs.")
     return lines

@@ -1,4 +1,5 @@
-"""Latency and memory of the Table 7 networks against their peers, at 513x513, batch 1, random weights.
+"""The benchmark app (``scripts/benchmark.py``; docs/benchmark.md): latency and memory of the Table 7 networks
+against their peers, at 513x513, batch 1, random weights.
 
     python scripts/benchmark.py                                   # every network, CPU, 1 and 2 threads
     python scripts/benchmark.py --models candidate smp_deeplabv3_mnv2 --threads 1 2
@@ -20,33 +21,19 @@ import csv
 import datetime as dt
 import json
 import platform
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from deeplab_mobile.complexity import count_madds, count_params
-from deeplab_mobile.deploy import export_onnx, make_memory_efficient
-from deeplab_mobile.deploy.peak import peak_activation_bytes
-from deeplab_mobile.latency import matmul_gflops, measure_latency, ort_latency, timings
-from deeplab_mobile.models import build_model
+from ..complexity import count_madds, count_params
+from ..deploy import ChunkedInvertedResidual, export_onnx, make_memory_efficient
+from ..deploy.peak import peak_activation_bytes
+from ..latency import matmul_gflops, measure_latency, ort_latency, timings
+from ..table7 import CANDIDATE, build_row
+from ..table7 import NETWORKS as TABLE7_NETWORKS
 
-CANDIDATE = "mnv2_os16_no_aspp"  # the paper's on-device candidate: MNet V2*, OS16, no ASPP, single scale
-
-# name -> (label, encoder, head, output stride, tap): the eight networks of Table 7 and the 1280-channel tap
-NETWORKS = {
-    "mnv1_os16_aspp": ("MNet V1 OS16 ASPP", "mobilenet_v1", "aspp", 16, None),
-    "mnv1_os8_aspp": ("MNet V1 OS8 ASPP", "mobilenet_v1", "aspp", 8, None),
-    "mnv2_os16_aspp": ("MNet V2* OS16 ASPP", "mobilenet_v2", "aspp", 16, None),
-    "mnv2_os8_aspp": ("MNet V2* OS8 ASPP", "mobilenet_v2", "aspp", 8, None),
-    "mnv2_os16_no_aspp": ("MNet V2* OS16 (candidate)", "mobilenet_v2", "no_aspp", 16, None),
-    "mnv2_os8_no_aspp": ("MNet V2* OS8", "mobilenet_v2", "no_aspp", 8, None),
-    "r101_os16_aspp": ("ResNet-101 OS16 ASPP", "resnet101", "aspp", 16, None),
-    "r101_os8_aspp": ("ResNet-101 OS8 ASPP", "resnet101", "aspp", 8, None),
-    "mnv2_last_os16_aspp": ("MNet V2 (1280 tap) OS16 ASPP", "mobilenet_v2", "aspp", 16, "last"),
-}
 REFERENCES = {
     "smp_deeplabv3_mnv2": "SMP DeepLabV3 mobilenet_v2",
     "tv_lraspp_mnv3": "torchvision LR-ASPP MobileNetV3-L",
@@ -65,10 +52,13 @@ class OutTensor(nn.Module):
         return self.model(x)["out"]
 
 
+# The eight networks of Table 7 and the 1280-channel tap (deeplab_mobile/table7.py), by variant name
+NETWORKS = list(TABLE7_NETWORKS)
+
+
 def build(name: str) -> nn.Module:
-    if name in NETWORKS:
-        _, encoder, head, os_, tap = NETWORKS[name]
-        return build_model(encoder, head, os_, tap=tap)
+    if name in TABLE7_NETWORKS:
+        return build_row(TABLE7_NETWORKS[name])
     if name == "smp_deeplabv3_mnv2":
         import segmentation_models_pytorch as smp
 
@@ -84,7 +74,10 @@ def build(name: str) -> nn.Module:
 
 
 def label(name: str) -> str:
-    return NETWORKS[name][0] if name in NETWORKS else REFERENCES[name]
+    if name not in TABLE7_NETWORKS:
+        return REFERENCES[name]
+    row = TABLE7_NETWORKS[name]
+    return f"{row.network} OS{row.os}{' ASPP' if row.aspp else ''}{' (candidate)' if name == CANDIDATE else ''}"
 
 
 def input_size(name: str, size: int) -> int:
@@ -112,7 +105,7 @@ def cpu_rows(names, threads_list, size_arg, warmup, repeats, compile_names, out:
             path = onnx_dir / f"{name}_{size}.onnx"
             if not path.is_file():  # peers as they are (SMP's forward cannot be traced): ORT fuses conv + BN itself
                 net = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
-                export_onnx(net, path, (size, size), fold_bn=name in NETWORKS)
+                export_onnx(net, path, (size, size), fold_bn=name in TABLE7_NETWORKS)
             row["onnxruntime"] = ort_latency(path, (size, size), threads, warmup, repeats)
             if name in compile_names:
                 compiled = torch.compile(copy.deepcopy(model).to(memory_format=torch.contiguous_format))
@@ -132,8 +125,9 @@ def memory_rows(names, size) -> list[dict]:
         x = torch.randn(1, 3, input_size(name, size), input_size(name, size))
         row = {"network": name, "label": label(name), "params": count_params(model),
                "peak_mb": peak_activation_bytes(model, x) / 2**20}  # fmt: skip
-        if name in NETWORKS and NETWORKS[name][1] == "mobilenet_v2":
-            row["peak_mb_chunked"] = peak_activation_bytes(make_memory_efficient(model, chunks=4), x) / 2**20
+        chunked = make_memory_efficient(model, chunks=4)
+        if any(isinstance(m, ChunkedInvertedResidual) for m in chunked.modules()):  # inverted residual blocks
+            row["peak_mb_chunked"] = peak_activation_bytes(chunked, x) / 2**20
         rows.append(row)
     return rows
 
@@ -231,7 +225,8 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     choices = [*NETWORKS, *REFERENCES]
-    default = [n for n in choices if not n.startswith("r101")]
+    slow = {n for n, row in TABLE7_NETWORKS.items() if (row.params_m or 0) > 50}  # ResNet-101: ~10 min on 2 cores
+    default = [n for n in choices if n not in slow]
     parser.add_argument("--models", nargs="+", default=default,
                         help=f"networks, or 'all' (default: all but ResNet-101, which alone takes ~10 min on 2 "
                              f"cores); 'candidate' = {CANDIDATE}")  # fmt: skip
@@ -287,7 +282,3 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"wrote {out}/benchmark.json, benchmark.csv, benchmark.md")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,9 +21,10 @@ import cv2
 import torch
 from tqdm import tqdm
 
-from deeplab_mobile.data import TrainTransform, VOCSegmentation
-from deeplab_mobile.data.loader import train_loader
-from deeplab_mobile.data.synthetic import write_synthetic_voc
+from ..data import TrainTransform, VOCSegmentation
+from ..data.loader import train_loader
+from ..data.synthetic import write_synthetic_voc
+from ..models.encoders import IMAGENET_MEAN
 
 
 def measure(dataset: VOCSegmentation, workers: int, n: int, batch_size: int) -> float:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     root = args.voc_root or write_synthetic_voc("data/synthetic_voc_sized", 200, 0, seed=0, size=(375, 500))
-    dataset = VOCSegmentation(root, args.split, transform=TrainTransform(args.crop, seed=0))
+    dataset = VOCSegmentation(root, args.split, transform=TrainTransform(args.crop, IMAGENET_MEAN, seed=0))
     results = {"root": str(root), "split": args.split, "crop": args.crop, "cores": os.cpu_count(), "rates": {}}
     for workers in args.workers:
         rate = measure(dataset, workers, args.n, args.batch_size)
@@ -68,7 +69,3 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "data_benchmark.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {out / 'data_benchmark.json'}")
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from deeplab_mobile.data.synthetic import write_synthetic_voc
+from ..data.synthetic import write_synthetic_voc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +28,3 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     voc = write_synthetic_voc(args.root, args.n_train, args.n_val, args.seed, tuple(args.size))
     print(f"{voc}: {args.n_train} train + {args.n_val} val images in {time.perf_counter() - start:.1f}s")
-
-
-if __name__ == "__main__":
-    main()

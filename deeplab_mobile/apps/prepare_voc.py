@@ -15,8 +15,8 @@ import json
 import sys
 from dataclasses import asdict
 
-from deeplab_mobile.data.prepare import prepare_trainaug
-from deeplab_mobile.data.voc import DatasetError, check_dataset
+from ..data.prepare import prepare_trainaug
+from ..data.voc import DatasetError, check_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,3 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(asdict(report), indent=2))
     print(f"train_aug: {report.train_aug} images, val: {report.val} images")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

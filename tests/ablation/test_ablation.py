@@ -14,20 +14,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from scripts_import import ablation_table
 
 from deeplab_mobile.ablation import SweepError, build_rows, find_runs
-from deeplab_mobile.ablation.runs import ENCODER_KEYS, architecture
+from deeplab_mobile.ablation import report as ablation_table
+from deeplab_mobile.ablation.runs import architecture
 from deeplab_mobile.complexity import count_madds, count_params
 from deeplab_mobile.models import build_model
-from deeplab_mobile.table7 import TABLE7
+from deeplab_mobile.table7 import TABLE7, build_row
+from tests.helpers import ROOT, composed
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "data=synthetic", "width=0.35", "data.crop_size=65", "data.batch_size=4", "trainer.iters=3",
-    "trainer.eval_every=0", "trainer.ckpt_every=3", "trainer.progress=false", "eval.mf=false",
+    "recipe=cpu_synthetic", "width=0.35", "data.crop_size=65", "data.batch_size=4", "trainer.iters=3",
+    "trainer.eval_every=0", "trainer.ckpt_every=3", "progress=false", "eval.mf=false",
 ]  # fmt: skip
 
 
@@ -113,7 +112,7 @@ def test_never_started_and_failed_runs_are_listed(head_os_sweep, tmp_path):
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = multirun(  # one stride throughout: the recipe's last stage does not fit in 3 iterations
         tmp_path / "sweep", tmp_path / "data", "head=no_aspp", "os=12,16", "data.workers=0", "eval.workers=0",
-        "trainer.final_os=null", "trainer.final_lr=null",
+        "trainer.final_stage=null",
     )  # fmt: skip
     assert proc.returncode != 0  # Hydra reports the failed job at the end
     rows, _ = report(tmp_path / "sweep")
@@ -126,8 +125,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
 
 def fake_run(folder, overrides, metrics=None):
     """A run folder with the config that ``overrides`` compose to and, optionally, results."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose("train", overrides=overrides)
+    cfg = composed("train", overrides)
     (folder / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
@@ -140,15 +138,12 @@ def fake_run(folder, overrides, metrics=None):
 def test_table7_sweep_rows_match_the_paper_in_its_order(tmp_path):
     """Eight VOC runs (one per conf/variant file), each evaluated SS and MF: the eight rows with paper values are
     Table 7's rows in Table 7's order, with each run's own numbers."""
-    variants = sorted(p.stem for p in (ROOT / "conf" / "variant").glob("*.yaml"))
-    assert len(variants) == 8
     expected = {}
-    for i, variant in enumerate(variants):
-        cfg = fake_run(tmp_path / f"variant={variant}", [f"variant={variant}"])
+    for i, row in enumerate(TABLE7):
+        variant = row.variant
+        fake_run(tmp_path / f"variant={variant}", [f"variant={variant}"])
         with torch.device("meta"):
-            model = build_model(ENCODER_KEYS[cfg.model.encoder._target_.rsplit(".", 1)[1]],
-                                "aspp" if cfg.model.head.aspp else "no_aspp", cfg.os)  # fmt: skip
-        params = count_params(model)
+            params = count_params(build_row(row))
         metrics = {"params": params, "madds": 1000 + i, "madds_mf": 2000 + i, "ss": {"miou": 0.5 + i / 100},
                    "mf": {"miou": 0.6 + i / 100}}  # fmt: skip
         (tmp_path / f"variant={variant}" / "metrics.json").write_text(json.dumps(metrics))
@@ -169,7 +164,11 @@ def test_table7_sweep_rows_match_the_paper_in_its_order(tmp_path):
 
 def test_paper_miou_only_beside_voc_runs(tmp_path):
     metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.25}}
-    fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp", "data=synthetic"], metrics)
+    fake_run(
+        tmp_path / "a",
+        ["variant=mnv2_os16_no_aspp", "recipe=cpu_synthetic", "eval.os=null", "trainer.final_stage=null"],
+        metrics,
+    )
     (row,) = build_rows(find_runs(tmp_path))
     assert row.paper is not None and row.paper.miou == 75.32  # the architecture matches ...
     (csv_row,) = csv.DictReader(io.StringIO(ablation_table.to_csv([row])))
@@ -184,7 +183,7 @@ def test_width_and_tap_variants_are_named_and_not_matched(tmp_path):
 
 
 def test_a_run_ending_at_another_stride_is_a_row_at_that_stride(tmp_path):
-    overrides = ["variant=mnv2_os16_no_aspp", "trainer.final_os=8", "trainer.final_os_iters=10"]
+    overrides = ["variant=mnv2_os16_no_aspp", "trainer.final_stage={os:8,iters:10}"]
     fake_run(tmp_path / "a", overrides, {"params": 1, "madds": 2, "ss": {"miou": 0.1}})
     (row,) = build_rows(find_runs(tmp_path))
     assert (row.arch["os"], row.arch["train_os"], row.arch["final_os"]) == (8, 16, 8)
@@ -229,25 +228,23 @@ def test_empty_missing_and_foreign_folders_are_refused(tmp_path, capsys):
 @pytest.mark.parametrize(
     "experiment, grid",
     [
-        ("table7", {"variant": sorted(p.stem for p in (ROOT / "conf" / "variant").glob("*.yaml"))}),
+        ("table7", {"variant": sorted(row.variant for row in TABLE7)}),
         ("head_os", {"head": ["aspp", "no_aspp"], "os": ["16", "8"]}),
         ("width", {"width": ["0.35", "0.5", "0.75", "1.0"]}),
         ("tap", {"tap": ["second_last", "last"]}),
     ],
 )
 def test_experiments_sweep_their_grid(experiment, grid):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-        params = {k: sorted(str(v).split(",")) for k, v in cfg.hydra.sweeper.params.items()}
-        assert params == {k: sorted(v) for k, v in grid.items()}
-        for key, values in grid.items():  # every point composes to the network it names
-            for value in values:
-                run = compose("train", overrides=[f"experiment={experiment}", f"{key}={value}"])
-                arch = architecture(run)
-                if key == "variant":
-                    encoder, os_, head = value.split("_", 2)
-                    assert arch["os"] == int(os_[2:]) and arch["head"] == head and arch["width"] == 1.0
-                    assert arch["encoder"] == {"mnv1": "mobilenet_v1", "mnv2": "mobilenet_v2", "r101": "resnet101"}[
-                        encoder]  # fmt: skip
-                else:
-                    assert str(arch[key]) == value
+    cfg = composed("train", [f"experiment={experiment}"], return_hydra_config=True)
+    params = {k: sorted(str(v).split(",")) for k, v in cfg.hydra.sweeper.params.items()}
+    assert params == {k: sorted(v) for k, v in grid.items()}
+    rows = {row.variant: row for row in TABLE7}
+    for key, values in grid.items():  # every point composes to the network it names
+        for value in values:
+            arch = architecture(composed("train", [f"experiment={experiment}", f"{key}={value}"]))
+            if key == "variant":
+                row = rows[value]
+                assert (arch["encoder"], arch["tap"], arch["head"], arch["os"], arch["width"]) == (
+                    row.encoder, row.tap, row.head, row.os, 1.0)  # fmt: skip
+            else:
+                assert str(arch[key]) == value

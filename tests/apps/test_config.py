@@ -3,22 +3,20 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.errors import InstantiationException
+import torch
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from deeplab_mobile import table7
+from deeplab_mobile.apps.common import build_model, class_names
 from deeplab_mobile.complexity import count_madds, count_params
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = str(ROOT / "conf")
-
-
-def composed(name, overrides):
-    with initialize_config_dir(version_base="1.3", config_dir=CONF):
-        return compose(name, overrides=overrides)
+from deeplab_mobile.data.synthetic import CLASS_NAMES
+from deeplab_mobile.data.voc import CLASSES
+from deeplab_mobile.models import describe_model
+from tests.helpers import CONF, ROOT, composed
 
 
 @pytest.mark.parametrize(
@@ -63,11 +61,14 @@ def test_complexity_script_writes_json(tmp_path):
     assert f"Params {result['params'] / 1e6:.3f}M" in proc.stdout
 
 
-def test_package_imports_no_hydra():
+def test_the_core_imports_no_hydra():
+    """Only the apps and the sweep report (which reads Hydra's folders) use Hydra; the rest takes plain values."""
     code = (
         "import sys, deeplab_mobile.models, deeplab_mobile.data, deeplab_mobile.data.prepare, "
         "deeplab_mobile.data.synthetic, deeplab_mobile.data.loader, deeplab_mobile.complexity, "
-        "deeplab_mobile.table7, deeplab_mobile.metrics; "
+        "deeplab_mobile.table7, deeplab_mobile.metrics, deeplab_mobile.latency, deeplab_mobile.deploy, "
+        "deeplab_mobile.engine.trainer, deeplab_mobile.engine.evaluator, deeplab_mobile.engine.run, "
+        "deeplab_mobile.engine.board, deeplab_mobile.engine.report; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -79,27 +80,56 @@ def test_train_config_defaults_to_the_official_voc_recipe():
     cfg = composed("train", ["head=no_aspp", "os=16"])
     assert (cfg.data.name, cfg.data.train_split, cfg.data.val_split) == ("voc", "train_aug", "val")
     assert (cfg.data.crop_size, cfg.data.batch_size, cfg.trainer.iters) == (513, 16, 30000)
+    assert cfg.optim._target_ == "torch.optim.SGD"
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.007, 0.9, 4e-5)
     assert (cfg.sched.power, cfg.sched.total_iters) == (0.9, 30000)
     assert list(cfg.data.scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
     assert list(cfg.eval.mf_scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg.eval.flip
-    assert cfg.eval.pad_to == 513
+    assert cfg.eval.pad_to == 513 and cfg.eval.os is None and cfg.trainer.final_stage is None
     model = instantiate(cfg.model)
     assert model.head.rates == () and model.output_stride == 16
+    assert class_names(cfg) == CLASSES
 
 
-def test_synthetic_data_carries_its_own_recipe_and_the_command_line_still_wins():
-    cfg = composed("train", ["data=synthetic"])
-    assert cfg.data.name == "synthetic" and cfg.trainer.iters < 30000
-    assert composed("train", ["data=synthetic", "trainer.iters=7"]).trainer.iters == 7
-    assert composed("train", ["data=synthetic", "optim.lr=0.2"]).optim.lr == 0.2
-    assert list(composed("train", ["data=synthetic", "eval.mf_scales=[1.0]"]).eval.mf_scales) == [1.0]
+def test_the_cpu_recipe_picks_the_generated_data_and_the_command_line_still_wins():
+    cfg = composed("train", ["recipe=cpu_synthetic", "head=no_aspp", "width=0.5"])
+    assert (cfg.data.name, cfg.data.crop_size, cfg.optim._target_) == ("synthetic", 129, "torch.optim.AdamW")
+    assert cfg.trainer.iters < 30000 and cfg.trainer.final_stage.os == 8 and cfg.eval.os == 8
+    assert class_names(cfg) == CLASS_NAMES
+    assert composed("train", ["recipe=cpu_synthetic", "trainer.iters=7"]).trainer.iters == 7
+    assert composed("train", ["recipe=cpu_synthetic", "optim.lr=0.2"]).optim.lr == 0.2
+    assert list(composed("train", ["recipe=cpu_synthetic", "eval.mf_scales=[1.0]"]).eval.mf_scales) == [1.0]
+    assert composed("train", ["recipe=cpu_synthetic", "trainer.final_stage=null"]).trainer.final_stage is None
+
+
+def test_data_configs_describe_data_only():
+    """The training and evaluation settings come from the recipe: a data config sets none of them."""
+    for path in (CONF / "data").glob("*.yaml"):
+        keys = set(OmegaConf.load(path))
+        assert keys <= {"name", "root", "train_split", "val_split", "classes", "generate", "help"}, path.name
+
+
+def test_variants_are_the_table7_networks_and_set_only_the_network():
+    """conf/variant/ holds exactly deeplab_mobile.table7's networks: each composes to its row's encoder, tap,
+    head, stride and width, and sets nothing else."""
+    variants = {p.stem: p for p in (CONF / "variant").glob("*.yaml")}
+    assert set(variants) == {row.variant for row in table7.TABLE7}
+    for row in table7.TABLE7:
+        assert set(OmegaConf.load(variants[row.variant])) <= {"defaults", "os", "width", "tap"}
+        cfg = composed("train", [f"variant={row.variant}"])
+        with torch.device("meta"):
+            arch = describe_model(build_model(cfg.model, weights=False))
+        assert (arch["encoder"], arch["tap"], arch["head"], arch["os"], arch["width"]) == (
+            row.encoder, row.tap, row.head, row.os, 1.0)  # fmt: skip
+        assert arch["network"] == row.network
+
+
+def test_the_evaluation_config_holds_the_papers_mf_scales():
+    assert tuple(composed("train").eval.mf_scales) == table7.MF_SCALES
 
 
 def test_unsupported_values_are_refused_by_the_train_config():
     with pytest.raises(InstantiationException, match="output stride 12 is not supported"):
         instantiate(composed("train", ["os=12"]).model)
-    from hydra.errors import ConfigCompositionException
-
     with pytest.raises(ConfigCompositionException):
         composed("train", ["head=no_such_head"])

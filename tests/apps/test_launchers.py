@@ -2,24 +2,21 @@
 (submitit) gets torch.distributed's environment."""
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from omegaconf import OmegaConf
-from scripts_import import train as train_script
 
+from deeplab_mobile.apps.common import share_machine
 from deeplab_mobile.engine.distributed import export_submitit_env
+from tests.helpers import composed
 
-ROOT = Path(__file__).resolve().parents[1]
 TORCH_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def hydra_config(launcher):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    return composed("train", [f"hydra/launcher={launcher}"], return_hydra_config=True)
 
 
 def test_launcher_configs_compose_onto_the_plugins():
@@ -39,7 +36,7 @@ def test_parallel_jobs_split_the_cores(n_jobs, expected):
     OmegaConf.update(hydra_cfg, "job.num", 0, force_add=True)
     before = torch.get_num_threads()
     try:
-        train_script.share_machine(cfg, hydra_cfg)
+        share_machine(cfg, hydra_cfg)
         assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(before)
@@ -49,7 +46,7 @@ def test_a_single_run_keeps_torch_threads():
     cfg = hydra_config("basic")
     before = torch.get_num_threads()
     cfg.hydra.mode = RunMode.RUN
-    train_script.share_machine(cfg, cfg.hydra)
+    share_machine(cfg, cfg.hydra)
     assert torch.get_num_threads() == before
 
 

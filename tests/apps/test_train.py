@@ -1,5 +1,6 @@
 """The training app end to end on the generated data: files, TensorBoard, poly LR, bit-identical resume,
-refusals, the non-finite-loss stop, a SIGTERM stop, evaluation from a run folder, and the DDP code path."""
+refusals, the non-finite-loss stop, the final stage, one progress setting, a SIGTERM stop, evaluation from a run
+folder, and the DDP code path."""
 
 import json
 import os
@@ -13,51 +14,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from scripts_import import evaluate as eval_script
-from scripts_import import train as train_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from deeplab_mobile.apps.common import load_run
+from deeplab_mobile.apps.evaluate import evaluate_run
+from deeplab_mobile.apps.train import train
 from deeplab_mobile.complexity import count_madds, count_params
-from deeplab_mobile.data import EvalTransform, Normalize, VOCSegmentation
+from deeplab_mobile.data import EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
-from deeplab_mobile.data.transforms import mean_pixel
 from deeplab_mobile.engine import trainer as trainer_module
 from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
 from deeplab_mobile.engine.evaluator import evaluate
+from deeplab_mobile.engine.run import ConfigMismatch
 from deeplab_mobile.engine.trainer import NonFiniteLoss
-from deeplab_mobile.models import build_model
-
-ROOT = Path(__file__).resolve().parents[1]
-ITERS, LR = 6, 0.001
-
-
-def config(name, overrides):
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(name, overrides=overrides)
-
-
-def small_run(voc, *extra):
-    """Overrides for a small model on 65-pixel crops of the generated data (seconds an iteration on a CPU)."""
-    return [
-        "data=synthetic", f"data.root={voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "trainer.progress=false", "trainer.final_os=null",
-        "trainer.final_lr=null", *extra,
-    ]  # fmt: skip
-
-
-def tiny(voc, *extra):
-    """A few iterations of a small model on 65-pixel crops (seconds on a CPU)."""
-    return config(
-        "train",
-        small_run(
-            voc, "data.workers=0", f"trainer.iters={ITERS}", "trainer.ckpt_every=2", "trainer.eval_every=3",
-            "trainer.log_every=1", f"optim.lr={LR}", "eval.mf_scales=[0.75,1.0]", "eval.workers=0",
-            "eval.batch_size=2", *extra,
-        ),
-    )  # fmt: skip
+from tests.helpers import ITERS, LR, ROOT, composed, small_run, tiny
 
 
 def final_state(run_dir):
@@ -68,7 +40,7 @@ def final_state(run_dir):
 def reference(synthetic_voc, tmp_path_factory):
     """One uninterrupted run; returns (run folder, returned metrics)."""
     out = tmp_path_factory.mktemp("reference")
-    return out, train_script.train(tiny(synthetic_voc), out)
+    return out, train(tiny(synthetic_voc), out)
 
 
 def scalars(run_dir, tag):
@@ -126,10 +98,10 @@ def test_resume_after_a_crash_is_bit_identical(reference, synthetic_voc, tmp_pat
 
     monkeypatch.setattr(trainer_module.Trainer, "step", crashing_step)
     with pytest.raises(KeyboardInterrupt):
-        train_script.train(tiny(synthetic_voc), tmp_path)
+        train(tiny(synthetic_voc), tmp_path)
     assert final_state(tmp_path)["iteration"] == crash_at - 1  # the last checkpoint before the crash
     monkeypatch.undo()
-    train_script.train(tiny(synthetic_voc, "resume=true"), tmp_path)
+    train(tiny(synthetic_voc, "resume=true"), tmp_path)
     want, got = final_state(reference[0]), final_state(tmp_path)
     assert got["iteration"] == ITERS
     for name, tensor in want["model"].items():
@@ -141,10 +113,10 @@ def test_resume_after_a_crash_is_bit_identical(reference, synthetic_voc, tmp_pat
 
 def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_checkpoint(reference, synthetic_voc):
     out = reference[0]
-    with pytest.raises(train_script.ConfigMismatch, match=r"optim.lr: 0.001 -> 0.1"):
-        train_script.train(tiny(synthetic_voc, "resume=true", "optim.lr=0.1"), out)
+    with pytest.raises(ConfigMismatch, match=r"optim.lr: 0.001 -> 0.1"):
+        train(tiny(synthetic_voc, "resume=true", "optim.lr=0.1"), out)
     with pytest.raises(CheckpointError, match="pass resume=true"):
-        train_script.train(tiny(synthetic_voc), out)
+        train(tiny(synthetic_voc), out)
 
 
 def test_non_finite_loss_stops_naming_the_iteration(synthetic_voc, tmp_path, monkeypatch):
@@ -158,39 +130,25 @@ def test_non_finite_loss_stops_naming_the_iteration(synthetic_voc, tmp_path, mon
 
     monkeypatch.setattr(trainer_module, "segmentation_loss", nan_on_third)
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at iteration 3.*last good checkpoint is .*last\.pt"):
-        train_script.train(tiny(synthetic_voc), tmp_path)
+        train(tiny(synthetic_voc), tmp_path)
     assert final_state(tmp_path)["iteration"] == 2
     assert all(torch.isfinite(t).all() for t in final_state(tmp_path)["model"].values() if t.is_floating_point())
 
 
-def test_loss_is_the_mean_over_labelled_pixels_in_either_layout():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(2, 21, 5, 7))
-    masks = rng.integers(0, 21, size=(2, 5, 7))
-    masks[0, :2] = masks[1, :, -1] = 255
-    labelled = np.argwhere(masks != 255)
-    # by hand: -log softmax at the target class, averaged over the pixels that are not 255
-    expected = np.mean(
-        [np.log(np.exp(logits[n, :, y, x]).sum()) - logits[n, masks[n, y, x], y, x] for n, y, x in labelled]
-    )
-    grads = []
-    for layout in (torch.contiguous_format, torch.channels_last):
-        x = torch.tensor(logits).contiguous(memory_format=layout).requires_grad_()
-        loss = trainer_module.segmentation_loss(x, torch.tensor(masks))
-        loss.backward()
-        grads.append(x.grad)
-        assert loss.item() == pytest.approx(expected, rel=1e-6), layout
-    torch.testing.assert_close(grads[0], grads[1])
-    assert grads[1][0, :, :2].abs().max() == 0  # 255 pixels get no gradient
-    none = torch.full((1, 3, 3), 255)
-    assert trainer_module.segmentation_loss(torch.zeros(1, 21, 3, 3), none).item() == 0
+@pytest.mark.parametrize("progress", [True, False])
+def test_one_progress_setting_governs_every_bar(synthetic_voc, tmp_path, capsys, progress):
+    """Training, periodic and final evaluation (single scale and MF) all draw their bars with progress=true, none
+    with progress=false."""
+    train(tiny(synthetic_voc, f"progress={str(progress).lower()}", "trainer.iters=2", "trainer.eval_every=1"), tmp_path)
+    err = capsys.readouterr().err
+    assert all((bar in err) == progress for bar in ("train: ", "eval MF+flip: ")), err[-2000:]
 
 
 def test_freeze_bn_keeps_statistics_and_affine(synthetic_voc, tmp_path):
     cfg = tiny(synthetic_voc, "trainer.freeze_bn=true", "trainer.iters=2", "eval.mf=false")
     torch.manual_seed(cfg.trainer.seed)
     initial = instantiate(cfg.model).state_dict()
-    train_script.train(cfg, tmp_path)
+    train(cfg, tmp_path)
     trained = final_state(tmp_path)["model"]
     bn = [k for k in initial if k.rsplit(".", 1)[0] + ".running_mean" in initial]
     assert bn, "no BatchNorm found"
@@ -209,83 +167,22 @@ def test_training_evaluates_at_eval_os_with_the_trained_weights(reference, synth
     for os_ in (8, 16):
         at[os_] = instantiate(tiny(synthetic_voc, f"os={os_}").model).to(memory_format=torch.channels_last).eval()
         at[os_].load_state_dict(weights)
-    norm = Normalize(at[8].encoder.mean, at[8].encoder.std)
-    loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 2, 0)
-    scores, _, _ = evaluate(at[8], norm, loader, 21, pad_to=65, fill=mean_pixel(at[8].encoder.mean))
+    norm_mean = at[8].encoder.mean
+    norm = Normalize(norm_mean, at[8].encoder.std)
+    loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 2, 0, mean_pixel(norm_mean), 65)
+    scores, _, _ = evaluate(at[8], norm, loader, 21)
     assert scores["miou"] == returned["ss"]["miou"]
     x = torch.randint(0, 256, (1, 65, 65, 3), dtype=torch.uint8)  # an NHWC uint8 batch, as Normalize takes
     with torch.no_grad():
         assert not torch.allclose(at[8](norm(x)), at[16](norm(x)))
 
 
-def test_at_output_stride_copies_the_weights_into_the_other_network(synthetic_voc):
-    cfg = tiny(synthetic_voc)
-    model = instantiate(cfg.model)
-    assert eval_script.at_output_stride(cfg.model, model, None) is model
-    assert eval_script.at_output_stride(cfg.model, model, 16) is model
-    rng = torch.get_rng_state()
-    other = eval_script.at_output_stride(cfg.model, model, 8)
-    assert torch.equal(torch.get_rng_state(), rng)  # building it leaves the run's random stream where it was
-    assert other.output_stride == 8 and cfg.model.encoder.output_stride == 16  # the config is left as it was
-    built = build_model("mobilenet_v2", "no_aspp", output_stride=8, width=0.35)
-
-    def geometry(m):
-        return [(c.stride, c.dilation, c.padding) for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
-
-    assert geometry(other) == geometry(built) != geometry(model)
-    theirs = other.state_dict()
-    assert all(torch.equal(value, theirs[name]) for name, value in model.state_dict().items())
-    with pytest.raises(ValueError, match="output stride 12"):
-        eval_script.at_output_stride(cfg.model, model, 12)
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        ["head=aspp"],
-        ["encoder=mobilenet_v1", "width=0.25", "head=aspp"],
-        ["encoder=resnet101", "width=1.0", "head=aspp"],
-    ],
-    ids=["mobilenet_v2", "mobilenet_v1", "resnet101"],
-)
-def test_set_output_stride_turns_the_model_into_the_other_network_in_place(synthetic_voc, overrides):
-    cfg = tiny(synthetic_voc, *overrides)
-    torch.manual_seed(0)
-    model = instantiate(cfg.model).eval()
-    with torch.no_grad():  # BatchNorm away from its initial identity, so the logits depend on the geometry
-        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.weight.uniform_(0.5, 1.5), bn.bias.normal_(0, 0.1), bn.running_var.uniform_(0.5, 2)
-    geometry = [(c.stride, c.dilation, c.padding) for c in model.modules() if isinstance(c, torch.nn.Conv2d)]
-    params = [id(p) for p in model.parameters()]
-    built = instantiate(tiny(synthetic_voc, *overrides, "os=8").model).eval()
-    built.load_state_dict(model.state_dict())
-    x = torch.randn(1, 3, 65, 65)
-    with torch.no_grad():
-        at16, want = model(x), built(x)
-        rng = torch.get_rng_state()
-        assert train_script.set_output_stride(cfg.model, model, 8) is model
-        assert torch.equal(torch.get_rng_state(), rng)
-        assert [id(p) for p in model.parameters()] == params  # the optimizer's parameters, not copies
-        assert model.output_stride == 8 and model.head.rates == (12, 24, 36)  # SPEC: ASPP rates double at OS8
-        assert torch.equal(model(x), want) and not torch.allclose(want, at16, rtol=0, atol=1e-6)
-        assert (
-            [(c.stride, c.dilation, c.padding) for c in model.modules() if isinstance(c, torch.nn.Conv2d)]
-            == [(c.stride, c.dilation, c.padding) for c in built.modules() if isinstance(c, torch.nn.Conv2d)]
-            != geometry
-        )
-        train_script.set_output_stride(cfg.model, model, 16)
-        assert model.head.rates == (6, 12, 18) and torch.equal(model(x), at16)
-        assert [
-            (c.stride, c.dilation, c.padding) for c in model.modules() if isinstance(c, torch.nn.Conv2d)
-        ] == geometry
-
-
-def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(synthetic_voc, tmp_path, monkeypatch):
-    """trainer.final_os=8, final_os_iters=2 of 6: iterations 1-4 at OS16, 5-6 at OS8; with trainer.final_lr the
-    LR follows the poly schedule over the 6 iterations for the first 4, then decays again from final_lr over the
+def test_final_stage_trains_the_last_iterations_at_its_stride_and_resumes_into_it(synthetic_voc, tmp_path, monkeypatch):
+    """trainer.final_stage={os: 8, iters: 2, lr: 0.0004} of 6 iterations: iterations 1-4 at OS16, 5-6 at OS8; the
+    LR follows the poly schedule over the 6 iterations for the first 4, then decays again from 0.0004 over the
     last 2. A crash at iteration 5 leaves the checkpoint of iteration 4, and the resumed run goes on at OS8 on the
     same schedule to the same weights."""
-    final = ("trainer.final_os=8", "trainer.final_os_iters=2", "trainer.final_lr=0.0004")
+    final = ("trainer.final_stage={os:8,iters:2,lr:0.0004}",)
     want_lr = [LR * (1 - t / 6) ** 0.9 for t in range(4)] + [0.0004 * (1 - t / 2) ** 0.9 for t in range(2)]
     step, strides, rates = trainer_module.Trainer.step, [], []
 
@@ -296,15 +193,13 @@ def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(
 
     monkeypatch.setattr(trainer_module.Trainer, "step", recording_step)
     whole = tmp_path / "whole"
-    metrics = train_script.train(tiny(synthetic_voc, *final), whole)
+    metrics = train(tiny(synthetic_voc, *final), whole)
     assert strides == [16, 16, 16, 16, 8, 8]
     assert rates == pytest.approx(want_lr, abs=1e-12)
     assert metrics["final_os"] == {"os": 8, "from_iteration": 4, "lr": 0.0004}
     assert metrics["os"] == 8 == metrics["eval"]["os"]
-    assert (
-        eval_script.load_run_model(whole)[1].output_stride == 8
-    )  # eval.py and export.py build the network it ended as
-    again = eval_script.evaluate_run(config("eval", [f"run_dir={whole}", "eval.workers=0", "eval.mf=false"]))
+    assert load_run(whole).model.output_stride == 8  # eval.py and export.py load the network it ended as
+    again = evaluate_run(composed("eval", [f"run_dir={whole}", "eval.workers=0", "eval.mf=false"]))
     assert again["ss"]["miou"] == metrics["ss"]["miou"] and again["final_os"] == metrics["final_os"]
 
     def crashing_step(self, images, masks):
@@ -316,9 +211,9 @@ def test_final_os_trains_the_last_iterations_at_that_stride_and_resumes_into_it(
     rates.clear()
     monkeypatch.setattr(trainer_module.Trainer, "step", crashing_step)
     with pytest.raises(KeyboardInterrupt):
-        train_script.train(tiny(synthetic_voc, *final), tmp_path / "crashed")
+        train(tiny(synthetic_voc, *final), tmp_path / "crashed")
     monkeypatch.setattr(trainer_module.Trainer, "step", recording_step)
-    train_script.train(tiny(synthetic_voc, *final, "resume=true"), tmp_path / "crashed")
+    train(tiny(synthetic_voc, *final, "resume=true"), tmp_path / "crashed")
     assert strides == [16, 16, 16, 16, 8, 8]
     assert rates == pytest.approx(want_lr, abs=1e-12)
     want, got = final_state(whole), final_state(tmp_path / "crashed")
@@ -332,26 +227,25 @@ NOT_POLY = "sched._target_=torch.optim.lr_scheduler.ConstantLR"
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["trainer.final_os=8"], r"final_os_iters between 1 and trainer.iters \(6\), got 250"),  # the recipe's
-        (["trainer.final_os=8", "trainer.final_os_iters=null"], "got 0"),
-        (["trainer.final_os=8", "trainer.final_os_iters=7"], "got 7"),
-        (["trainer.final_os=12", "trainer.final_os_iters=2"], "output stride 12"),
-        (["trainer.final_lr=0.001"], "needs trainer.final_os"),
-        (["trainer.final_os=8", "trainer.final_os_iters=2", "trainer.final_lr=0"], "positive number, got 0"),
-        (["trainer.final_os=8", "trainer.final_os_iters=2", "trainer.final_lr=1", NOT_POLY], "ConstantLR is not"),
+        (["trainer.final_stage={os:8,iters:250}"], r"final_stage.iters between 1 and trainer.iters \(6\), got 250"),
+        (["trainer.final_stage={os:8}"], "got 0"),
+        (["trainer.final_stage={os:8,iters:7}"], "got 7"),
+        (["trainer.final_stage={os:12,iters:2}"], "output stride 12"),
+        (["trainer.final_stage={os:8,iters:2,lr:0}"], "positive number or null, got 0"),
+        (["trainer.final_stage={os:8,iters:2,lr:1}", NOT_POLY], "ConstantLR is not"),
     ],
 )
 def test_final_stage_refuses_what_it_cannot_do(synthetic_voc, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
-        train_script.train(tiny(synthetic_voc, *overrides), tmp_path)
+        train(tiny(synthetic_voc, *overrides), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_eval_script_agrees_with_training_and_with_a_plain_loop(reference, synthetic_voc):
+def test_eval_app_agrees_with_training_and_with_a_plain_loop(reference, synthetic_voc):
     out, returned = reference
     # Without overrides the script evaluates as the run did: its MF scales (0.75, 1.0) and its eval.os (8)
-    cfg = config("eval", [f"run_dir={out}", "eval.workers=0", "eval.batch_size=2"])
-    result = eval_script.evaluate_run(cfg)
+    cfg = composed("eval", [f"run_dir={out}", "eval.workers=0", "eval.batch_size=2", "progress=false"])
+    result = evaluate_run(cfg)
     assert result["ss"]["miou"] == returned["ss"]["miou"]
     assert result["mf"]["miou"] == returned["mf"]["miou"]
     assert result["iteration"] == ITERS and result["params"] == returned["params"]
@@ -365,8 +259,8 @@ def test_eval_script_agrees_with_training_and_with_a_plain_loop(reference, synth
     model.load_state_dict(final_state(out)["model"])
     model.eval()
     norm = Normalize(model.encoder.mean, model.encoder.std)
-    val_loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 1, 0)
-    library, library_conf, _ = evaluate(model, norm, val_loader, 21, pad_to=65)
+    val_loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 1, 0, (0, 0, 0), 65)
+    library, library_conf, _ = evaluate(model, norm, val_loader, 21)
     conf = np.zeros((21, 21), np.int64)
     for image, mask in VOCSegmentation(synthetic_voc, "val"):
         with torch.no_grad():
@@ -380,18 +274,19 @@ def test_eval_script_agrees_with_training_and_with_a_plain_loop(reference, synth
     assert library["miou"] == pytest.approx(np.mean(tp[union > 0] / union[union > 0]), abs=1e-12)
 
 
-def test_eval_script_names_a_folder_that_is_not_a_run(tmp_path):
+def test_eval_app_names_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run folder"):
-        eval_script.evaluate_run(config("eval", [f"run_dir={tmp_path}"]))
+        evaluate_run(composed("eval", [f"run_dir={tmp_path}"]))
 
 
 def test_missing_voc_says_how_to_get_and_prepare_it(tmp_path):
-    cmd = [sys.executable, "scripts/train.py", f"data.root={tmp_path}/VOC2012", f"hydra.run.dir={tmp_path}/run"]
+    cmd = [sys.executable, "scripts/train.py", f"data.root={tmp_path}/VOC2012", f"hydra.run.dir={tmp_path}/run",
+           "progress=false"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1
     assert f"{tmp_path}/VOC2012: dataset root not found" in out
-    assert "scripts/prepare_voc.py" in out and "data=synthetic" in out
+    assert "scripts/prepare_voc.py" in out and "recipe=cpu_synthetic" in out
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "failed"
 
 
@@ -454,7 +349,7 @@ def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_
                           timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "metrics.json").read_text())
-    single = eval_script.evaluate_run(config("eval", [f"run_dir={tmp_path}", "eval.workers=0", "eval.mf=false"]))
+    single = evaluate_run(composed("eval", [f"run_dir={tmp_path}", "eval.workers=0", "eval.mf=false"]))
     assert ddp["ss"]["miou"] == pytest.approx(single["ss"]["miou"], abs=1e-12)
     assert final_state(tmp_path)["iteration"] == 2
     log = (tmp_path / "train.log").read_text()

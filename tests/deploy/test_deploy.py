@@ -1,8 +1,7 @@
 """The on-device path: BN folding, the memory-efficient inverted residual, peak-memory counting, ONNX export with
-ONNX Runtime parity (logits and class maps, static and dynamic sizes), export from a run folder, benchmark."""
+ONNX Runtime parity (logits and class maps, static and dynamic sizes)."""
 
 import copy
-import json
 
 import numpy as np
 import onnx
@@ -10,8 +9,6 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
-from scripts_import import benchmark as benchmark_script
-from scripts_import import export as export_script
 from torch import nn
 
 from deeplab_mobile.deploy import (
@@ -118,40 +115,6 @@ def test_bad_export_settings_are_refused(tmp_path):
         export_onnx(model(), tmp_path / "m.onnx", (65, 65), labels="float")
     with pytest.raises(ValueError, match="opset"):
         export_onnx(model(), tmp_path / "m.onnx", (65, 65), opset=13)
-
-
-def test_export_script_from_a_run_folder(tmp_path, synthetic_voc):
-    """A trained run's checkpoint -> <run>/export/model.onnx + export.json with parity numbers."""
-    from hydra import compose, initialize_config_dir
-    from scripts_import import train as train_script
-    from test_train import ROOT, tiny
-
-    run = tmp_path / "run"
-    train_script.train(tiny(synthetic_voc, "trainer.iters=2", "eval.mf=false"), run)
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose("export", overrides=[f"run_dir={run}", "size=[65,65]", "dynamic=true",
-                                           "parity.sizes=[[65,65],[81,97]]"])  # fmt: skip
-    info = export_script.export(cfg, run / "export")
-    assert (run / "export" / "model.onnx").is_file()
-    saved = json.loads((run / "export" / "export.json").read_text())
-    assert saved["iteration"] == 2 and saved["width"] == 0.35 and len(saved["parity"]) == 2
-    assert all(p["max_abs_diff"] <= 1e-4 and p["argmax_agreement"] >= 0.999 for p in info["parity"])
-
-
-def test_benchmark_script_writes_its_tables(tmp_path):
-    out = tmp_path / "bench"
-    code = benchmark_script.main(["--models", "candidate", "tv_lraspp_mnv3", "--threads", "1", "--size", "65",
-                                  "--warmup", "1", "--repeats", "2", "--compile", "--out", str(out)])  # fmt: skip
-    assert code == 0
-    result = json.loads((out / "benchmark.json").read_text())
-    rows = {r["network"]: r for r in result["cpu"]}
-    assert set(rows) == {"mnv2_os16_no_aspp", "tv_lraspp_mnv3"}
-    cand = rows["mnv2_os16_no_aspp"]
-    assert cand["eager"]["repeats"] == 2 and cand["onnxruntime"]["median_ms"] > 0
-    rate = result["matmul_gflops"]["1"]
-    assert cand["floor_ms"] == pytest.approx(1000 * cand["gflop"] / rate)
-    assert any("matmul floor" in g for g in result["goals"])
-    assert "LR-ASPP" in (out / "benchmark.md").read_text()
 
 
 def test_untraceable_model_gives_a_clear_error():

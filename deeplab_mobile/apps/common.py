@@ -1,0 +1,147 @@
+"""Hydra configs -> the package's objects, shared by the apps: the model, the class names, DeepLabv3's final
+stage and the LR schedule, a run's identity, a run folder's model, and how parallel sweep jobs share a machine."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.types import RunMode
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
+from ..engine.run import FinalStage, flatten
+from ..engine.schedule import two_stage_poly
+from ..models import DeepLabV3
+
+log = logging.getLogger(__name__)
+
+# Settings that define a run: a resume with any of them changed is refused.
+IDENTITY = (
+    "model", "os", "width", "tap", "num_classes", "encoder_weights", "data.name", "data.train_split",
+    "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
+    "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn", "trainer.final_stage",
+)  # fmt: skip
+
+
+def build_model(model_cfg: DictConfig, weights: bool = True) -> DeepLabV3:
+    """The model a config describes; ``weights=False`` skips ``encoder.weights`` (no download, no file: a
+    checkpoint or nothing will supply the weights)."""
+    cfg = model_cfg.copy()
+    if not weights:
+        cfg.encoder.weights = None
+    return instantiate(cfg)
+
+
+def class_names(cfg: DictConfig) -> tuple[str, ...]:
+    """The class names ``data.classes`` points at (a Python sequence, e.g. ``deeplab_mobile.data.voc.CLASSES``),
+    or the class indices for a config without one."""
+    where = OmegaConf.select(cfg, "data.classes", default=None)
+    n = int(cfg.num_classes)
+    if where is None:
+        return tuple(map(str, range(n)))
+    names = tuple(get_object(str(where)))
+    if len(names) != n:
+        raise ValueError(f"data.classes ({where}) names {len(names)} classes, but num_classes is {n}")
+    return names
+
+
+def final_stage(cfg: DictConfig) -> FinalStage | None:
+    """``trainer.final_stage`` ({os, iters, lr}) as a ``FinalStage``, or ``None``; refused if it cannot be honoured.
+    Run folders written before it existed kept the same settings as ``trainer.final_os`` / ``final_os_iters`` /
+    ``final_lr``."""
+    iters = int(cfg.trainer.iters)
+    stage = OmegaConf.select(cfg, "trainer.final_stage", default=None)
+    if stage is not None:
+        return FinalStage.plan(iters, stage.get("os"), stage.get("iters"), stage.get("lr"))
+    legacy = OmegaConf.select(cfg, "trainer.final_os", default=None)
+    if legacy is not None:
+        t = cfg.trainer
+        return FinalStage.plan(iters, legacy, t.get("final_os_iters"), t.get("final_lr"))
+    return None
+
+
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: FinalStage | None):
+    """``sched`` over all iterations; with a final stage that has its own LR, ``sched`` until the stage, then poly
+    again from that LR to zero over it (DeepLabv3's two trainings: ``sched.total_iters`` at the switch)."""
+    if stage is None or stage.lr is None:
+        return instantiate(cfg.sched)(optimizer)
+    if not str(cfg.sched.get("_target_", "")).endswith("PolynomialLR"):
+        raise ValueError(
+            f"trainer.final_stage.lr restarts the poly schedule; sched {cfg.sched.get('_target_')} is not poly"
+        )
+    first_total, power = int(cfg.sched.total_iters), float(cfg.sched.power)
+    return two_stage_poly(optimizer, stage.start, int(cfg.trainer.iters), power, stage.lr, first_total)
+
+
+def identity(cfg: DictConfig) -> dict:
+    """The resolved values of ``IDENTITY``, flattened to ``{"optim.lr": 0.007, ...}``."""
+    values = {}
+    for key in IDENTITY:
+        value = OmegaConf.select(cfg, key, default=None)
+        values[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return flatten(values)
+
+
+@dataclass
+class LoadedRun:
+    """A training run folder's config, its model with the checkpoint's weights at the stride the checkpoint ended
+    at, the checkpoint and its path."""
+
+    config: DictConfig
+    model: DeepLabV3
+    state: dict
+    checkpoint: Path
+
+
+def load_run_config(run_dir: str | Path) -> DictConfig:
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a training run folder (no .hydra/config.yaml)")
+    return OmegaConf.load(path)
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> LoadedRun:
+    """Load a training run folder (``checkpoint``: another checkpoint of the same network)."""
+    cfg = load_run_config(run_dir)
+    model = build_model(cfg.model, weights=False)  # the checkpoint holds every weight
+    path = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
+    state = load_checkpoint(path, map_location="cpu")
+    try:
+        model.load_state_dict(model_state(state, path))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit the run's model ({exc})") from exc
+    stage = final_stage(cfg)
+    if stage is not None:
+        model.set_output_stride(stage.stride_at(int(state.get("iteration") or 0), model.output_stride))
+    return LoadedRun(cfg, model, state, path)
+
+
+def share_machine(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """Jobs that a launcher runs side by side on one machine (joblib) split its cores and its GPUs.
+
+    Each job would otherwise start as many compute threads as the machine has cores, and n jobs would fight over
+    them (each ran 10-50x slower than one alone on 2 cores). With ``trainer.threads=auto`` a job takes
+    cores / n_jobs threads; with ``trainer.device=auto`` and several GPUs, job k takes GPU k mod the GPU count.
+    Sequential runs and torchrun processes keep torch's defaults.
+    """
+    launcher = str(OmegaConf.select(hydra_cfg, "launcher._target_", default="") or "")
+    parallel = "joblib" in launcher.lower() and hydra_cfg.mode == RunMode.MULTIRUN
+    n_jobs = int(OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1) if parallel else 1
+    cores = os.cpu_count() or 1
+    n_jobs = cores if n_jobs < 0 else n_jobs  # joblib's -1 = as many jobs as cores
+    threads = cfg.trainer.threads
+    if threads == "auto":
+        threads = max(1, cores // n_jobs) if n_jobs > 1 else None
+    if threads:
+        torch.set_num_threads(int(threads))
+    gpus = torch.cuda.device_count()
+    if n_jobs > 1 and cfg.trainer.device == "auto" and gpus > 1:
+        cfg.trainer.device = f"cuda:{hydra_cfg.job.num % gpus}"
+    if n_jobs > 1:
+        log.info("job %d, %d at a time: %d CPU threads, device %s", hydra_cfg.job.num, n_jobs,
+                 torch.get_num_threads(), cfg.trainer.device)  # fmt: skip

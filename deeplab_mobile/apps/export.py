@@ -1,0 +1,97 @@
+"""The export app: a run folder's model (or a configuration's, with random weights) to ONNX for devices, checked
+against PyTorch with ONNX Runtime (``scripts/export.py`` is its command line; docs/export.md).
+
+The input is the normalised image (N, 3, H, W) float32 (the encoder's mean/std, as in training). Written: the
+.onnx file and export.json (settings, input/output, file size, and the parity of ONNX Runtime against PyTorch:
+max |logit difference| and argmax agreement on random inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..deploy import export_onnx
+from ..engine.checkpoint import CheckpointError
+from ..models import describe_model
+from .common import build_model, load_run
+
+log = logging.getLogger(__name__)
+
+
+def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, seed: int = 0) -> list[dict]:
+    """ONNX Runtime against the same module in PyTorch (unfolded, so the folding is checked too) on random
+    inputs of each size."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    reference = model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    results = []
+    for h, w in sizes:
+        x = torch.randn(1, 3, h, w, generator=gen)
+        with torch.no_grad():
+            logits = reference(x)
+        (out,) = session.run(None, {"image": x.numpy()})
+        expected = logits.argmax(1).numpy()
+        row = {"size": [h, w]}
+        if labels:
+            row["argmax_agreement"] = float(np.mean(out == expected))
+        else:
+            row["max_abs_diff"] = float(np.abs(out - logits.numpy()).max())
+            row["argmax_agreement"] = float(np.mean(out.argmax(1) == expected))
+        results.append(row)
+    return results
+
+
+def export(cfg: DictConfig, out_dir: Path) -> dict:
+    if cfg.run_dir:
+        loaded = load_run(Path(cfg.run_dir), cfg.checkpoint)
+        model = loaded.model
+        source = {"run_dir": str(cfg.run_dir), "checkpoint": str(loaded.checkpoint),
+                  "iteration": loaded.state.get("iteration")}  # fmt: skip
+    else:
+        model = build_model(cfg.model)
+        source = {"config": OmegaConf.to_container(cfg.model.encoder, resolve=True), "weights": cfg.encoder_weights}
+    model.eval()
+    size = tuple(cfg.size)
+    path = export_onnx(model, out_dir / cfg.name, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset)
+    sizes = [tuple(s) for s in cfg.parity.sizes] if cfg.dynamic else [size]
+    checks = parity(model, path, sizes, cfg.labels, cfg.parity.seed)
+    info = {
+        **describe_model(model),
+        **source,
+        "onnx": str(path),
+        "bytes": path.stat().st_size,
+        "opset": cfg.opset,
+        "fold_bn": cfg.fold_bn,
+        "input": {
+            "name": "image",
+            "shape": ["N", 3, "H", "W"] if cfg.dynamic else [1, 3, *size],
+            "dtype": "float32",
+            "mean": list(model.encoder.mean),
+            "std": list(model.encoder.std),
+        },  # fmt: skip
+        "output": {"name": "labels" if cfg.labels else "logits", "dtype": cfg.labels or "float32"},
+        "parity": checks,
+    }
+    (out_dir / "export.json").write_text(json.dumps(info, indent=2))
+    for c in checks:
+        diff = f"max |diff| {c['max_abs_diff']:.2e}, " if "max_abs_diff" in c else ""
+        log.info("ONNX Runtime vs PyTorch at %dx%d: %sargmax agreement %.5f", *c["size"], diff, c["argmax_agreement"])
+    log.info("wrote %s (%.2f MB) and export.json", path, info["bytes"] / 1e6)
+    return info
+
+
+def main(cfg: DictConfig, out_dir: Path) -> None:
+    try:
+        export(cfg, out_dir)
+    except (FileNotFoundError, CheckpointError, ValueError) as exc:
+        log.error("%s", exc)
+        sys.exit(1)

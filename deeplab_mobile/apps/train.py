@@ -1,0 +1,186 @@
+"""The training app: a composed config -> a trained run folder (``scripts/train.py`` is its command line).
+
+The run folder receives .hydra/config.yaml, train.log, checkpoints/last.pt, tb/ (TensorBoard), metrics.json,
+per_class_iou.csv and status.json (docs/training.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..complexity import model_complexity
+from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, mean_pixel
+from ..data.loader import eval_loader
+from ..data.synthetic import write_synthetic_voc
+from ..engine.board import Board
+from ..engine.checkpoint import CheckpointError, load_checkpoint
+from ..engine.distributed import barrier, broadcast_buffers, cleanup, init_distributed, shard, wrap_model
+from ..engine.evaluator import evaluate, evaluate_modes
+from ..engine.report import write_metrics
+from ..engine.run import ConfigMismatch, check_same_run, run_guarded, write_status
+from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
+from ..models import describe_model, output_stride
+from .common import build_model, build_scheduler, class_names, final_stage, identity, share_machine
+
+log = logging.getLogger(__name__)
+
+# Failures that say all there is to say in their message: no traceback, status "failed", exit status 1.
+EXPECTED_ERRORS = (NonFiniteLoss, DatasetError, CheckpointError, ConfigMismatch)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TrainingRun:
+    """One run of ``train``: the model, data, optimizer and trainer built from ``cfg`` in ``out_dir``."""
+
+    def __init__(self, cfg: DictConfig, out_dir: str | Path) -> None:
+        self.cfg, self.out_dir = cfg, Path(out_dir)
+        self.env = env = init_distributed(cfg.trainer.device)
+        if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
+            logging.getLogger().setLevel(logging.WARNING)
+        seed_everything(cfg.trainer.seed)
+        self.stage = final_stage(cfg)  # refused here, before anything is built, if it cannot be honoured
+        self.names = class_names(cfg)
+        resuming = cfg.resume and (self.out_dir / "checkpoints" / "last.pt").is_file()
+        self.model = build_model(cfg.model, weights=not resuming)  # a resume takes every weight from its checkpoint
+        self.normalize = Normalize(self.model.encoder.mean, self.model.encoder.std)
+        self.train_set, val_set = self.datasets()
+        self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
+        net = wrap_model(self.model, env, cfg.trainer.sync_bn)
+        optimizer = instantiate(cfg.optim)(param_groups(self.model, cfg.optim.weight_decay))
+        scheduler = build_scheduler(cfg, optimizer, self.stage)
+        self.dtype = autocast_dtype(cfg.trainer.amp, env.device)
+        fill = mean_pixel(self.model.encoder.mean)
+        self.val_loader = eval_loader(shard(val_set, env), cfg.eval.batch_size, cfg.eval.workers, fill, cfg.eval.pad_to)
+        settings = TrainSettings(
+            batch_size=cfg.data.batch_size,
+            workers=cfg.data.workers,
+            progress=cfg.progress,
+            **{k: v for k, v in cfg.trainer.items() if k in TrainSettings.__dataclass_fields__},
+        )
+        self.board = Board(self.out_dir / "tb", enabled=env.main)
+        self.trainer = Trainer(
+            net, self.normalize, optimizer, scheduler, self.train_set, settings, self.out_dir, env,
+            evaluate=self.periodic_eval, on_log=self.board.scalars, config=identity(cfg), final_stage=self.stage,
+        )  # fmt: skip
+
+    def datasets(self) -> tuple[VOCSegmentation, VOCSegmentation]:
+        data, env = self.cfg.data, self.env
+        if data.generate:  # the generated dataset is written once (by the first process), then read by all
+            if env.main:
+                write_synthetic_voc(**data.generate, progress=self.cfg.progress)
+            barrier(env)
+        try:
+            transform = TrainTransform(data.crop_size, self.model.encoder.mean, scales=data.scales)
+            train_set = VOCSegmentation(data.root, data.train_split, transform, num_classes=self.cfg.num_classes)
+            val_set = VOCSegmentation(data.root, data.val_split, EvalTransform(), num_classes=self.cfg.num_classes)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}\n\n{data.help}") from exc
+        return train_set, val_set
+
+    def evaluate(self, progress: bool = False, keep: int = 0, **modes):
+        """Evaluate the bare model at ``eval.os`` (DDP's forward would be a collective, and shards may differ by
+        one batch) with rank 0's BatchNorm statistics."""
+        broadcast_buffers(self.model, self.env)
+        kwargs = dict(device=self.env.device, autocast_dtype=self.dtype, env=self.env, progress=progress)
+        with output_stride(self.model, self.cfg.eval.os) as model:
+            if modes:
+                return evaluate_modes(model, self.normalize, self.val_loader, self.cfg.num_classes, **modes, **kwargs)
+            return evaluate(model, self.normalize, self.val_loader, self.cfg.num_classes, keep=keep, **kwargs)
+
+    def periodic_eval(self, iteration: int) -> None:
+        s, _, examples = self.evaluate(progress=False, keep=self.cfg.eval.examples)
+        stride = self.cfg.eval.os or self.model.output_stride
+        log.info("iteration %d: val mIoU %.4f (single scale, OS%d)", iteration, s["miou"], stride)
+        values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
+        values.update({f"val_iou/{name}": v for name, v in zip(self.names, s["iou"], strict=True) if v == v})
+        self.board.scalars(values, iteration)
+        self.board.examples("val/image_truth_prediction", examples, iteration)
+
+    def start(self) -> None:
+        """Resume from the folder's checkpoint (``resume=true``), or refuse to overwrite one."""
+        trainer, cfg = self.trainer, self.cfg
+        if cfg.resume and trainer.ckpt_path.is_file():
+            state = load_checkpoint(trainer.ckpt_path, map_location=self.env.device)
+            check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
+            log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
+        elif cfg.resume:
+            log.warning("resume=true but %s does not exist: starting at iteration 0", trainer.ckpt_path)
+        elif trainer.ckpt_path.is_file():
+            raise CheckpointError(
+                f"{trainer.ckpt_path} exists: pass resume=true to continue that run, or choose another hydra.run.dir"
+            )
+        saved_config = self.out_dir / ".hydra" / "config.yaml"
+        if self.env.main and not saved_config.is_file():  # Hydra writes it; a direct call of train() gets one too
+            saved_config.parent.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, saved_config)
+
+    def finish(self) -> dict:
+        """The final evaluation (single scale, and MF + flip) and its files; returns the ``metrics.json`` content."""
+        cfg, ev = self.cfg, self.cfg.eval
+        results = self.evaluate(progress=self.env.main and cfg.progress, mf=ev.mf, mf_scales=ev.mf_scales,
+                                flip=ev.flip)  # fmt: skip
+        with output_stride(self.model, ev.os) as evaluated:  # the network evaluated: MAdds follow eval.os
+            complexity = model_complexity(evaluated, mf_scales=ev.mf_scales if ev.mf else None, flip=ev.flip)
+            eval_os = evaluated.output_stride
+        metrics = {
+            **describe_model(self.model),  # its "os" is the stride training ended at
+            **complexity,
+            "final_os": self.stage.record() if self.stage else None,
+            "iteration": self.trainer.iteration,
+            "checkpoint": str(self.trainer.ckpt_path),
+            "eval": {"pad_to": ev.pad_to, "mf_scales": list(ev.mf_scales), "flip": ev.flip, "os": eval_os},
+        }
+        if self.env.main:
+            write_metrics(self.out_dir, results, self.names, metrics)
+            hparams = {**describe_model(self.model), "train_os": cfg.os, "eval_os": eval_os, "mf": ev.mf,
+                       "data": cfg.data.name}  # fmt: skip
+            summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
+                       "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
+            if "mf" in results:
+                summary["hparams/miou_mf"] = results["mf"]["miou"]
+            self.board.hparams(hparams, summary, self.trainer.iteration)
+            log.info("val mIoU %s", ", ".join(f"{m} {r['miou']:.4f}" for m, r in results.items()))
+        return {**metrics, **results}
+
+    def run(self) -> dict:
+        try:
+            self.start()
+            write_status(self.out_dir, "running", self.env.main, iteration=self.trainer.iteration)
+            self.trainer.fit()
+            result = self.finish()
+        finally:  # also on a crash: the writer's thread must not outlive the run
+            self.board.close()
+        write_status(self.out_dir, "done", self.env.main, iteration=self.trainer.iteration)
+        cleanup(self.env)
+        return result
+
+
+def train(cfg: DictConfig, out_dir: str | Path) -> dict:
+    """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content."""
+    return TrainingRun(cfg, out_dir).run()
+
+
+def main(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """``scripts/train.py``: share the machine with parallel sweep jobs, train, and record how the run ended. In a
+    sweep a failed job raises (Hydra records it and goes on with the next job); a single run exits with status 1
+    and the message alone."""
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+
+    def job() -> dict:
+        share_machine(cfg, hydra_cfg)
+        return train(cfg, out_dir)
+
+    run_guarded(job, out_dir, EXPECTED_ERRORS, sweep=hydra_cfg.mode == RunMode.MULTIRUN)

@@ -1,0 +1,29 @@
+"""The benchmark app: its tables and goal lines from a tiny run; its networks are Table 7's."""
+
+import json
+
+import pytest
+
+from deeplab_mobile.apps.benchmark import NETWORKS, label, main
+from deeplab_mobile.table7 import LAST_TAP_ROW, TABLE7
+
+
+def test_benchmark_writes_its_tables(tmp_path):
+    out = tmp_path / "bench"
+    code = main(["--models", "candidate", "tv_lraspp_mnv3", "--threads", "1", "--size", "65",
+                                  "--warmup", "1", "--repeats", "2", "--compile", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "benchmark.json").read_text())
+    rows = {r["network"]: r for r in result["cpu"]}
+    assert set(rows) == {"mnv2_os16_no_aspp", "tv_lraspp_mnv3"}
+    cand = rows["mnv2_os16_no_aspp"]
+    assert cand["eager"]["repeats"] == 2 and cand["onnxruntime"]["median_ms"] > 0
+    rate = result["matmul_gflops"]["1"]
+    assert cand["floor_ms"] == pytest.approx(1000 * cand["gflop"] / rate)
+    assert any("matmul floor" in g for g in result["goals"])
+    assert "LR-ASPP" in (out / "benchmark.md").read_text()
+
+
+def test_the_benchmark_networks_are_table7s():
+    assert NETWORKS == [row.variant for row in (*TABLE7, LAST_TAP_ROW)]
+    assert label("mnv2_os16_no_aspp") == "MNet V2* OS16 (candidate)" and label("r101_os8_aspp") == "ResNet-101 OS8 ASPP"
