@@ -2,7 +2,8 @@
 (``scripts/eval.py`` is its command line; docs/evaluation.md).
 
 The model and data come from the run's own config, and so do the MF scales and the output stride to evaluate at
-unless given (``eval.mf_scales``, ``eval.os``). metrics.json and per_class_iou.csv are written into the run folder.
+unless given (``eval.mf_scales``, ``eval.os``). metrics.json and per_class_iou.csv are written into the run folder,
+or for another split than the run's val split (``split=test``) into ``<run>/eval/<split>/``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def evaluate_run(cfg: DictConfig) -> dict:
     model.to(env.device, memory_format=memory_format(run.trainer.channels_last))
 
     root = cfg.data_root or run.data.root
-    dataset = VOCSegmentation(root, run.data.val_split, EvalTransform(), num_classes=run.num_classes)
+    split = cfg.split or run.data.val_split
+    out_dir = run_dir if split == run.data.val_split else run_dir / "eval" / split
+    dataset = VOCSegmentation(root, split, EvalTransform(), num_classes=run.num_classes)
     pad_to = cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size
     loader = eval_loader(shard(dataset, env), cfg.eval.batch_size, cfg.eval.workers, mean_pixel(model.encoder.mean),
                          pad_to)  # fmt: skip
@@ -64,12 +67,13 @@ def evaluate_run(cfg: DictConfig) -> dict:
         "iteration": loaded.state.get("iteration"),
         "checkpoint": str(loaded.checkpoint),
         "data_root": str(root),
+        "split": split,
         "eval": {"pad_to": pad_to, "mf_scales": mf_scales, "flip": cfg.eval.flip, "os": eval_os},
     })  # fmt: skip
     if env.main:
-        path = write_metrics(run_dir, results, class_names(run), metrics)
+        path = write_metrics(out_dir, results, class_names(run), metrics)
         for mode, r in results.items():
-            print(f"{mode} (OS{eval_os}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
+            print(f"{split} {mode} (OS{eval_os}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
         print(f"Params {metrics['params'] / 1e6:.3f}M  MAdds {metrics['madds'] / 1e9:.2f}B  -> {path}")
     cleanup(env)
     return {**metrics, **results}

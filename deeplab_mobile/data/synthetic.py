@@ -133,13 +133,13 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")  # test: held out from choosing settings, which are chosen on val
 GENERATOR_VERSION = 3  # bump whenever generate_sample changes what it draws, so old trees are rewritten
 
 
 def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """Each image has its own random stream, keyed by (seed, split, index): the val split is the same whatever
-    ``n_train`` is, and growing a split adds images without redrawing the others."""
+    """Each image has its own random stream, keyed by (seed, split, index): a split is the same whatever the
+    sizes of the others are, and growing a split adds images without redrawing the others."""
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
@@ -154,8 +154,10 @@ def write_synthetic_voc(
     seed: int = 0,
     size: tuple[int, int] = (128, 224),
     progress: bool = True,
+    n_test: int = 0,
 ) -> Path:
-    """Write the dataset under ``root/VOCdevkit/VOC2012`` and return that folder.
+    """Write the dataset under ``root/VOCdevkit/VOC2012`` and return that folder: ``train``, ``val``,
+    ``trainval`` and, with ``n_test``, a held-out ``test`` split.
 
     Deterministic per seed; image ``i`` of a split depends only on (seed, split, i, size). A finished tree with
     the same settings is left as it is (the ``.synthetic.json`` stamp); a tree with the same seed and size but
@@ -164,7 +166,7 @@ def write_synthetic_voc(
     voc = Path(root) / "VOCdevkit" / "VOC2012"
     stamp = voc / ".synthetic.json"
     drawn = {"version": GENERATOR_VERSION, "seed": seed, "size": [int(v) for v in size]}
-    settings = {**drawn, "n_train": n_train, "n_val": n_val}
+    settings = {**drawn, "n_train": n_train, "n_val": n_val, "n_test": n_test}
     if _read_stamp(stamp) == settings:
         return voc
     voc.mkdir(parents=True, exist_ok=True)
@@ -174,7 +176,8 @@ def write_synthetic_voc(
         if old != settings:
             reuse = old is not None and {k: old.get(k) for k in drawn} == drawn
             stamp.unlink(missing_ok=True)  # an interrupted rewrite must not look finished
-            _write_tree(voc, n_train, n_val, seed, tuple(size), progress, reuse)
+            counts = {"train": n_train, "val": n_val, "test": n_test}
+            _write_tree(voc, counts, seed, tuple(size), progress, reuse)
             write_text(stamp, json.dumps(settings))
     return voc
 
@@ -187,11 +190,11 @@ def _read_stamp(stamp: Path) -> dict | None:
 
 
 def _write_tree(
-    voc: Path, n_train: int, n_val: int, seed: int, size: tuple[int, int], progress: bool, reuse: bool
+    voc: Path, counts: dict[str, int], seed: int, size: tuple[int, int], progress: bool, reuse: bool
 ) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
-    lists = {"train": sample_ids("train", n_train), "val": sample_ids("val", n_val)}
+    lists = {split: sample_ids(split, n) for split, n in counts.items() if n or split != "test"}
     if not reuse:  # drawn with other settings (or an older generator): none of the old images may stay listed
         for old in [*voc.glob("JPEGImages/synth_*.jpg"), *voc.glob("SegmentationClass/synth_*.png")]:
             old.unlink()
@@ -206,5 +209,7 @@ def _write_tree(
         _write_jpeg(image_path, image)
         write_mask(mask_path, mask)
     lists["trainval"] = lists["train"] + lists["val"]
+    if not counts["test"]:
+        (voc / "ImageSets" / "Segmentation" / "test.txt").unlink(missing_ok=True)
     for split, names in lists.items():
         write_text(voc / "ImageSets" / "Segmentation" / f"{split}.txt", "\n".join(names) + "\n")

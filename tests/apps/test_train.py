@@ -274,6 +274,18 @@ def test_eval_app_agrees_with_training_and_with_a_plain_loop(reference, syntheti
     assert library["miou"] == pytest.approx(np.mean(tp[union > 0] / union[union > 0]), abs=1e-12)
 
 
+def test_eval_app_on_another_split_keeps_its_own_record(reference, synthetic_voc):
+    out, returned = reference
+    before = (out / "metrics.json").read_bytes()
+    cfg = composed("eval", [f"run_dir={out}", "split=train", "eval.mf=false", "eval.workers=0", "progress=false"])
+    result = evaluate_run(cfg)
+    assert (out / "metrics.json").read_bytes() == before  # the training's record is untouched
+    saved = json.loads((out / "eval" / "train" / "metrics.json").read_text())
+    assert saved["split"] == "train" and saved["ss"]["miou"] == pytest.approx(result["ss"]["miou"])
+    assert result["ss"]["miou"] != returned["ss"]["miou"] and "mf" not in saved
+    assert len((out / "eval" / "train" / "per_class_iou.csv").read_text().splitlines()) == 22
+
+
 def test_eval_app_names_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run folder"):
         evaluate_run(composed("eval", [f"run_dir={tmp_path}"]))

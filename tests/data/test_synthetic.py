@@ -50,12 +50,13 @@ def test_deterministic_per_seed(tmp_path):
 
 def test_val_split_does_not_depend_on_the_train_size(tmp_path):
     small = write_synthetic_voc(tmp_path / "small", 2, 3, seed=0, progress=False)
-    large = write_synthetic_voc(tmp_path / "large", 7, 3, seed=0, progress=False)
+    large = write_synthetic_voc(tmp_path / "large", 7, 3, seed=0, progress=False, n_test=2)
     val = (small / "ImageSets/Segmentation/val.txt").read_text()
     assert val == (large / "ImageSets/Segmentation/val.txt").read_text()
     for name in val.split():
         for sub in (f"JPEGImages/{name}.jpg", f"SegmentationClass/{name}.png"):
             assert filecmp.cmp(small / sub, large / sub, shallow=False)
+    assert not (small / "ImageSets/Segmentation/test.txt").exists()
     for name in (small / "ImageSets/Segmentation/train.txt").read_text().split():  # a prefix of the larger set
         assert filecmp.cmp(small / f"JPEGImages/{name}.jpg", large / f"JPEGImages/{name}.jpg", shallow=False)
 
@@ -120,3 +121,18 @@ def test_classes_share_colours_in_pairs_that_differ_in_shape_and_texture(tmp_pat
         assert len(owners) == 2, (colour, owners)
         (shape_a, texture_a), (shape_b, texture_b) = owners
         assert shape_a != shape_b and texture_a != texture_b
+
+
+def test_the_test_split_is_held_out_and_grows_without_touching_the_others(tmp_path):
+    voc = write_synthetic_voc(tmp_path, 4, 3, seed=0, progress=False, n_test=2)
+    lists = {s: (voc / f"ImageSets/Segmentation/{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    assert len(lists["test"]) == 2 and not set(lists["test"]) & (set(lists["train"]) | set(lists["val"]))
+    trainval = (voc / "ImageSets/Segmentation/trainval.txt").read_text().split()
+    assert trainval == lists["train"] + lists["val"]  # VOC's trainval: the test split stays out of it
+    images = [np.asarray(Image.open(voc / f"JPEGImages/{n}.jpg")) for n in lists["test"] + lists["val"][:1]]
+    assert not any(np.array_equal(images[i], images[j]) for i in range(3) for j in range(i))  # its own images
+    val_before = (voc / f"JPEGImages/{lists['val'][0]}.jpg").read_bytes()
+    write_synthetic_voc(tmp_path, 4, 3, seed=0, progress=False, n_test=3)
+    assert len((voc / "ImageSets/Segmentation/test.txt").read_text().split()) == 3
+    assert (voc / f"JPEGImages/{lists['val'][0]}.jpg").read_bytes() == val_before
+    assert len(VOCSegmentation(voc, "test")) == 3
