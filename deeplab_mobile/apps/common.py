@@ -125,7 +125,7 @@ def share_machine(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     """Jobs that a launcher runs side by side on one machine (joblib) split its cores and its GPUs.
 
     Each job would otherwise start as many compute threads as the machine has cores, and n jobs would fight over
-    them (each ran 10-50x slower than one alone on 2 cores). With ``trainer.threads=auto`` a job takes
+    them (each ran many times slower than one alone). With ``trainer.threads=auto`` a job takes
     cores / n_jobs threads; with ``trainer.device=auto`` and several GPUs, job k takes GPU k mod the GPU count.
     Sequential runs and torchrun processes keep torch's defaults.
     """

@@ -3,7 +3,7 @@
 Train: random scale in {0.5, 0.75, ..., 2.0}, pad to the crop with the mean pixel (mask 255), random crop,
 left-right flip. Images stay uint8 and HWC until the batch reaches the device, where ``Normalize`` applies
 the encoder's mean/std and returns NCHW in channels_last memory: a quarter of the host memory traffic of
-float32 samples, and no CHW transpose on the CPU (0.3 ms a 513 crop). The padding value is the mean pixel,
+float32 samples, and no CHW transpose on the CPU. The padding value is the mean pixel,
 so padded pixels normalise to zero as in DeepLab.
 Eval: the full image, no resize; ``pad_collate`` pads a batch to a common size, at least DeepLab's evaluation
 canvas (513x513 on VOC), with the same padding as training, so metrics are computed on the original pixels only.
