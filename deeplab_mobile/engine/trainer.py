@@ -79,8 +79,8 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 def memory_format(channels_last: bool | str) -> torch.memory_format:
     """``trainer.channels_last``: ``auto`` is on for every device (faster on CUDA and on CPU alike; see
-    results/). Evaluating a run folder uses the run's own setting, so its scores match the training run's to the
-    bit."""
+    results/cpu_recipe.md). Evaluating a run folder uses the run's own setting, so its scores match the training
+    run's to the bit."""
     if channels_last not in ("auto", True, False):
         raise ValueError(f"channels_last {channels_last!r} is not supported; choose auto, true or false")
     return torch.channels_last if channels_last in ("auto", True) else torch.contiguous_format
@@ -91,8 +91,8 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: i
 
     Channels-last logits (the trainer's default layout) are scored as an (N*H*W, C) matrix, which is a view of
     their memory: ``cross_entropy`` over dim 1 of the 4-D tensor would first copy it to NCHW and hand the
-    upsampling's backward a gradient in the other layout (slower on CPU; see results/). The value and the gradient
-    are the same up to rounding.
+    upsampling's backward a gradient in the other layout (slower on CPU; see results/cpu_recipe.md). The value and
+    the gradient are the same up to rounding.
     """
     logits = logits.float()
     if logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last):
