@@ -21,14 +21,16 @@ def build_model(
     num_classes: int = 21,
     encoder_weights: str | Path | None = None,
     separable: bool = False,
+    bn: str = "torch",
 ) -> DeepLabV3:
     """Build a DeepLabv3 model by names (the Hydra configs in ``conf/`` build the same classes)."""
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
-    enc = ENCODERS[encoder](width=width, output_stride=output_stride, tap=tap, weights=encoder_weights)
-    return DeepLabV3(enc, partial(DeepLabHead, num_classes=num_classes, aspp=HEADS[head], separable=separable))
+    enc = ENCODERS[encoder](width=width, output_stride=output_stride, tap=tap, weights=encoder_weights, bn=bn)
+    make_head = partial(DeepLabHead, num_classes=num_classes, aspp=HEADS[head], separable=separable, bn=bn)
+    return DeepLabV3(enc, make_head)
 
 
 def describe_model(model: DeepLabV3) -> dict:

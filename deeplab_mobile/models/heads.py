@@ -17,7 +17,7 @@ import torch
 from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPPConv, ASPPPooling, ASPPSeparableConv
 from torch import nn
 
-from .encoders._base import check_output_stride, set_conv_geometry
+from .encoders._base import check_output_stride, set_batchnorm, set_conv_geometry
 
 BASE_RATES = (6, 12, 18)  # at output stride 16
 
@@ -58,6 +58,7 @@ class DeepLabHead(nn.Module):
         channels: branch and projection width.
         separable: depthwise-separable atrous convs (TF DeepLab's default; Table 7 used plain convs).
         dropout: dropout before the logits.
+        bn: BatchNorm's momentum and epsilon: ``torch`` or ``deeplab`` (decay 0.9997, epsilon 1e-5).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class DeepLabHead(nn.Module):
         channels: int = 256,
         separable: bool = False,
         dropout: float = 0.1,
+        bn: str = "torch",
     ) -> None:
         super().__init__()
         self.name = "aspp" if aspp else "no_aspp"
@@ -83,6 +85,7 @@ class DeepLabHead(nn.Module):
         self.project = conv_bn_relu(len(self.branches) * channels, channels)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
+        set_batchnorm(self, bn, deeplab_eps=1e-5)
         self.set_output_stride(output_stride)
 
     def set_output_stride(self, output_stride: int) -> DeepLabHead:

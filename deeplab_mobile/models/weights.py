@@ -1,4 +1,4 @@
-"""Encoder weights: ``None`` (random init), ``"imagenet"`` (the library's download), or a local file.
+"""Encoder weights: ``None`` or ``"random"`` (random init), ``"imagenet"`` (the library's download), or a local file.
 
 The libraries' own downloaders retry and wait on an unreachable host; offline, a run should fail at once with
 a message that says what to do instead, so ``"imagenet"`` first probes the download host with a short timeout.
@@ -98,18 +98,20 @@ def load_encoder_weights(
     imagenet: Callable[[], Mapping[str, torch.Tensor]] | None,
     host: str,
     ignore: Iterable[str] = (),
+    source: str = "",
 ) -> None:
     """Apply the ``weights`` choice to an encoder.
 
     Args:
         module: the encoder (its state dict keys are the library's own).
-        weights: ``None``, ``"imagenet"`` or a path to a local state dict file.
+        weights: ``None`` or ``"random"``, ``"imagenet"`` or a path to a local state dict file.
         imagenet: returns the library's ImageNet state dict (downloads); ``None`` if the library has none
             for this configuration.
         host: the host ``imagenet`` downloads from, probed first.
         ignore: key prefixes of the file that the encoder does not build.
+        source: what to download by hand when ``host`` cannot be reached (a URL or a hub id).
     """
-    if weights is None:
+    if weights is None or str(weights) == "random":
         return
     name = type(module).__name__
     if str(weights) == "imagenet":
@@ -119,10 +121,11 @@ def load_encoder_weights(
                 "pass a local state dict file: encoder_weights=/path/to/weights.pth"
             )
         if not host_reachable(host):
+            where = f" ({source})" if source else ""
             raise WeightsError(
                 f"{name}: ImageNet weights must be downloaded from {host}, which cannot be reached (offline?). "
-                "Download the file on a connected machine and pass its path: encoder_weights=/path/to/weights.pth "
-                "(a torchvision, timm or SMP state dict; .pth or .safetensors)"
+                f"Download them on a connected machine{where} and pass the file: "
+                "encoder_weights=/path/to/weights.pth (a torchvision, timm or SMP state dict; .pth or .safetensors)"
             )
         fit_state_dict(module, imagenet(), ignore, source=f"ImageNet weights from {host}")
         return

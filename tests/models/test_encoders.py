@@ -187,3 +187,20 @@ def test_encoders_describe_themselves(cls, kwargs, label, tap):
         enc = cls(**kwargs)
     assert (enc.label, enc.tap, enc.width) == (label, tap, kwargs.get("width", 1.0))
     assert len(enc.mean) == len(enc.std) == 3
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, eps",
+    [(MobileNetV2Encoder, {"width": 0.35}, 1e-3), (MobileNetV1Encoder, {"width": 0.25}, 1e-3),
+     (ResNet101BetaEncoder, {}, 1e-5)],
+)  # fmt: skip
+def test_batchnorm_as_deeplab_or_as_pytorch(cls, kwargs, eps):
+    """bn=deeplab: TF DeepLab's decay 0.9997 (PyTorch momentum 3e-4) and the network's own epsilon there (SPEC
+    section 6: 1e-3 in MobileNetV2); bn=torch keeps PyTorch's 0.1 / 1e-5."""
+    with torch.device("meta"):
+        deeplab, plain = cls(bn="deeplab", **kwargs), cls(**kwargs)
+    bns = [m for m in deeplab.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(m.momentum == pytest.approx(3e-4) and m.eps == eps for m in bns)
+    assert all(m.momentum == 0.1 and m.eps == 1e-5 for m in plain.modules() if isinstance(m, nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="bn='tf' is not supported"):
+        cls(bn="tf", **kwargs)

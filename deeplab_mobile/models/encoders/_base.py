@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
+BN_SETTINGS = ("torch", "deeplab")
+DEEPLAB_BN_MOMENTUM = 1 - 0.9997  # TensorFlow DeepLab's batch_norm_decay, as PyTorch's momentum
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -70,6 +72,21 @@ def set_conv_geometry(conv: nn.Conv2d, stride: int, dilation: int) -> None:
     conv.padding = ((k - 1) // 2 * dilation,) * 2
 
 
+def set_batchnorm(module: nn.Module, bn: str, deeplab_eps: float) -> None:
+    """BatchNorm's running-average momentum and epsilon for every BN layer in ``module``.
+
+    ``torch`` keeps PyTorch's (momentum 0.1, eps 1e-5), with which torchvision's and timm's ImageNet weights were
+    trained; ``deeplab`` sets TensorFlow DeepLab's: decay 0.9997 (momentum 3e-4) and ``deeplab_eps``, the epsilon
+    of the network in DeepLab's code (1e-3 in its MobileNets, 1e-5 in its ResNet and head).
+    """
+    if bn not in BN_SETTINGS:
+        raise ValueError(f"bn={bn!r} is not supported; choose one of {BN_SETTINGS}")
+    if bn == "deeplab":
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum, m.eps = DEEPLAB_BN_MOMENTUM, deeplab_eps
+
+
 class Encoder(nn.Module):
     """Base class: holds the contract attributes (see module docstring).
 
@@ -85,6 +102,7 @@ class Encoder(nn.Module):
     width: float = 1.0
     taps: tuple[str, ...] = ("last",)
     tap: str = "last"
+    deeplab_bn_eps: float = 1e-3  # BatchNorm's epsilon in DeepLab's version of the network (``bn="deeplab"``)
 
     @classmethod
     def resolve_tap(cls, tap: str | None) -> str:

@@ -17,7 +17,7 @@ from timm.models.efficientnet import _gen_mobilenet_v1
 from torch import nn
 
 from ..weights import load_encoder_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 STEM_STRIDE = 2
@@ -31,6 +31,7 @@ class MobileNetV1Encoder(Encoder):
         output_stride: 8, 16 or 32.
         tap: only ``None``/``"last"`` (conv13); MobileNetV1 has no other tap.
         weights: ``None``, ``"imagenet"`` (timm's, width 1.0 only) or a local timm state dict path.
+        bn: BatchNorm's momentum and epsilon: ``torch`` or ``deeplab`` (decay 0.9997, epsilon 1e-3).
     """
 
     name = "mobilenet_v1"
@@ -42,6 +43,7 @@ class MobileNetV1Encoder(Encoder):
         output_stride: int = 16,
         tap: str | None = None,
         weights: str | Path | None = None,
+        bn: str = "torch",
     ) -> None:
         super().__init__()
         if width not in WIDTHS:
@@ -57,10 +59,13 @@ class MobileNetV1Encoder(Encoder):
         self.nominal_strides = [conv.stride[0] for conv in self.depthwise_convs]
         self.set_output_stride(output_stride)
 
+        set_batchnorm(self, bn, self.deeplab_bn_eps)
+
         imagenet = None
         if width == 1.0:
             imagenet = lambda: timm.create_model("mobilenetv1_100", pretrained=True).state_dict()  # noqa: E731
-        load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("classifier.",))
+        load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("classifier.",),
+                             source="timm/mobilenetv1_100.ra4_e3600_r224_in1k")  # fmt: skip
 
     @property
     def depthwise_convs(self) -> list[nn.Conv2d]:

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.models import MobileNet_V2_Weights, MobileNetV2
 
 from ..weights import load_encoder_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
 
 WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.4)
 N_BOTTLENECKS = 17
@@ -44,6 +44,8 @@ class MobileNetV2Encoder(Encoder):
         zero_init_residual: start the last BatchNorm of every bottleneck with a residual connection at scale 0,
             so each such block starts as the identity (as timm's ResNets do, ``zero_init_last``, and so our
             ResNet-101). Only random initialisation sees it: loaded weights replace it.
+        bn: BatchNorm's momentum and epsilon: ``torch`` (PyTorch's) or ``deeplab`` (TF DeepLab's: decay 0.9997,
+            epsilon 1e-3); see ``set_batchnorm``.
     """
 
     name = "mobilenet_v2"
@@ -56,6 +58,7 @@ class MobileNetV2Encoder(Encoder):
         tap: str | None = None,
         weights: str | Path | None = None,
         zero_init_residual: bool = True,
+        bn: str = "torch",
     ) -> None:
         super().__init__()
         if width not in WIDTHS:
@@ -75,11 +78,14 @@ class MobileNetV2Encoder(Encoder):
                 if block.use_res_connect:
                     nn.init.zeros_(block.conv[-1].weight)
 
+        set_batchnorm(self, bn, self.deeplab_bn_eps)
+
         imagenet = None
         if width == 1.0:
             imagenet = lambda: MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=True)  # noqa: E731
         ignore = ("classifier.",) + (() if self.tap == "last" else ("features.18.",))
-        load_encoder_weights(self, weights, imagenet=imagenet, host="download.pytorch.org", ignore=ignore)
+        load_encoder_weights(self, weights, imagenet=imagenet, host="download.pytorch.org", ignore=ignore,
+                             source=MobileNet_V2_Weights.IMAGENET1K_V1.url)  # fmt: skip
 
     @property
     def bottlenecks(self) -> list[nn.Module]:

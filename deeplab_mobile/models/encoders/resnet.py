@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..weights import load_encoder_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
 
 MULTI_GRID = (1, 2, 4)
 STEM_STRIDE = 4  # the stem's stride-2 conv and max-pool
@@ -56,10 +56,12 @@ class ResNet101BetaEncoder(Encoder):
         tap: only ``None``/``"last"`` (block 4, 2048 channels).
         weights: ``None``, ``"imagenet"`` (timm's ``resnet101s``) or a local timm state dict path.
         multi_grid: rate multipliers of block 4's three units.
+        bn: BatchNorm's momentum and epsilon: ``torch`` or ``deeplab`` (decay 0.9997, epsilon 1e-5).
     """
 
     name = "resnet101"
     base_label = "ResNet-101"
+    deeplab_bn_eps = 1e-5
 
     def __init__(
         self,
@@ -68,6 +70,7 @@ class ResNet101BetaEncoder(Encoder):
         tap: str | None = None,
         weights: str | Path | None = None,
         multi_grid: tuple[int, int, int] = MULTI_GRID,
+        bn: str = "torch",
     ) -> None:
         super().__init__()
         if width != 1.0:
@@ -83,8 +86,11 @@ class ResNet101BetaEncoder(Encoder):
         self.set_output_stride(output_stride)
         self.out_channels = net.num_features
 
+        set_batchnorm(self, bn, self.deeplab_bn_eps)
+
         imagenet = lambda: timm.create_model("resnet101s", pretrained=True).state_dict()  # noqa: E731
-        load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("fc.",))
+        load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("fc.",),
+                             source="timm/resnet101s.gluon_in1k")  # fmt: skip
 
     @property
     def layers(self) -> list[nn.Sequential]:
