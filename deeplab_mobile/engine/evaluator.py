@@ -1,11 +1,13 @@
 """Evaluation as in DeepLab (SPEC section 3): full images padded to the crop size (by the loader's
 ``pad_collate``), single scale or multi-scale + left-right flip with softmax probabilities averaged at the padded
-size, one confusion matrix over the set."""
+size, one confusion matrix over the set; ``Protocol`` names what an evaluation runs (which stride for single
+scale, which for MF), and ``run_protocol`` runs it and records it."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +15,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..complexity import TABLE7_SIZE, count_madds, count_madds_mf, count_params
 from ..data.voc import IGNORE_INDEX
 from ..metrics import confusion_matrix, scores
+from ..models import output_stride
 from .distributed import Dist, all_reduce_sum
 
 
@@ -84,19 +88,72 @@ def evaluate(
     return scores(conf), conf, examples
 
 
-def evaluate_modes(
+@dataclass(frozen=True)
+class Protocol:
+    """What an evaluation runs: single scale at ``os``, and with ``mf`` the MF scales (each also flipped with
+    ``flip``) at ``mf_os``. DeepLab's model zoo reports one network trained at OS16 at OS16 single scale and at
+    OS8 with MF + flip (``os=None, mf_os=8``). ``None`` strides are the model's own (``mf_os``: ``os``'s)."""
+
+    os: int | None = None
+    mf: bool = False
+    mf_os: int | None = None
+    mf_scales: tuple[float, ...] = ()
+    flip: bool = True
+
+    def strides(self, model: nn.Module) -> tuple[int, int]:
+        ss = self.os if self.os is not None else model.output_stride
+        return ss, self.mf_os if self.mf_os is not None else ss
+
+    def check(self, model: nn.Module) -> None:
+        """Refuse, before any work, a setting this model cannot evaluate with (one line, naming the key)."""
+        for key, stride in (("eval.os", self.os), ("eval.mf_os", self.mf_os)):
+            if stride is not None:
+                try:
+                    with output_stride(model, stride):
+                        pass
+                except ValueError as exc:
+                    raise ValueError(f"{key}={stride}: {exc}") from None
+        if self.mf:
+            scales = list(self.mf_scales or ())
+            bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, int | float) or s <= 0]
+            if not scales or bad:
+                raise ValueError(f"eval.mf_scales must be a non-empty list of positive numbers, got {scales}")
+
+    def name(self, model: nn.Module) -> str:
+        """A record name that spells the settings: ``os16``, ``os16_mf-os8-0.5-0.75-1-1.25-1.5-1.75-flip``."""
+        ss, mf = self.strides(model)
+        if not self.mf:
+            return f"os{ss}"
+        scales = "-".join(f"{s:g}" for s in self.mf_scales)
+        return f"os{ss}_mf-os{mf}-{scales}{'-flip' if self.flip else ''}"
+
+    def record(self, model: nn.Module) -> dict:
+        ss, mf = self.strides(model)
+        record = {"os": ss, "mf": self.mf}
+        if self.mf:
+            record.update(mf_os=mf, mf_scales=list(self.mf_scales), flip=self.flip)
+        return record
+
+
+def run_protocol(
     model: nn.Module,
     normalize: nn.Module,
     loader: DataLoader | Iterable,
     num_classes: int,
-    *,
-    mf: bool,
-    mf_scales: Sequence[float],
-    flip: bool = True,
+    protocol: Protocol,
+    size: int = TABLE7_SIZE,
     **kwargs,
-) -> dict[str, dict]:
-    """``{"ss": scores}`` and, with ``mf``, ``{"mf": scores}`` (``mf_scales``, each also flipped when ``flip``)."""
-    results = {"ss": evaluate(model, normalize, loader, num_classes, **kwargs)[0]}
-    if mf:
-        results["mf"] = evaluate(model, normalize, loader, num_classes, scales=mf_scales, flip=flip, **kwargs)[0]
-    return results
+) -> tuple[dict[str, dict], dict]:
+    """``({"ss": scores[, "mf": scores]}, record)``: each evaluation at its stride, and the record of what ran:
+    the protocol, Params, and the MAdds at ``size`` of each evaluation as it ran (stride, scales, flip)."""
+    ss_os, mf_os = protocol.strides(model)
+    with output_stride(model, ss_os) as at:
+        results = {"ss": evaluate(at, normalize, loader, num_classes, **kwargs)[0]}
+        record = {"params": count_params(at), "madds": count_madds(at, size)}
+    if protocol.mf:
+        scales = list(protocol.mf_scales)
+        with output_stride(model, mf_os) as at:
+            results["mf"] = evaluate(at, normalize, loader, num_classes, scales=scales, flip=protocol.flip,
+                                     **kwargs)[0]  # fmt: skip
+            record["madds_mf"] = count_madds_mf(at, scales, protocol.flip)
+    return results, {**record, "eval": protocol.record(model)}

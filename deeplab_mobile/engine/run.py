@@ -22,6 +22,10 @@ from ..models.encoders import check_output_stride
 log = logging.getLogger(__name__)
 
 
+class SettingError(ValueError):
+    """A setting the run cannot honour, refused before any work with a message that names it."""
+
+
 @dataclass(frozen=True)
 class FinalStage:
     """DeepLabv3's last stage: from iteration ``start`` on, the run trains at ``output_stride`` (8 after 16) with
@@ -35,16 +39,19 @@ class FinalStage:
     @classmethod
     def plan(cls, iters: int, output_stride: int, stage_iters: int | None, lr: float | None = None) -> FinalStage:
         """The last ``stage_iters`` of ``iters`` iterations at ``output_stride``; refuses what it cannot honour."""
-        output_stride = check_output_stride(output_stride)
+        try:
+            output_stride = check_output_stride(output_stride)
+        except ValueError as exc:
+            raise SettingError(f"trainer.final_stage.os: {exc}") from None
         stage_iters = int(stage_iters or 0)
         if not 0 < stage_iters <= iters:
-            raise ValueError(
+            raise SettingError(
                 f"the final stage at output stride {output_stride} needs trainer.final_stage.iters between 1 and "
                 f"trainer.iters ({iters}), got {stage_iters}: set it, or trainer.final_stage=null to train at one "
                 "stride"
             )
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
-            raise ValueError(f"trainer.final_stage.lr must be a positive number or null, got {lr!r}")
+            raise SettingError(f"trainer.final_stage.lr must be a positive number or null, got {lr!r}")
         return cls(iters - stage_iters, output_stride, None if lr is None else float(lr))
 
     def stride_at(self, iteration: int, first_stride: int) -> int:

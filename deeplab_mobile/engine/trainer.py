@@ -46,13 +46,19 @@ class TrainSettings:
     progress: bool = True
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, decay_depthwise: bool = True) -> list[dict]:
     """Weight decay on conv/linear weights only; BatchNorm parameters and biases are not decayed, as in DeepLab
-    (its L2 regulariser is attached to conv weights)."""
+    (its L2 regulariser is attached to conv weights). ``decay_depthwise=False`` leaves depthwise kernels undecayed
+    too, as TensorFlow's MobileNet training scopes do (``regularize_depthwise=False``)."""
+    depthwise = set()
+    if not decay_depthwise:
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels:
+                depthwise.add(id(m.weight))
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
+            (decay if p.ndim > 1 and id(p) not in depthwise else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeplab_mobile.data import Normalize, pad_collate
-from deeplab_mobile.engine.evaluator import evaluate, evaluate_modes, predict_probs
+from deeplab_mobile.engine.evaluator import Protocol, evaluate, predict_probs, run_protocol
 
 C = 5  # classes 0..4; class 4 never occurs in ground truth or prediction
 
@@ -102,10 +102,53 @@ def test_scales_are_averaged_at_the_input_size():
     assert got.shape == (1, 4, 8, 12)
 
 
-def test_evaluate_modes_runs_single_scale_and_mf():
-    batch = [sample(PRED_A, TRUTH_A)]
-    loader = [pad_collate(batch, fill=(0, 0, 0))]
-    results = evaluate_modes(RedIsTheClass(), identity, loader, C, mf=True, mf_scales=(1.0,), flip=True)
-    assert set(results) == {"ss", "mf"}
-    assert results["ss"]["miou"] == pytest.approx(hand_scores(pixel_pairs((PRED_A, TRUTH_A)))[1])
-    assert results["mf"]["miou"] == results["ss"]["miou"]  # per-pixel model: flip and scale 1 change nothing
+class StrideMarked(nn.Module):
+    """Predicts class 1 everywhere at output stride 8, class 0 otherwise; a stand-in for a segmentor."""
+
+    def __init__(self):
+        super().__init__()
+        self.output_stride, self.conv = 16, nn.Conv2d(3, 2, 1)
+
+    def set_output_stride(self, os_):
+        if os_ not in (8, 16, 32):
+            raise ValueError(f"output stride {os_} is not supported")
+        self.output_stride = os_
+        return self
+
+    def forward(self, x):
+        logits = self.conv(x) * 0  # a 1x1 conv for the MAdds count: 2 x 3 per pixel
+        logits[:, 1 if self.output_stride == 8 else 0] = 5
+        return logits
+
+
+def test_a_protocol_runs_single_scale_and_mf_each_at_its_stride():
+    """The model zoo's protocol: single scale at the trained stride (16), MF + flip at 8, with the same model,
+    which is back at its own stride afterwards; the record says what ran."""
+    truth = [[1, 1], [1, 255]]
+    loader = [pad_collate([sample([[0, 0], [0, 0]], truth)], fill=(0, 0, 0))]
+    model = StrideMarked()
+    proto = Protocol(os=None, mf=True, mf_os=8, mf_scales=(1.0, 1.5), flip=True)
+    results, record = run_protocol(model, identity, loader, 2, proto, size=65)
+    assert results["ss"]["miou"] == pytest.approx(0.5 * (0 + 0))  # all predicted 0 at OS16: IoU 0 for both
+    assert results["mf"]["iou"][1] == 1.0  # all predicted 1 at OS8
+    assert model.output_stride == 16
+    assert record["eval"] == {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0, 1.5], "flip": True}
+    # MAdds of what ran: single scale at `size`; MF at DeepLab's sizes int(512 s + 1) = 513, 769, each flipped
+    assert record["madds"] == 2 * 3 * 65 * 65 and record["madds_mf"] == 2 * 2 * 3 * (513 * 513 + 769 * 769)
+    assert proto.name(model) == "os16_mf-os8-1-1.5-flip" and Protocol(os=8).name(model) == "os8"
+
+
+@pytest.mark.parametrize(
+    "proto, message",
+    [
+        (Protocol(os=12), "eval.os=12: output stride 12"),
+        (Protocol(mf=True, mf_os=12, mf_scales=(1.0,)), "eval.mf_os=12"),
+        (Protocol(mf=True, mf_scales=()), "non-empty list of positive numbers"),
+        (Protocol(mf=True, mf_scales=(1.0, -0.5)), "non-empty list of positive numbers"),
+    ],
+)
+def test_a_protocol_refuses_what_the_model_cannot_run(proto, message):
+    model = StrideMarked()
+    with pytest.raises(ValueError, match=message):
+        proto.check(model)
+    assert model.output_stride == 16
