@@ -67,14 +67,3 @@ def count_madds_mf(model: nn.Module, scales: Sequence[float], flip: bool = True)
     """MAdds of multi-scale (+ left-right flip) inference: each scale run once, twice with the flip."""
     meta = _on_meta(model)
     return (2 if flip else 1) * sum(count_madds(meta, s) for s in mf_sizes(scales))
-
-
-def model_complexity(
-    model: nn.Module, size: int = TABLE7_SIZE, mf_scales: Sequence[float] | None = None, flip: bool = True
-) -> dict[str, int]:
-    """Params and MAdds at ``size`` (Table 7 counts at 513), and with ``mf_scales`` the MAdds of that multi-scale
-    (+ flip) inference."""
-    result = {"params": count_params(model), "madds": count_madds(model, size)}
-    if mf_scales:
-        result["madds_mf"] = count_madds_mf(model, mf_scales, flip)
-    return result

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..apps.common import build_model
 from ..latency import measure_latency
 from .plot import plot_tradeoff
-from .runs import Run, SweepError, architecture, find_runs
+from .runs import TRAIN, Run, SweepError, architecture, find_runs
 from .table import build_rows, to_csv, to_latex, to_markdown
 
 
@@ -80,12 +80,29 @@ def measure(runs: list[Run], device: str, size: int) -> None:
         (run.path / "latency.json").write_text(json.dumps(run.latency, indent=2))
 
 
+def other_evaluations(runs: list[Run], shown: list[str]) -> list[str]:
+    """A note per run listing its evaluation records that are not in the table."""
+    if "all" in shown:
+        return []
+    lines = []
+    for run in runs:
+        hidden = [name for name in run.evaluations if name not in shown]
+        if hidden:
+            lines.append(
+                f"{run.name}: other evaluations {', '.join(hidden)} (--eval NAME ... or --eval all shows them)"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", type=Path, help="a sweep folder (outputs/multirun/<date>) or a run folder")
     parser.add_argument("--out", type=Path, help="where to write the report (default: <sweep>/report)")
     parser.add_argument("--latency", choices=["cpu", "cuda"], help="measure each model's latency first")
     parser.add_argument("--latency-size", type=int, default=513, help="input size for --latency (default 513)")
+    parser.add_argument("--eval", nargs="+", default=[TRAIN], metavar="NAME",
+                        help=f"the evaluation records that fill the table: {TRAIN} (the training's own, default), "
+                             "names of <run>/eval/<name>/ records, or all")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         runs = find_runs(args.sweep)
@@ -95,13 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     runs += not_started(args.sweep, runs)
     if args.latency:
         measure(runs, args.latency, args.latency_size)
-    rows = build_rows(runs)
+    rows = build_rows(runs, tuple(args.eval))
     out = args.out or args.sweep / "report"
     out.mkdir(parents=True, exist_ok=True)
-    markdown = to_markdown(rows)
+    others = other_evaluations(runs, args.eval)
+    markdown = to_markdown(rows, others)
     (out / "table.md").write_text(markdown)
     (out / "table.csv").write_text(to_csv(rows))
-    (out / "table.tex").write_text(to_latex(rows))
+    (out / "table.tex").write_text(to_latex(rows, others))
     plot = plot_tradeoff(rows, out / "miou_vs_madds.png", title=str(args.sweep))
     print(markdown)
     done = sum(r.state == "done" for r in runs)

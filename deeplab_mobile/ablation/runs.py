@@ -1,5 +1,6 @@
 """The runs of a sweep folder, read from their files: ``.hydra/config.yaml`` (the composed config),
-``.hydra/overrides.yaml``, ``status.json``, ``metrics.json`` and ``latency.json``.
+``.hydra/overrides.yaml``, ``status.json``, ``metrics.json`` (the training's own evaluation), ``eval/*/metrics.json``
+(each later evaluation's record, ``scripts/eval.py``) and ``latency.json``.
 
 A run is any folder with ``.hydra/config.yaml`` that is not inside another run (``scripts/eval.py`` keeps its own
 ``eval/.hydra`` inside the run it evaluates). Nothing is dropped: a run that failed, stopped or never finished is
@@ -36,6 +37,7 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     metrics: dict | None = None
     latency: dict | None = None
+    evaluations: dict[str, dict] = field(default_factory=dict)  # record name ("train": metrics.json) -> record
 
 
 def _read_json(path: Path) -> tuple[dict | None, str]:
@@ -76,6 +78,19 @@ def architecture(cfg) -> dict | None:
     return arch
 
 
+TRAIN = "train"  # the name of the training's own evaluation record (metrics.json in the run folder)
+
+
+def evaluation_records(path: Path) -> dict[str, dict]:
+    """The run's later evaluations, ``eval/<name>/metrics.json``, by name (unreadable records are left out)."""
+    records = {}
+    for file in sorted(path.glob("eval/*/metrics.json")):
+        record, _ = _read_json(file)
+        if record is not None and "ss" in record:
+            records[file.parent.name] = record
+    return records
+
+
 def read_run(path: Path, root: Path) -> Run:
     name = path.relative_to(root).as_posix() if path != root else "."
     try:
@@ -95,7 +110,8 @@ def read_run(path: Path, root: Path) -> Run:
     state = (status or {}).get("state")
     if state == "done" and metrics is not None and "ss" in metrics:
         run.state, run.metrics = "done", metrics
-        evaluated = (metrics.get("eval") or {}).get("os")  # scripts/eval.py eval.os=8 rewrites metrics.json
+        run.evaluations = {TRAIN: metrics, **evaluation_records(path)}
+        evaluated = (metrics.get("eval") or {}).get("os")
         if evaluated is not None:
             arch["os"] = int(evaluated)
     elif state in ("failed", "interrupted"):

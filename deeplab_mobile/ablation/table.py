@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .. import table7
 from ..table7 import TABLE7, Table7Row
-from .runs import Run
+from .runs import TRAIN, Run
 
 # Table 7's order: its networks (encoder and tap) in the order the table lists them, then any other network.
 NETWORKS = dict.fromkeys((row.encoder, row.tap) for row in (*TABLE7, table7.LAST_TAP_ROW))
@@ -37,6 +37,8 @@ class Row:
     paper: Table7Row | None = None
     reason: str = ""
     mf_scales: tuple[float, ...] | None = None  # of an MF row, as the evaluation recorded them
+    evaluation: str = TRAIN  # the record the row's numbers come from
+    split: str | None = None  # the split it evaluated
 
     @property
     def label(self) -> str:
@@ -63,27 +65,35 @@ def paper_row(arch: dict, mf: bool) -> Table7Row | None:
     return None
 
 
-def rows_of(run: Run) -> list[Row]:
+def rows_of(run: Run, evaluations: tuple[str, ...] = (TRAIN,)) -> list[Row]:
+    """A single-scale row and, where it ran, an MF row for each chosen evaluation record (``"all"``: every
+    record); each row at the stride its evaluation ran at."""
     if run.arch is None:
         return [Row(run.name, run.state, "?", None, False, reason=run.reason)]
     network = run.arch["network"]
     if run.state != "done":
         return [Row(run.name, run.state, network, run.arch, False, run.data, reason=run.reason)]
-    m = run.metrics
+    names = list(run.evaluations) if "all" in evaluations else [n for n in evaluations if n in run.evaluations]
     rows = []
-    for mode in ("ss", "mf"):
-        if mode not in m:
-            continue
-        mf = mode == "mf"
-        row = Row(run.name, "done", network, run.arch, mf, run.data, m[mode]["miou"], m.get("params"))
-        row.madds = m.get("madds_mf" if mf else "madds")
-        row.paper = paper_row(run.arch, mf)
-        scales = (m.get("eval") or {}).get("mf_scales")
-        row.mf_scales = tuple(scales) if mf and scales else None
-        if run.latency and not mf:  # latency is of one single-scale forward pass
-            row.latency_ms = run.latency.get("median_ms")
-            row.latency_device = run.latency.get("device")
-        rows.append(row)
+    for name in names:
+        m = run.evaluations[name]
+        ev = m.get("eval") or {}
+        ss_os = int(ev.get("os") or run.arch["os"])
+        for mode in ("ss", "mf"):
+            if mode not in m:
+                continue
+            mf = mode == "mf"
+            arch = {**run.arch, "os": int(ev.get("mf_os") or ss_os) if mf else ss_os}
+            row = Row(run.name, "done", network, arch, mf, run.data, m[mode]["miou"], m.get("params"))
+            row.madds = m.get("madds_mf" if mf else "madds")
+            row.paper = paper_row(arch, mf)
+            row.evaluation, row.split = name, m.get("split")
+            scales = ev.get("mf_scales")
+            row.mf_scales = tuple(scales) if mf and scales else None
+            if run.latency and not mf and arch["os"] == run.arch["os"]:  # one single-scale pass at that stride
+                row.latency_ms = run.latency.get("median_ms")
+                row.latency_device = run.latency.get("device")
+            rows.append(row)
     return rows
 
 
@@ -95,12 +105,12 @@ def order_key(row: Row):
         return (9, row.run)
     return (
         NETWORK_ORDER.get((a["encoder"], a["tap"]), len(NETWORK_ORDER)), -a["width"], a["head"] != "aspp", -a["os"],
-        row.mf, row.run,
+        row.mf, row.run, row.evaluation != TRAIN, row.evaluation,
     )  # fmt: skip
 
 
-def build_rows(runs: list[Run]) -> list[Row]:
-    return sorted((row for run in runs for row in rows_of(run)), key=order_key)
+def build_rows(runs: list[Run], evaluations: tuple[str, ...] = (TRAIN,)) -> list[Row]:
+    return sorted((row for run in runs for row in rows_of(run, evaluations)), key=order_key)
 
 
 # Formatting
@@ -133,8 +143,9 @@ def _paper_miou(row: Row) -> float | None:
 
 
 def columns(rows: list[Row]) -> dict[str, bool]:
-    """Optional column groups present in this table."""
-    return {"latency": any(r.latency_ms is not None for r in rows), "paper": any(r.paper for r in rows)}
+    """Optional column groups present in this table (the evaluation's name where not only the trainings' own)."""
+    return {"latency": any(r.latency_ms is not None for r in rows), "paper": any(r.paper for r in rows),
+            "evaluation": any(r.evaluation != TRAIN for r in rows)}  # fmt: skip
 
 
 def _os_cell(arch: dict | None) -> str:
@@ -160,6 +171,8 @@ def to_cells(row: Row, cols: dict[str, bool], check: str) -> list[str]:
         p = row.paper
         pm = _paper_miou(row)
         cells += ["" if pm is None else f"{pm:.2f}", f"{p.params_m:.2f}M" if p else "", f"{p.madds_b:g}B" if p else ""]
+    if cols["evaluation"]:
+        cells.append(row.evaluation if row.state == "done" else "")
     return cells
 
 
@@ -169,6 +182,8 @@ def header(cols: dict[str, bool], latency_device: str | None) -> list[str]:
         head.append(f"Latency ({latency_device})" if latency_device else "Latency")
     if cols["paper"]:
         head += ["paper mIoU", "paper Params", "paper MAdds"]
+    if cols["evaluation"]:
+        head.append("Evaluation")
     return head
 
 
@@ -180,32 +195,32 @@ def _latency_device(rows: list[Row]) -> str | None:
 def notes(rows: list[Row]) -> list[str]:
     """What the table cannot show in its cells: runs without results and where the numbers come from."""
     lines = [f"{r.run}: {r.state}{': ' + _one_line(r.reason) if r.reason else ''}" for r in rows if r.state != "done"]
-    data = sorted({r.data for r in rows if r.data})
+    data = sorted({f"{r.data} {r.split or 'val'}" for r in rows if r.data and r.state == "done"})
     if data:
         scales = sorted({r.mf_scales for r in rows if r.mf_scales})
         mf = (
             "; MF = " + " or ".join(f"scales {', '.join(f'{x:g}' for x in s)} x flip" for s in scales) if scales else ""
         )
-        lines.append(f"mIoU (%) on the {', '.join(data)} val split; MAdds at 513x513{mf}.")
+        lines.append(f"mIoU (%) on the {', '.join(data)} split; MAdds at 513x513 at the stride evaluated{mf}.")
     if any(r.paper for r in rows):
         lines.append("paper: MobileNetV2 paper, Table 7 (VOC 2012 val, COCO-pretrained); mIoU shown for VOC runs.")
     return lines
 
 
-def to_markdown(rows: list[Row]) -> str:
+def to_markdown(rows: list[Row], extra_notes: list[str] = ()) -> str:
     cols = columns(rows)
     head = header(cols, _latency_device(rows)) + ["Status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in to_cells(r, cols, "✓") + [_status(r)]) + " |")
-    extra = [n.replace("|", "\\|") for n in notes(rows)]
+    extra = [n.replace("|", "\\|") for n in [*notes(rows), *extra_notes]]
     return "\n".join(lines + ([""] + [f"- {n}" for n in extra] if extra else [])) + "\n"
 
 
 CSV_FIELDS = [
-    "run", "state", "reason", "network", "encoder", "width", "tap", "os", "train_os", "final_os", "aspp", "mf",
-    "data", "miou", "params", "madds", "latency_ms", "latency_device", "paper_miou", "paper_params_m",
-    "paper_madds_b",
+    "run", "evaluation", "split", "state", "reason", "network", "encoder", "width", "tap", "os", "train_os",
+    "final_os", "aspp", "mf", "data", "miou", "params", "madds", "latency_ms", "latency_device", "paper_miou",
+    "paper_params_m", "paper_madds_b",
 ]  # fmt: skip
 
 
@@ -217,7 +232,8 @@ def to_csv(rows: list[Row]) -> str:
     for r in rows:
         a = r.arch or {}
         writer.writerow({
-            "run": r.run, "state": r.state, "reason": _one_line(r.reason), "network": r.network,
+            "run": r.run, "evaluation": r.evaluation if r.state == "done" else None, "split": r.split,
+            "state": r.state, "reason": _one_line(r.reason), "network": r.network,
             "encoder": a.get("encoder"), "width": a.get("width"), "tap": a.get("tap"), "os": a.get("os"),
             "train_os": a.get("train_os"), "final_os": a.get("final_os"),
             "aspp": None if not a else a["head"] == "aspp", "mf": r.mf, "data": r.data, "miou": r.miou,
@@ -236,7 +252,7 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_ESCAPES.get(c, c) for c in text)
 
 
-def to_latex(rows: list[Row]) -> str:
+def to_latex(rows: list[Row], extra_notes: list[str] = ()) -> str:
     """A booktabs ``tabular`` (needs ``\\usepackage{booktabs,amssymb}``); a run without results shows its state in
     the mIoU column, and the reasons follow as comments."""
     cols = columns(rows)
@@ -250,5 +266,5 @@ def to_latex(rows: list[Row]) -> str:
             cells[4] = r"\textit{" + latex_escape(r.state) + "}"  # the reason is in the notes below
         out.append(" & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
-    out += [f"% {latex_escape(n)}" for n in notes(rows)]
+    out += [f"% {latex_escape(n)}" for n in [*notes(rows), *extra_notes]]
     return "\n".join(out) + "\n"

@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
-from ..engine.run import FinalStage, flatten
+from ..engine.evaluator import Protocol
+from ..engine.run import FinalStage, SettingError, flatten
 from ..engine.schedule import two_stage_poly
 from ..models import DeepLabV3
+from ..models.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +27,26 @@ log = logging.getLogger(__name__)
 IDENTITY = (
     "model", "os", "width", "tap", "num_classes", "encoder_weights", "data.name", "data.train_split",
     "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
-    "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn", "trainer.final_stage",
+    "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn", "trainer.decay_depthwise", "trainer.final_stage",
 )  # fmt: skip
 
 
 def build_model(model_cfg: DictConfig, weights: bool = True) -> DeepLabV3:
     """The model a config describes; ``weights=False`` skips ``encoder.weights`` (no download, no file: a
-    checkpoint or nothing will supply the weights)."""
+    checkpoint or nothing will supply the weights). A refused setting or weights file is raised as itself, not
+    wrapped in Hydra's ``InstantiationException``, so the apps can report it in one line."""
     cfg = model_cfg.copy()
     if not weights:
         cfg.encoder.weights = None
-    return instantiate(cfg)
+    try:
+        return instantiate(cfg)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, WeightsError):
+            raise cause from None
+        if isinstance(cause, ValueError):
+            raise SettingError(str(cause)) from None
+        raise
 
 
 def class_names(cfg: DictConfig) -> tuple[str, ...]:
@@ -71,11 +83,28 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: Fi
     if stage is None or stage.lr is None:
         return instantiate(cfg.sched)(optimizer)
     if not str(cfg.sched.get("_target_", "")).endswith("PolynomialLR"):
-        raise ValueError(
+        raise SettingError(
             f"trainer.final_stage.lr restarts the poly schedule; sched {cfg.sched.get('_target_')} is not poly"
         )
     first_total, power = int(cfg.sched.total_iters), float(cfg.sched.power)
     return two_stage_poly(optimizer, stage.start, int(cfg.trainer.iters), power, stage.lr, first_total)
+
+
+def protocol(eval_cfg: DictConfig, mf: bool | None = None) -> Protocol:
+    """The evaluation protocol of an ``eval`` config node (``mf`` overrides ``eval.mf``)."""
+    scales = eval_cfg.get("mf_scales")
+    return Protocol(
+        os=eval_cfg.get("os"), mf=bool(eval_cfg.get("mf") if mf is None else mf), mf_os=eval_cfg.get("mf_os"),
+        mf_scales=tuple(scales) if scales is not None else (), flip=bool(eval_cfg.get("flip", True)),
+    )  # fmt: skip
+
+
+def check_protocol(proto: Protocol, model: DeepLabV3) -> Protocol:
+    try:
+        proto.check(model)
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
+    return proto
 
 
 def identity(cfg: DictConfig) -> dict:

@@ -16,24 +16,72 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..complexity import model_complexity
 from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, mean_pixel
 from ..data.loader import eval_loader
 from ..data.synthetic import write_synthetic_voc
 from ..engine.board import Board
-from ..engine.checkpoint import CheckpointError, load_checkpoint
-from ..engine.distributed import barrier, broadcast_buffers, cleanup, init_distributed, shard, wrap_model
-from ..engine.evaluator import evaluate, evaluate_modes
+from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint
+from ..engine.distributed import Dist, barrier, broadcast_buffers, cleanup, init_distributed, shard, wrap_model
+from ..engine.evaluator import evaluate, run_protocol
 from ..engine.report import write_metrics
-from ..engine.run import ConfigMismatch, check_same_run, run_guarded, write_status
+from ..engine.run import ConfigMismatch, SettingError, check_same_run, run_guarded, write_status
 from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
 from ..models import describe_model, output_stride
-from .common import build_model, build_scheduler, class_names, final_stage, identity, share_machine
+from ..models.weights import WeightsError
+from .common import (
+    build_model,
+    build_scheduler,
+    check_protocol,
+    class_names,
+    final_stage,
+    identity,
+    protocol,
+    share_machine,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 # Failures that say all there is to say in their message: no traceback, status "failed", exit status 1.
-EXPECTED_ERRORS = (NonFiniteLoss, DatasetError, CheckpointError, ConfigMismatch)
+EXPECTED_ERRORS = (NonFiniteLoss, DatasetError, CheckpointError, ConfigMismatch, SettingError, WeightsError)
+BN_MIN_BATCH = 12  # DeepLab fine-tunes BatchNorm only with at least this many images per statistics batch
+
+
+def resuming(cfg: DictConfig, out_dir: Path) -> bool:
+    """``resume``: ``false`` refuses a folder that has a checkpoint, ``true`` one that has none (a mistyped folder
+    must not start a fresh run), ``auto`` resumes when there is one (a requeued Slurm job)."""
+    ckpt = last_checkpoint(out_dir)
+    mode = cfg.resume
+    if mode not in (False, True, "auto"):
+        raise SettingError(f"resume={mode!r} is not supported; choose false, true or auto")
+    if mode is True and not ckpt.is_file():
+        raise CheckpointError(
+            f"resume=true but {ckpt} does not exist: check hydra.run.dir (resume=auto starts a fresh run there)"
+        )
+    if mode is False and ckpt.is_file():
+        raise CheckpointError(f"{ckpt} exists: pass resume=true to continue that run, or choose another hydra.run.dir")
+    return ckpt.is_file()
+
+
+def check_batch(cfg: DictConfig, env: Dist) -> None:
+    """BatchNorm and the batch: refuse a per-process batch of 1 (the image-pooling branch's BatchNorm normalises
+    one value per channel and fails inside PyTorch), and warn, with the fix, when BatchNorm's statistics come
+    from fewer than ``BN_MIN_BATCH`` images (a loss of 3-6 points in DeepLab's experience)."""
+    t = cfg.trainer
+    if t.freeze_bn:
+        return
+    batch = int(cfg.data.batch_size)
+    local = batch // env.world_size
+    if local < 2:
+        raise SettingError(
+            f"data.batch_size={batch} over {env.world_size} process(es) leaves {local} image per process; "
+            "BatchNorm in training needs at least 2: raise data.batch_size or set trainer.freeze_bn=true"
+        )
+    statistics = batch if env.world_size == 1 or t.sync_bn else local
+    if statistics < BN_MIN_BATCH:
+        fix = ("trainer.sync_bn=true (statistics over all processes' images), or trainer.freeze_bn=true"
+               if env.enabled and not t.sync_bn else "a larger data.batch_size, or trainer.freeze_bn=true")  # fmt: skip
+        log.warning("BatchNorm statistics over %d images a step, below the %d DeepLab fine-tunes BatchNorm with; "
+                    "consider %s", statistics, BN_MIN_BATCH, fix)  # fmt: skip
 
 
 def seed_everything(seed: int) -> None:
@@ -51,15 +99,25 @@ class TrainingRun:
         if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
             logging.getLogger().setLevel(logging.WARNING)
         seed_everything(cfg.trainer.seed)
-        self.stage = final_stage(cfg)  # refused here, before anything is built, if it cannot be honoured
+        # Settings are checked before anything is built, downloaded or written
+        self.resuming = resuming(cfg, self.out_dir)
+        self.stage = final_stage(cfg)
         self.names = class_names(cfg)
-        resuming = cfg.resume and (self.out_dir / "checkpoints" / "last.pt").is_file()
-        self.model = build_model(cfg.model, weights=not resuming)  # a resume takes every weight from its checkpoint
+        check_batch(cfg, env)
+        self.model = build_model(
+            cfg.model, weights=not self.resuming
+        )  # a resume takes every weight from its checkpoint
+        weights = OmegaConf.select(cfg, "model.encoder.weights", default=None)
+        note = OmegaConf.select(cfg, "data.random_init_cost", default=None)
+        if note and not self.resuming and weights in (None, "random") and env.main:
+            log.warning("encoder_weights=%s: %s", weights, note)
+        self.protocol = check_protocol(protocol(cfg.eval), self.model)
         self.normalize = Normalize(self.model.encoder.mean, self.model.encoder.std)
         self.train_set, val_set = self.datasets()
         self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
         net = wrap_model(self.model, env, cfg.trainer.sync_bn)
-        optimizer = instantiate(cfg.optim)(param_groups(self.model, cfg.optim.weight_decay))
+        decay_depthwise = bool(OmegaConf.select(cfg, "trainer.decay_depthwise", default=True))
+        optimizer = instantiate(cfg.optim)(param_groups(self.model, cfg.optim.weight_decay, decay_depthwise))
         scheduler = build_scheduler(cfg, optimizer, self.stage)
         self.dtype = autocast_dtype(cfg.trainer.amp, env.device)
         fill = mean_pixel(self.model.encoder.mean)
@@ -90,18 +148,17 @@ class TrainingRun:
             raise DatasetError(f"{exc}\n\n{data.help}") from exc
         return train_set, val_set
 
-    def evaluate(self, progress: bool = False, keep: int = 0, **modes):
-        """Evaluate the bare model at ``eval.os`` (DDP's forward would be a collective, and shards may differ by
-        one batch) with rank 0's BatchNorm statistics."""
+    def eval_kwargs(self, progress: bool = False) -> dict:
+        """The bare model is evaluated (DDP's forward would be a collective, and shards may differ by one batch),
+        with rank 0's BatchNorm statistics."""
         broadcast_buffers(self.model, self.env)
-        kwargs = dict(device=self.env.device, autocast_dtype=self.dtype, env=self.env, progress=progress)
-        with output_stride(self.model, self.cfg.eval.os) as model:
-            if modes:
-                return evaluate_modes(model, self.normalize, self.val_loader, self.cfg.num_classes, **modes, **kwargs)
-            return evaluate(model, self.normalize, self.val_loader, self.cfg.num_classes, keep=keep, **kwargs)
+        return dict(device=self.env.device, autocast_dtype=self.dtype, env=self.env, progress=progress)
 
     def periodic_eval(self, iteration: int) -> None:
-        s, _, examples = self.evaluate(progress=False, keep=self.cfg.eval.examples)
+        kwargs = self.eval_kwargs()
+        with output_stride(self.model, self.cfg.eval.os) as model:
+            s, _, examples = evaluate(model, self.normalize, self.val_loader, self.cfg.num_classes,
+                                      keep=self.cfg.eval.examples, **kwargs)  # fmt: skip
         stride = self.cfg.eval.os or self.model.output_stride
         log.info("iteration %d: val mIoU %.4f (single scale, OS%d)", iteration, s["miou"], stride)
         values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
@@ -110,45 +167,39 @@ class TrainingRun:
         self.board.examples("val/image_truth_prediction", examples, iteration)
 
     def start(self) -> None:
-        """Resume from the folder's checkpoint (``resume=true``), or refuse to overwrite one."""
+        """Resume from the folder's checkpoint when resuming; keep the run's config beside it."""
         trainer, cfg = self.trainer, self.cfg
-        if cfg.resume and trainer.ckpt_path.is_file():
+        if self.resuming:
             state = load_checkpoint(trainer.ckpt_path, map_location=self.env.device)
             check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
             log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
-        elif cfg.resume:
-            log.warning("resume=true but %s does not exist: starting at iteration 0", trainer.ckpt_path)
-        elif trainer.ckpt_path.is_file():
-            raise CheckpointError(
-                f"{trainer.ckpt_path} exists: pass resume=true to continue that run, or choose another hydra.run.dir"
-            )
         saved_config = self.out_dir / ".hydra" / "config.yaml"
         if self.env.main and not saved_config.is_file():  # Hydra writes it; a direct call of train() gets one too
             saved_config.parent.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, saved_config)
 
     def finish(self) -> dict:
-        """The final evaluation (single scale, and MF + flip) and its files; returns the ``metrics.json`` content."""
-        cfg, ev = self.cfg, self.cfg.eval
-        results = self.evaluate(progress=self.env.main and cfg.progress, mf=ev.mf, mf_scales=ev.mf_scales,
-                                flip=ev.flip)  # fmt: skip
-        with output_stride(self.model, ev.os) as evaluated:  # the network evaluated: MAdds follow eval.os
-            complexity = model_complexity(evaluated, mf_scales=ev.mf_scales if ev.mf else None, flip=ev.flip)
-            eval_os = evaluated.output_stride
+        """The final evaluation (the protocol's single scale, and MF + flip) and its files; returns the
+        ``metrics.json`` content."""
+        cfg = self.cfg
+        kwargs = self.eval_kwargs(progress=self.env.main and cfg.progress)
+        results, record = run_protocol(self.model, self.normalize, self.val_loader, cfg.num_classes, self.protocol,
+                                       **kwargs)  # fmt: skip
+        record["eval"]["pad_to"] = cfg.eval.pad_to
         metrics = {
             **describe_model(self.model),  # its "os" is the stride training ended at
-            **complexity,
+            **record,  # Params, and the MAdds of each evaluation as it ran
             "final_os": self.stage.record() if self.stage else None,
             "iteration": self.trainer.iteration,
             "checkpoint": str(self.trainer.ckpt_path),
-            "eval": {"pad_to": ev.pad_to, "mf_scales": list(ev.mf_scales), "flip": ev.flip, "os": eval_os},
+            "split": cfg.data.val_split,
         }
         if self.env.main:
             write_metrics(self.out_dir, results, self.names, metrics)
-            hparams = {**describe_model(self.model), "train_os": cfg.os, "eval_os": eval_os, "mf": ev.mf,
-                       "data": cfg.data.name}  # fmt: skip
-            summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": complexity["params"] / 1e6,
-                       "hparams/madds_b": complexity["madds"] / 1e9}  # fmt: skip
+            hparams = {**describe_model(self.model), "train_os": cfg.os, "eval_os": record["eval"]["os"],
+                       "mf": cfg.eval.mf, "data": cfg.data.name}  # fmt: skip
+            summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": record["params"] / 1e6,
+                       "hparams/madds_b": record["madds"] / 1e9}  # fmt: skip
             if "mf" in results:
                 summary["hparams/miou_mf"] = results["mf"]["miou"]
             self.board.hparams(hparams, summary, self.trainer.iteration)

@@ -135,7 +135,7 @@ def fake_run(folder, overrides, metrics=None):
     return cfg
 
 
-def test_table7_sweep_rows_match_the_paper_in_its_order(tmp_path):
+def test_table7_per_stride_rows_match_the_paper_in_its_order(tmp_path):
     """Eight VOC runs (one per conf/variant file), each evaluated SS and MF: the eight rows with paper values are
     Table 7's rows in Table 7's order, with each run's own numbers."""
     expected = {}
@@ -160,6 +160,49 @@ def test_table7_sweep_rows_match_the_paper_in_its_order(tmp_path):
     assert [r.network for r in matched] == [p.network for p in TABLE7]
     markdown = ablation_table.to_markdown(rows)
     assert "| MNet V2* | 16 |  |  | " in markdown and "| 75.32 | 2.11M | 2.75B |" in markdown
+
+
+def test_table7_as_the_model_zoo_ran_it_fills_eight_rows_from_four_runs(tmp_path):
+    """experiment=table7: the four OS16 networks, each record holding single scale at OS16 and MF + flip at OS8;
+    the report's eight rows are Table 7's, in its order, and say which stride was trained and which evaluated."""
+    trained = [row for row in TABLE7 if row.os == 16]
+    assert len(trained) == 4
+    scales = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    for i, row in enumerate(trained):
+        folder = tmp_path / f"variant={row.variant}"
+        cfg = fake_run(folder, ["experiment=table7", f"variant={row.variant}"])
+        assert (cfg.eval.os, cfg.eval.mf_os, cfg.eval.mf) == (None, 8, True)
+        metrics = {"params": 1, "madds": 100 + i, "madds_mf": 200 + i, "ss": {"miou": 0.5}, "mf": {"miou": 0.6},
+                   "eval": {"os": 16, "mf": True, "mf_os": 8, "mf_scales": scales, "flip": True}}  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        (folder / "status.json").write_text(json.dumps({"state": "done"}))
+    rows = build_rows(find_runs(tmp_path))
+    assert [r.paper for r in rows] == list(TABLE7)
+    assert [r.madds for r in rows] == [m for i in range(4) for m in (100 + i, 200 + i)]
+    markdown = ablation_table.to_markdown(rows)
+    assert markdown.count("| 16 |") == 4 and markdown.count("| 8 (trained 16) |") == 4
+    assert "MF = scales 0.5, 0.75, 1, 1.25, 1.5, 1.75 x flip" in markdown
+
+
+def test_the_report_picks_which_evaluations_fill_the_table(tmp_path, capsys):
+    """The training's own record fills the table by default and the run's other records are listed; --eval picks
+    records by name (or all), each row at the stride its evaluation ran."""
+    metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.25}, "eval": {"os": 16, "mf": False}}
+    fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp"], metrics)
+    later = {"params": 1, "madds": 3, "madds_mf": 4, "ss": {"miou": 0.3}, "mf": {"miou": 0.4}, "split": "val",
+             "eval": {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0], "flip": True}}  # fmt: skip
+    (tmp_path / "a" / "eval" / "zoo").mkdir(parents=True)
+    (tmp_path / "a" / "eval" / "zoo" / "metrics.json").write_text(json.dumps(later))
+    rows, out = report(tmp_path)
+    assert [(r["evaluation"], r["os"], r["miou"]) for r in rows] == [("train", "16", "0.25")]
+    assert "a: other evaluations zoo" in (out / "table.md").read_text()
+    rows, out = report(tmp_path, "--eval", "all")
+    got = [(r["evaluation"], r["os"], r["mf"], r["miou"], r["madds"]) for r in rows]
+    assert got == [("train", "16", "False", "0.25", "2"), ("zoo", "16", "False", "0.3", "3"),
+                   ("zoo", "8", "True", "0.4", "4")]  # fmt: skip
+    assert "| Evaluation |" in (out / "table.md").read_text()
+    rows, _ = report(tmp_path, "--eval", "zoo")
+    assert [r["evaluation"] for r in rows] == ["zoo", "zoo"]
 
 
 def test_paper_miou_only_beside_voc_runs(tmp_path):
@@ -228,7 +271,8 @@ def test_empty_missing_and_foreign_folders_are_refused(tmp_path, capsys):
 @pytest.mark.parametrize(
     "experiment, grid",
     [
-        ("table7", {"variant": sorted(row.variant for row in TABLE7)}),
+        ("table7", {"variant": sorted(row.variant for row in TABLE7 if row.os == 16)}),
+        ("table7_per_stride", {"variant": sorted(row.variant for row in TABLE7)}),
         ("head_os", {"head": ["aspp", "no_aspp"], "os": ["16", "8"]}),
         ("width", {"width": ["0.35", "0.5", "0.75", "1.0"]}),
         ("tap", {"tap": ["second_last", "last"]}),

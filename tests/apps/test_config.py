@@ -86,14 +86,22 @@ def test_train_config_defaults_to_the_official_voc_recipe():
     assert list(cfg.data.scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
     assert list(cfg.eval.mf_scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg.eval.flip
     assert cfg.eval.pad_to == 513 and cfg.eval.os is None and cfg.trainer.final_stage is None
-    model = instantiate(cfg.model)
+    # SPEC sections 3 and 6: pretrained networks, no decay on depthwise kernels, DeepLab's BatchNorm
+    assert cfg.encoder_weights == "imagenet" and cfg.trainer.decay_depthwise is False
+    assert cfg.model.encoder.bn == cfg.model.head.bn == "deeplab"
+    model = build_model(cfg.model, weights=False)
     assert model.head.rates == () and model.output_stride == 16
     assert class_names(cfg) == CLASSES
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(m.momentum == pytest.approx(3e-4) for m in bn)
+    assert {m.eps for m in model.encoder.modules() if m in bn} == {1e-3}
+    assert {m.eps for m in model.head.modules() if m in bn} == {1e-5}
 
 
 def test_the_cpu_recipe_picks_the_generated_data_and_the_command_line_still_wins():
     cfg = composed("train", ["recipe=cpu_synthetic", "head=no_aspp", "width=0.5"])
     assert (cfg.data.name, cfg.data.crop_size, cfg.optim._target_) == ("synthetic", 129, "torch.optim.AdamW")
+    assert cfg.encoder_weights == "random" and cfg.model.encoder.bn == "torch" and cfg.trainer.decay_depthwise
     assert cfg.trainer.iters < 30000 and cfg.trainer.final_stage.os == 8 and cfg.eval.os == 8
     assert class_names(cfg) == CLASS_NAMES
     assert composed("train", ["recipe=cpu_synthetic", "trainer.iters=7"]).trainer.iters == 7
@@ -106,7 +114,8 @@ def test_data_configs_describe_data_only():
     """The training and evaluation settings come from the recipe: a data config sets none of them."""
     for path in (CONF / "data").glob("*.yaml"):
         keys = set(OmegaConf.load(path))
-        assert keys <= {"name", "root", "train_split", "val_split", "classes", "generate", "help"}, path.name
+        allowed = {"name", "root", "train_split", "val_split", "classes", "generate", "random_init_cost", "help"}
+        assert keys <= allowed, path.name
 
 
 def test_variants_are_the_table7_networks_and_set_only_the_network():
@@ -130,6 +139,6 @@ def test_the_evaluation_config_holds_the_papers_mf_scales():
 
 def test_unsupported_values_are_refused_by_the_train_config():
     with pytest.raises(InstantiationException, match="output stride 12 is not supported"):
-        instantiate(composed("train", ["os=12"]).model)
+        instantiate(composed("train", ["os=12", "encoder_weights=random"]).model)
     with pytest.raises(ConfigCompositionException):
         composed("train", ["head=no_such_head"])

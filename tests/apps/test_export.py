@@ -22,7 +22,7 @@ def test_export_from_a_run_folder(tmp_path, synthetic_voc):
 
 def test_export_of_a_configuration_and_of_a_run_that_ended_at_os8(tmp_path, synthetic_voc):
     info = export(composed("export", ["head=no_aspp", "width=0.35", "size=[65,65]"]), tmp_path / "config")
-    assert (info["network"], info["os"], info["weights"]) == ("MNet V2* x0.35", 16, None)
+    assert (info["network"], info["os"], info["weights"]) == ("MNet V2* x0.35", 16, "random")
     assert info["parity"][0]["max_abs_diff"] <= 1e-4
     run = tmp_path / "run"
     train(tiny(synthetic_voc, "trainer.iters=2", "trainer.final_stage={os:8,iters:1}", "eval.mf=false"), run)

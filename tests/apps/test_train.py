@@ -5,6 +5,7 @@ folder, and the DDP code path."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,16 +20,18 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from deeplab_mobile.apps.common import load_run
 from deeplab_mobile.apps.evaluate import evaluate_run
-from deeplab_mobile.apps.train import train
+from deeplab_mobile.apps.train import check_batch, train
 from deeplab_mobile.complexity import count_madds, count_params
 from deeplab_mobile.data import EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
 from deeplab_mobile.engine import trainer as trainer_module
 from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
+from deeplab_mobile.engine.distributed import Dist
 from deeplab_mobile.engine.evaluator import evaluate
-from deeplab_mobile.engine.run import ConfigMismatch
+from deeplab_mobile.engine.run import ConfigMismatch, SettingError
 from deeplab_mobile.engine.trainer import NonFiniteLoss
+from deeplab_mobile.models.weights import WeightsError
 from tests.helpers import ITERS, LR, ROOT, composed, small_run, tiny
 
 
@@ -117,6 +120,18 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_check
         train(tiny(synthetic_voc, "resume=true", "optim.lr=0.1"), out)
     with pytest.raises(CheckpointError, match="pass resume=true"):
         train(tiny(synthetic_voc), out)
+
+
+def test_resume_true_needs_a_checkpoint_and_auto_starts_without_one(synthetic_voc, tmp_path):
+    """A mistyped folder with resume=true is an error, not a fresh run; resume=auto (a requeued Slurm job's first
+    start) begins one."""
+    with pytest.raises(CheckpointError, match=r"resume=true but .*last\.pt does not exist: check hydra.run.dir"):
+        train(tiny(synthetic_voc, "resume=true"), tmp_path / "typo")
+    assert not (tmp_path / "typo" / "checkpoints").exists()
+    with pytest.raises(SettingError, match="resume='yes' is not supported"):
+        train(tiny(synthetic_voc, "resume=yes"), tmp_path / "typo")
+    metrics = train(tiny(synthetic_voc, "resume=auto", "trainer.iters=2", "eval.mf=false"), tmp_path / "auto")
+    assert metrics["iteration"] == 2
 
 
 def test_non_finite_loss_stops_naming_the_iteration(synthetic_voc, tmp_path, monkeypatch):
@@ -280,10 +295,37 @@ def test_eval_app_on_another_split_keeps_its_own_record(reference, synthetic_voc
     cfg = composed("eval", [f"run_dir={out}", "split=train", "eval.mf=false", "eval.workers=0", "progress=false"])
     result = evaluate_run(cfg)
     assert (out / "metrics.json").read_bytes() == before  # the training's record is untouched
-    saved = json.loads((out / "eval" / "train" / "metrics.json").read_text())
+    record = out / "eval" / "os8_split-train"  # named from its settings: OS8 single scale, the train split
+    saved = json.loads((record / "metrics.json").read_text())
     assert saved["split"] == "train" and saved["ss"]["miou"] == pytest.approx(result["ss"]["miou"])
-    assert result["ss"]["miou"] != returned["ss"]["miou"] and "mf" not in saved
-    assert len((out / "eval" / "train" / "per_class_iou.csv").read_text().splitlines()) == 22
+    assert result["ss"]["miou"] != returned["ss"]["miou"] and "mf" not in saved and saved["name"] == record.name
+    assert len((record / "per_class_iou.csv").read_text().splitlines()) == 22
+
+
+def test_every_evaluation_is_its_own_record_with_the_madds_it_ran(reference, synthetic_voc):
+    """The model zoo's protocol (single scale at OS16, MF + flip at OS8) and a plain OS16 one: two records beside
+    the training's, each with the MAdds of the network and scales it ran."""
+    out, returned = reference
+    before = (out / "metrics.json").read_bytes()
+    common = [f"run_dir={out}", "eval.workers=0", "progress=false"]
+    zoo = evaluate_run(composed("eval", [*common, "eval.os=16", "eval.mf_os=8", "eval.mf_scales=[1.0]"]))
+    plain = evaluate_run(composed("eval", [*common, "eval.os=16", "eval.mf=false"]))
+    assert (out / "metrics.json").read_bytes() == before
+    assert Path(zoo["record"]).name == "os16_mf-os8-1-flip" and Path(plain["record"]).name == "os16"
+    at = {}
+    for os_ in (8, 16):
+        at[os_] = instantiate(tiny(synthetic_voc, f"os={os_}").model)
+    assert zoo["madds"] == plain["madds"] == count_madds(at[16], 513)
+    assert zoo["madds_mf"] == 2 * count_madds(at[8], 513)  # one scale (513), flipped
+    at[16].load_state_dict(final_state(out)["model"])  # independently: the weights in a network built at OS16
+    mean = at[16].encoder.mean
+    norm = Normalize(mean, at[16].encoder.std)
+    loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 1, 0, mean_pixel(mean), 65)
+    want, _, _ = evaluate(at[16].to(memory_format=torch.channels_last), norm, loader, 21)
+    assert zoo["ss"]["miou"] == plain["ss"]["miou"] == want["miou"]
+    assert zoo["eval"] == {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0], "flip": True, "pad_to": 65}
+    with pytest.raises(ValueError, match="eval.os=12: output stride 12 is not supported"):
+        evaluate_run(composed("eval", [*common, "eval.os=12"]))
 
 
 def test_eval_app_names_a_folder_that_is_not_a_run(tmp_path):
@@ -293,13 +335,54 @@ def test_eval_app_names_a_folder_that_is_not_a_run(tmp_path):
 
 def test_missing_voc_says_how_to_get_and_prepare_it(tmp_path):
     cmd = [sys.executable, "scripts/train.py", f"data.root={tmp_path}/VOC2012", f"hydra.run.dir={tmp_path}/run",
-           "progress=false"]  # fmt: skip
+           "progress=false", "encoder_weights=random"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 1
+    assert proc.returncode == 1 and "Traceback" not in out
     assert f"{tmp_path}/VOC2012: dataset root not found" in out
     assert "scripts/prepare_voc.py" in out and "recipe=cpu_synthetic" in out
+    assert "encoder_weights=random: DeepLab-MobileNetV2 trained from random weights reaches about 30%" in out
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "failed"
+
+
+def test_offline_without_weights_the_voc_recipe_stops_before_reading_data(tmp_path, monkeypatch):
+    """The VOC recipe starts from ImageNet weights: offline it stops at once, saying where to get them, before the
+    dataset (absent here) is looked at."""
+
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    cfg = composed("train", [f"data.root={tmp_path}/absent", "progress=false"])
+    with pytest.raises(WeightsError, match=r"cannot be reached.*mobilenet_v2-b0353104\.pth.*encoder_weights="):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_batchnorm_guards(synthetic_voc, tmp_path, caplog):
+    """One image per process is refused before any work; fewer than 12 images of BatchNorm statistics warns with
+    the fix (sync_bn under DDP); frozen BatchNorm needs neither."""
+    with pytest.raises(SettingError, match=r"batch_size=1 over 1 process\(es\) leaves 1 image per process"):
+        train(tiny(synthetic_voc, "data.batch_size=1"), tmp_path / "one")
+    assert not (tmp_path / "one" / "checkpoints").exists()
+    ddp = Dist(rank=0, world_size=2)
+    with pytest.raises(SettingError, match="over 2 process"):
+        check_batch(tiny(synthetic_voc, "data.batch_size=2"), ddp)
+    caplog.clear()
+    check_batch(tiny(synthetic_voc, "data.batch_size=16"), ddp)
+    assert "statistics over 8 images" in caplog.text and "trainer.sync_bn=true" in caplog.text
+    caplog.clear()
+    check_batch(tiny(synthetic_voc, "data.batch_size=16", "trainer.sync_bn=true"), ddp)
+    check_batch(tiny(synthetic_voc, "data.batch_size=2", "trainer.freeze_bn=true"), ddp)
+    assert caplog.text == ""
+    check_batch(tiny(synthetic_voc, "data.batch_size=4"), Dist())
+    assert "statistics over 4 images" in caplog.text and "larger data.batch_size" in caplog.text
+
+
+def test_an_evaluation_setting_the_model_cannot_run_is_refused_before_training(synthetic_voc, tmp_path):
+    with pytest.raises(SettingError, match="eval.mf_os=12: output stride 12"):
+        train(tiny(synthetic_voc, "eval.mf_os=12"), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def processes_with(marker):
