@@ -49,20 +49,15 @@ class Row:
         return f"{self.network} OS{self.arch['os']} {head}{' MF' if self.mf else ''}"
 
 
-def paper_row(arch: dict, mf: bool) -> Table7Row | None:
-    """The Table 7 row with this network, head, output stride and MF setting (width 1, 21 classes), if any."""
+def paper_row(arch: dict, mf: bool, mf_scales: tuple[float, ...] | None = None) -> Table7Row | None:
+    """The Table 7 row with this network, head, output stride and evaluation (width 1, 21 classes; an MF row at
+    the paper's scales, where the record names them), if any."""
     if arch["width"] != 1.0 or arch["num_classes"] != 21:
         return None
-    for row in TABLE7:
-        if (row.encoder, row.tap, row.os, row.head, row.mf) == (
-            arch["encoder"],
-            arch["tap"],
-            arch["os"],
-            arch["head"],
-            mf,
-        ):
-            return row
-    return None
+    if mf and mf_scales is not None and tuple(mf_scales) != table7.MF_SCALES:
+        return None
+    wanted = (arch["encoder"], arch["tap"], arch["os"], arch["head"], mf)
+    return next((row for row in TABLE7 if (row.encoder, row.tap, row.os, row.head, row.mf) == wanted), None)
 
 
 def rows_of(run: Run, evaluations: tuple[str, ...] = (TRAIN,)) -> list[Row]:
@@ -86,10 +81,10 @@ def rows_of(run: Run, evaluations: tuple[str, ...] = (TRAIN,)) -> list[Row]:
             arch = {**run.arch, "os": int(ev.get("mf_os") or ss_os) if mf else ss_os}
             row = Row(run.name, "done", network, arch, mf, run.data, m[mode]["miou"], m.get("params"))
             row.madds = m.get("madds_mf" if mf else "madds")
-            row.paper = paper_row(arch, mf)
-            row.evaluation, row.split = name, m.get("split")
             scales = ev.get("mf_scales")
             row.mf_scales = tuple(scales) if mf and scales else None
+            row.paper = paper_row(arch, mf, row.mf_scales)
+            row.evaluation, row.split = name, m.get("split")
             if run.latency and not mf and arch["os"] == run.arch["os"]:  # one single-scale pass at that stride
                 row.latency_ms = run.latency.get("median_ms")
                 row.latency_device = run.latency.get("device")

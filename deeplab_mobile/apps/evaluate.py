@@ -59,7 +59,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     ev = settings(cfg, run)
     if ev.mf and ev.mf_scales is None:
         raise ValueError(f"{run_dir}: the run's config has no eval.mf_scales; pass eval.mf_scales=[...]")
-    proto = check_protocol(protocol(ev), model)
+    proto = check_protocol(protocol(ev), model, cfg.eval)
     model.to(env.device, memory_format=memory_format(run.trainer.channels_last))
 
     root = cfg.data_root or run.data.root

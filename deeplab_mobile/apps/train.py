@@ -111,7 +111,7 @@ class TrainingRun:
         note = OmegaConf.select(cfg, "data.random_init_cost", default=None)
         if note and not self.resuming and weights in (None, "random") and env.main:
             log.warning("encoder_weights=%s: %s", weights, note)
-        self.protocol = check_protocol(protocol(cfg.eval), self.model)
+        self.protocol = check_protocol(protocol(cfg.eval), self.model, cfg.eval)
         self.normalize = Normalize(self.model.encoder.mean, self.model.encoder.std)
         self.train_set, val_set = self.datasets()
         self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))

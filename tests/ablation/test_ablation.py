@@ -201,6 +201,8 @@ def test_the_report_picks_which_evaluations_fill_the_table(tmp_path, capsys):
     assert got == [("train", "16", "False", "0.25", "2"), ("zoo", "16", "False", "0.3", "3"),
                    ("zoo", "8", "True", "0.4", "4")]  # fmt: skip
     assert "| Evaluation |" in (out / "table.md").read_text()
+    # Table 7's MF rows are at the paper's six scales: an MF evaluation at others has no paper values beside it
+    assert [r["paper_params_m"] for r in rows] == ["2.11", "2.11", ""]
     rows, _ = report(tmp_path, "--eval", "zoo")
     assert [r["evaluation"] for r in rows] == ["zoo", "zoo"]
 

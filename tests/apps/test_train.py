@@ -379,9 +379,14 @@ def test_batchnorm_guards(synthetic_voc, tmp_path, caplog):
     assert "statistics over 4 images" in caplog.text and "larger data.batch_size" in caplog.text
 
 
-def test_an_evaluation_setting_the_model_cannot_run_is_refused_before_training(synthetic_voc, tmp_path):
-    with pytest.raises(SettingError, match="eval.mf_os=12: output stride 12"):
-        train(tiny(synthetic_voc, "eval.mf_os=12"), tmp_path)
+@pytest.mark.parametrize(
+    "setting, message",
+    [("eval.mf_os=12", "eval.mf_os=12: output stride 12"), ("eval.mf_scales=[]", "eval.mf_scales must be"),
+     ("eval.batch_size=0", "eval.batch_size must be an integer >= 1, got 0"), ("eval.pad_to=-1", "eval.pad_to")],
+)  # fmt: skip
+def test_an_evaluation_setting_that_cannot_run_is_refused_before_training(synthetic_voc, tmp_path, setting, message):
+    with pytest.raises(SettingError, match=message):
+        train(tiny(synthetic_voc, setting), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
 
 
