@@ -90,11 +90,11 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: Fi
     return two_stage_poly(optimizer, stage.start, int(cfg.trainer.iters), power, stage.lr, first_total)
 
 
-def protocol(eval_cfg: DictConfig, mf: bool | None = None) -> Protocol:
-    """The evaluation protocol of an ``eval`` config node (``mf`` overrides ``eval.mf``)."""
+def protocol(eval_cfg: DictConfig) -> Protocol:
+    """The evaluation protocol of an ``eval`` config node."""
     scales = eval_cfg.get("mf_scales")
     return Protocol(
-        os=eval_cfg.get("os"), mf=bool(eval_cfg.get("mf") if mf is None else mf), mf_os=eval_cfg.get("mf_os"),
+        os=eval_cfg.get("os"), mf=bool(eval_cfg.get("mf")), mf_os=eval_cfg.get("mf_os"),
         mf_scales=tuple(scales) if scales is not None else (), flip=bool(eval_cfg.get("flip", True)),
     )  # fmt: skip
 

@@ -104,9 +104,8 @@ class TrainingRun:
         self.stage = final_stage(cfg)
         self.names = class_names(cfg)
         check_batch(cfg, env)
-        self.model = build_model(
-            cfg.model, weights=not self.resuming
-        )  # a resume takes every weight from its checkpoint
+        # a resume takes every weight from its checkpoint
+        self.model = build_model(cfg.model, weights=not self.resuming)
         weights = OmegaConf.select(cfg, "model.encoder.weights", default=None)
         note = OmegaConf.select(cfg, "data.random_init_cost", default=None)
         if note and not self.resuming and weights in (None, "random") and env.main:
@@ -156,10 +155,10 @@ class TrainingRun:
 
     def periodic_eval(self, iteration: int) -> None:
         kwargs = self.eval_kwargs()
-        with output_stride(self.model, self.cfg.eval.os) as model:
+        stride = self.protocol.strides(self.model)[0]  # the protocol's single-scale stride
+        with output_stride(self.model, stride) as model:
             s, _, examples = evaluate(model, self.normalize, self.val_loader, self.cfg.num_classes,
                                       keep=self.cfg.eval.examples, **kwargs)  # fmt: skip
-        stride = self.cfg.eval.os or self.model.output_stride
         log.info("iteration %d: val mIoU %.4f (single scale, OS%d)", iteration, s["miou"], stride)
         values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
         values.update({f"val_iou/{name}": v for name, v in zip(self.names, s["iou"], strict=True) if v == v})
