@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from .models.geometry import scale_dimension
+
 aten = torch.ops.aten
 
 TABLE7_SIZE = 513
@@ -58,9 +60,10 @@ def count_madds(
     return counter.get_total_flops() // 2
 
 
-def mf_sizes(scales: Sequence[float], base: int = 512) -> list[int]:
-    """DeepLab's input size at each eval scale: int(512*s + 1); 257, 385, 513, 641, 769, 897 for VOC's scales."""
-    return [int(base * s + 1) for s in scales]
+def mf_sizes(scales: Sequence[float], size: int = TABLE7_SIZE) -> list[int]:
+    """DeepLab's input size at each eval scale, ``scale_dimension(513, s)`` = int(512*s + 1): 257, 385, 513, 641,
+    769, 897 for VOC's scales (the sizes the evaluator runs)."""
+    return [scale_dimension(size, s) for s in scales]
 
 
 def count_madds_mf(model: nn.Module, scales: Sequence[float], flip: bool = True) -> int:

@@ -19,6 +19,7 @@ from ..complexity import TABLE7_SIZE, count_madds, count_madds_mf, count_params
 from ..data.voc import IGNORE_INDEX
 from ..metrics import confusion_matrix, scores
 from ..models import output_stride
+from ..models.geometry import scale_dimension
 from .distributed import Dist, all_reduce_sum
 
 
@@ -26,19 +27,32 @@ from .distributed import Dist, all_reduce_sum
 def predict_probs(
     model: nn.Module, x: torch.Tensor, scales: Sequence[float] = (1.0,), flip: bool = False
 ) -> torch.Tensor:
-    """Softmax probabilities (N, C, H, W) at the input's size, averaged over ``scales`` (bilinear resize of the
-    normalised input) and, with ``flip``, over the left-right mirrored input as well."""
-    size = x.shape[-2:]
+    """Softmax probabilities (N, C, H, W) at the input's size, averaged over ``scales`` and, with ``flip``, over
+    the left-right mirrored input as well, with DeepLab's geometry (``predict_labels_multi_scale``): the input at
+    scale ``s`` is resized to ``scale_dimension(H, s)`` (257 ... 897 for 513); its feature-resolution logits are
+    resized to the logits grid of ``max(1, s)`` (``scale_dimension(H, max(1, s) / OS)``) and then to the input's
+    size. Every resize is bilinear with the model's ``align_corners``. A model without ``logits``/``upsample`` (an
+    exported one) is resized from its own output."""
+    size = tuple(x.shape[-2:])
+    align = bool(getattr(model, "align_corners", False))
+    staged = hasattr(model, "logits") and hasattr(model, "output_stride")
     total = None
     for scale in scales:
-        xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        scaled = tuple(scale_dimension(n, scale) for n in size)
+        xs = x if scaled == size else F.interpolate(x, size=scaled, mode="bilinear", align_corners=align)
         views = (xs, xs.flip(-1)) if flip else (xs,)
         for i, view in enumerate(views):
-            logits = model(view).float()
+            if staged:
+                logits = model.logits(view).float()
+                grid = tuple(scale_dimension(n, max(1.0, scale) / model.output_stride) for n in size)
+                if logits.shape[-2:] != grid:
+                    logits = F.interpolate(logits, size=grid, mode="bilinear", align_corners=align)
+            else:
+                logits = model(view).float()
             if i == 1:
                 logits = logits.flip(-1)
             if logits.shape[-2:] != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=align)
             probs = logits.softmax(1)
             total = probs if total is None else total + probs
     return total / (len(scales) * (2 if flip else 1))

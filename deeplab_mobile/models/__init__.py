@@ -22,6 +22,7 @@ def build_model(
     encoder_weights: str | Path | None = None,
     separable: bool = False,
     bn: str = "torch",
+    geometry: str = "torch",
 ) -> DeepLabV3:
     """Build a DeepLabv3 model by names (the Hydra configs in ``conf/`` build the same classes)."""
     if encoder not in ENCODERS:
@@ -30,7 +31,7 @@ def build_model(
         raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
     enc = ENCODERS[encoder](width=width, output_stride=output_stride, tap=tap, weights=encoder_weights, bn=bn)
     make_head = partial(DeepLabHead, num_classes=num_classes, aspp=HEADS[head], separable=separable, bn=bn)
-    return DeepLabV3(enc, make_head)
+    return DeepLabV3(enc, make_head, geometry=geometry)
 
 
 def describe_model(model: DeepLabV3) -> dict:
@@ -44,6 +45,7 @@ def describe_model(model: DeepLabV3) -> dict:
         "width": float(encoder.width),
         "tap": encoder.tap,
         "num_classes": head.num_classes,
+        "geometry": model.geometry,
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoders import Encoder, check_output_stride
+from .geometry import check_geometry, use_same_padding
 from .heads import scaled_rates
 
 
@@ -20,12 +21,19 @@ class DeepLabV3(nn.Module):
         encoder: exposes ``out_channels``, ``output_stride`` and ``set_output_stride``.
         head: a factory called as ``head(in_channels=..., output_stride=...)`` (e.g. a ``functools.partial`` of
             ``DeepLabHead``), so the head is sized by the encoder and never by a name.
+        geometry: ``torch`` (PyTorch's resize and padding) or ``deeplab`` (TensorFlow DeepLab's: bilinear resizes
+            with ``align_corners=True``, "SAME" padding in strided convs; see ``geometry.py``). The evaluator's
+            multi-scale resizes follow the model's ``align_corners``.
     """
 
-    def __init__(self, encoder: Encoder, head: Callable[..., nn.Module]) -> None:
+    def __init__(self, encoder: Encoder, head: Callable[..., nn.Module], geometry: str = "torch") -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head(in_channels=encoder.out_channels, output_stride=encoder.output_stride)
+        self.geometry = check_geometry(geometry)
+        self.align_corners = geometry == "deeplab"
+        if geometry == "deeplab":
+            use_same_padding(self)
 
     @property
     def output_stride(self) -> int:
@@ -43,9 +51,16 @@ class DeepLabV3(nn.Module):
         self.head.set_output_stride(output_stride)
         return self
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits at the feature resolution (input size / output stride), before the upsampling."""
+        return self.head(self.encoder(x))
+
+    def upsample(self, logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        """Bilinear resize of logits to ``size`` under the model's geometry."""
+        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.encoder(x))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.upsample(self.logits(x), x.shape[-2:])
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from torch import nn
 
 from deeplab_mobile.data import Normalize, pad_collate
 from deeplab_mobile.engine.evaluator import Protocol, evaluate, predict_probs, run_protocol
+from deeplab_mobile.models import build_model
 
 C = 5  # classes 0..4; class 4 never occurs in ground truth or prediction
 
@@ -100,6 +101,34 @@ def test_scales_are_averaged_at_the_input_size():
     want = (small.softmax(1) + conv(x).softmax(1)) / 2
     torch.testing.assert_close(got, want)
     assert got.shape == (1, 4, 8, 12)
+
+
+def test_multi_scale_runs_deeplabs_sizes_and_resizes():
+    """DeepLab's ``predict_labels_multi_scale`` on a 65-pixel input at OS8, with sizes written out by hand: scale
+    0.5 -> 33 pixels (logits 5x5), 0.75 -> 49 (7x7), 1.25 -> 81 (11x11); logits resized to the logits grid of
+    max(1, s) (9x9 below scale 1, 11x11 above), then to 65, every resize with align_corners=True."""
+    torch.manual_seed(0)
+    model = build_model(width=0.35, head="no_aspp", output_stride=8, geometry="deeplab").eval()
+    seen = []
+    logits = model.logits
+    model.logits = lambda v: seen.append(tuple(v.shape[-2:])) or logits(v)
+    x = torch.randn(1, 3, 65, 65)
+    got = predict_probs(model, x, scales=(0.5, 0.75, 1.25), flip=True)
+    assert seen == [(33, 33), (33, 33), (49, 49), (49, 49), (81, 81), (81, 81)]
+
+    def resize(t, n):
+        return F.interpolate(t, size=(n, n), mode="bilinear", align_corners=True)
+
+    want = 0
+    with torch.no_grad():
+        for size, feat, grid in ((33, 5, 9), (49, 7, 9), (81, 11, 11)):
+            xs = resize(x, size)
+            for flip in (False, True):
+                out = logits(xs.flip(-1) if flip else xs)
+                assert out.shape[-1] == feat
+                out = resize(out, grid)
+                want = want + resize(out.flip(-1) if flip else out, 65).softmax(1)
+    torch.testing.assert_close(got, want / 6)
 
 
 class StrideMarked(nn.Module):

@@ -1,0 +1,125 @@
+"""Whole-model files: a network's weights together with what it needs to run them as trained.
+
+A model file (``scripts/convert_weights.py`` writes them from DeepLab's official checkpoints) is a ``torch.save``d
+dict that ``torch.load(..., weights_only=True)`` reads:
+
+- ``format`` / ``version``: ``deeplab-mobile/model``, 1;
+- ``config``: the ``build_model`` arguments (encoder, head, width, tap, output stride, class count, BatchNorm
+  setting, geometry);
+- ``mean`` / ``std``: the input normalisation on a 0-1 pixel scale (DeepLab's ``(x - 127.5) / 127.5`` is 0.5 / 0.5);
+- ``classes``: the class names; ``source``: where the weights came from;
+- ``state_dict``: every weight of the model.
+
+``weights=FILE`` (train, eval, export, predict) loads one; ``encoder_weights`` stays the ImageNet encoder only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import build_model
+from .segmentor import DeepLabV3
+from .weights import WeightsError
+
+FORMAT = "deeplab-mobile/model"
+VERSION = 1
+CONFIG_KEYS = ("encoder", "head", "output_stride", "width", "tap", "num_classes", "bn", "geometry")
+
+
+@dataclass
+class ModelFile:
+    """The content of a model file except its weights."""
+
+    config: dict
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    classes: tuple[str, ...]
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def build(self, output_stride: int | None = None) -> DeepLabV3:
+        """The network the file describes (random weights), at ``output_stride`` or the file's own."""
+        config = dict(self.config)
+        if output_stride is not None:
+            config["output_stride"] = int(output_stride)
+        model = build_model(**config)
+        model.encoder.mean, model.encoder.std = tuple(self.mean), tuple(self.std)
+        return model
+
+
+def save_model_file(path: str | Path, model: DeepLabV3, info: ModelFile) -> Path:
+    """Write ``model``'s weights and ``info`` to ``path`` atomically (a temporary file renamed into place): an
+    interrupted write leaves no file, never half of one."""
+    path = Path(path)
+    missing = [k for k in CONFIG_KEYS if k not in info.config]
+    if missing:
+        raise ValueError(f"model file config lacks {missing}")
+    if len(info.classes) != info.config["num_classes"]:
+        raise ValueError(f"{len(info.classes)} class names for {info.config['num_classes']} classes")
+    payload = {
+        "format": FORMAT, "version": VERSION, "config": dict(info.config), "mean": list(info.mean),
+        "std": list(info.std), "classes": list(info.classes), "source": info.source, "extra": dict(info.extra),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_model_file(path: str | Path) -> tuple[ModelFile, dict[str, torch.Tensor]]:
+    """The file's description and state dict; a ``WeightsError`` naming the file for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: model file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means the same thing to the user
+        raise WeightsError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+        hint = (
+            " (a training checkpoint? pass its run folder instead)"
+            if isinstance(obj, Mapping) and "model" in obj
+            else ""
+        )
+        raise WeightsError(
+            f"{path}: not a deeplab-mobile model file{hint}; convert official checkpoints with "
+            "scripts/convert_weights.py"
+        )
+    if obj.get("version") != VERSION:
+        raise WeightsError(f"{path}: model file version {obj.get('version')!r}; this code reads version {VERSION}")
+    config = dict(obj.get("config") or {})
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    if missing:
+        raise WeightsError(f"{path}: model file config lacks {missing}")
+    info = ModelFile(
+        config=config, mean=tuple(obj["mean"]), std=tuple(obj["std"]), classes=tuple(obj["classes"]),
+        source=str(obj.get("source", "")), extra=dict(obj.get("extra") or {}),
+    )  # fmt: skip
+    return info, obj["state_dict"]
+
+
+def load_model_file(path: str | Path, output_stride: int | None = None) -> tuple[DeepLabV3, ModelFile]:
+    """The model a model file holds, with its weights, at ``output_stride`` (default: the file's own)."""
+    info, state = read_model_file(path)
+    try:
+        model = info.build(output_stride)
+    except ValueError as exc:
+        raise WeightsError(f"{path}: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: the weights do not fit the network the file describes ({exc})") from exc
+    return model, info
