@@ -1,6 +1,7 @@
 """Export a model to ONNX for devices (BatchNorm folded; logits or a class map), and check it with ONNX Runtime.
 
     python scripts/export.py run_dir=outputs/train/<run>                      # -> outputs/train/<run>/export/
+    python scripts/export.py weights=mnv2_voc.pt                              # a model file -> outputs/export/mnv2_voc/
     python scripts/export.py head=no_aspp os=16 dynamic=true labels=uint8     # a configuration, random weights
 
 See docs/export.md.
@@ -14,9 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from deeplab_mobile.apps import export
 
-# run_dir given: <run_dir>/export; otherwise outputs/export/<time>
+# run_dir given: <run_dir>/export; weights=FILE: outputs/export/<file name>; otherwise outputs/export/<time>
 OmegaConf.register_new_resolver(
-    "export_dir", lambda run_dir, now: f"{run_dir}/export" if run_dir else f"outputs/export/{now}", replace=True
+    "export_dir",
+    lambda run_dir, weights, now: (
+        f"{run_dir}/export" if run_dir else f"outputs/export/{Path(weights).stem if weights else now}"
+    ),
+    replace=True,
 )
 
 

@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.evaluator import Protocol
 from ..engine.run import FinalStage, SettingError, flatten
 from ..engine.schedule import two_stage_poly
 from ..models import DeepLabV3
+from ..models.pretrained import ModelFile, read_model_file
 from ..models.weights import WeightsError
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ IDENTITY = (
     "model", "os", "width", "tap", "num_classes", "encoder_weights", "data.name", "data.train_split",
     "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
     "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn", "trainer.decay_depthwise", "trainer.final_stage",
+    "weights",
 )  # fmt: skip
 
 
@@ -36,7 +39,7 @@ def build_model(model_cfg: DictConfig, weights: bool = True) -> DeepLabV3:
     checkpoint or nothing will supply the weights). A refused setting or weights file is raised as itself, not
     wrapped in Hydra's ``InstantiationException``, so the apps can report it in one line."""
     cfg = model_cfg.copy()
-    if not weights:
+    if not weights and OmegaConf.is_dict(cfg.get("encoder")):
         cfg.encoder.weights = None
     try:
         return instantiate(cfg)
@@ -47,6 +50,57 @@ def build_model(model_cfg: DictConfig, weights: bool = True) -> DeepLabV3:
         if isinstance(cause, ValueError):
             raise SettingError(str(cause)) from None
         raise
+
+
+# The network a model file (weights=FILE) decides: these keys given with it on the command line are refused.
+MODEL_FILE_DECIDES = ("encoder", "head", "width", "tap", "bn", "geometry", "encoder_weights")
+
+
+def command_line_keys() -> set[str]:
+    """The keys given on the command line (Hydra's task overrides); none outside a Hydra app."""
+    if not HydraConfig.initialized():
+        return set()
+    keys = set()
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        keys.add(key)
+    return keys
+
+
+def adopt_model_file(cfg: DictConfig) -> tuple[ModelFile, dict] | None:
+    """With ``weights=FILE``: ``cfg.model`` becomes the file's network (``build_model`` arguments: encoder, head,
+    width, tap, BatchNorm, geometry and input normalisation, at ``cfg.os``), so that the run's config rebuilds it
+    without the file; returns the file's description and weights. Refused: a design key given with it on the
+    command line, or a class count that differs from the file's."""
+    path = OmegaConf.select(cfg, "weights", default=None)
+    if not path:
+        return None
+    info, state = read_model_file(path)
+    clash = sorted(command_line_keys() & set(MODEL_FILE_DECIDES))
+    if clash:
+        raise SettingError(f"weights={path} decides the network ({describe_file(info)}); drop {', '.join(clash)}")
+    n = int(cfg.num_classes)
+    if n != info.config["num_classes"]:
+        raise SettingError(
+            f"weights={path} has {info.config['num_classes']} classes, the data {n}: starting another class set "
+            "from a model file is not supported yet"
+        )
+    with open_dict(cfg):
+        cfg.model = OmegaConf.create({"_target_": "deeplab_mobile.models.build_model", **info.build_args(cfg.os)})
+    return info, state
+
+
+def describe_file(info: ModelFile) -> str:
+    c = info.config
+    return f"MobileNetV2 x{c['width']:g}, {c['head']}, {c['num_classes']} classes, {c['geometry']} geometry"
+
+
+def load_weights(model: DeepLabV3, state: dict, path: str | Path) -> DeepLabV3:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: the weights do not fit the network the file describes ({exc})") from exc
+    return model
 
 
 def class_names(cfg: DictConfig) -> tuple[str, ...]:

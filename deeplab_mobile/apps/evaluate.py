@@ -1,10 +1,13 @@
-"""The evaluation app: a training run folder's checkpoint on a split of its data, single scale and MF + flip, each
-at its own output stride (``scripts/eval.py`` is its command line; docs/evaluation.md).
+"""The evaluation app: a training run folder's checkpoint on a split of its data, or a model file (``weights=FILE``,
+e.g. DeepLab's official checkpoint converted) on ``data``, single scale and MF + flip, each at its own output stride
+(``scripts/eval.py`` is its command line; docs/evaluation.md, docs/model_zoo.md).
 
 The network and data come from the run's own config, and so do the evaluation's settings unless given (``eval.os``,
-``eval.mf_os``, ``eval.mf_scales``). Every evaluation is its own record, ``<run>/eval/<name>/metrics.json`` and
-``per_class_iou.csv``, named from its settings (strides, scales, flip, and the split, checkpoint and data when not
-the run's own), so the training's ``metrics.json`` and earlier evaluations are never overwritten.
+``eval.mf_os``, ``eval.mf_scales``); a model file is evaluated at its own stride, padded to 513, MF at VOC's six
+scales unless given. Every evaluation is its own record, ``<run>/eval/<name>/metrics.json`` and
+``per_class_iou.csv`` (a model file's: ``outputs/eval/<file name>/<name>/`` or under ``out_dir``), named from its
+settings (strides, scales, flip, and the split, checkpoint and data when not the run's own), so the training's
+``metrics.json`` and earlier evaluations are never overwritten.
 """
 
 from __future__ import annotations
@@ -12,35 +15,41 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..complexity import TABLE7_SIZE
 from ..data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from ..data.loader import eval_loader
+from ..data.synthetic import write_synthetic_voc
 from ..engine.checkpoint import CheckpointError
 from ..engine.distributed import cleanup, init_distributed, shard
 from ..engine.evaluator import run_protocol
 from ..engine.report import write_metrics
 from ..engine.trainer import autocast_dtype, memory_format
-from ..models import describe_model
+from ..models import DeepLabV3, describe_model
+from ..models.pretrained import load_model_file
+from ..models.weights import WeightsError
+from ..table7 import MF_SCALES
 from .common import check_protocol, class_names, final_stage, load_run, protocol
 
 log = logging.getLogger(__name__)
 
 
-def settings(cfg: DictConfig, run: DictConfig) -> DictConfig:
-    """The evaluation settings: each ``eval`` key given on the command line, else the run's own."""
+def settings(cfg: DictConfig, defaults: DictConfig) -> DictConfig:
+    """The evaluation settings: each ``eval`` key given on the command line, else the default (the run's own)."""
     merged = OmegaConf.create({})
     for key in ("os", "mf_os", "mf_scales", "flip", "mf"):
         given = OmegaConf.select(cfg, f"eval.{key}", default=None)
-        merged[key] = given if given is not None else OmegaConf.select(run, f"eval.{key}", default=None)
+        merged[key] = given if given is not None else OmegaConf.select(defaults, key, default=None)
     return merged
 
 
-def record_name(cfg: DictConfig, base: str, split: str, run: DictConfig, iteration) -> str:
-    """``base`` (the protocol's name) and what else is not the run's own: the split, the checkpoint, the data."""
-    parts = [base]
+def record_name(cfg: DictConfig, split: str, run: DictConfig, iteration) -> str:
+    """What is not the run's own (the split, the checkpoint, the data), or ``name``."""
+    parts = []
     if split != run.data.val_split:
         parts.append(f"split-{split}")
     if cfg.checkpoint:
@@ -50,48 +59,97 @@ def record_name(cfg: DictConfig, base: str, split: str, run: DictConfig, iterati
     return cfg.name or "_".join(parts)
 
 
-def evaluate_run(cfg: DictConfig) -> dict:
-    """Load the run's model and checkpoint, evaluate, write the record; returns its content (and its path)."""
-    run_dir = Path(cfg.run_dir)
-    env = init_distributed(cfg.device)
-    loaded = load_run(run_dir, cfg.checkpoint)
-    run, model = loaded.config, loaded.model
-    ev = settings(cfg, run)
-    if ev.mf and ev.mf_scales is None:
-        raise ValueError(f"{run_dir}: the run's config has no eval.mf_scales; pass eval.mf_scales=[...]")
-    proto = check_protocol(protocol(ev), model, cfg.eval)
-    model.to(env.device, memory_format=memory_format(run.trainer.channels_last))
+@dataclass
+class Subject:
+    """What an evaluation scores: a model, its classes, the data it is scored on and where its records go."""
 
-    root = cfg.data_root or run.data.root
+    model: DeepLabV3
+    classes: tuple[str, ...]
+    data: DictConfig  # root, val_split, name, generate
+    defaults: DictConfig  # the eval settings used where the command line gives none
+    pad_to: int
+    out_root: Path  # records go to <out_root>/<name>/
+    name: str  # the record's name without the protocol's part
+    info: dict  # recorded in metrics.json
+    channels_last: bool = False
+
+
+def run_subject(cfg: DictConfig) -> Subject:
+    """A training run folder's checkpoint, on the run's data unless told otherwise."""
+    run_dir = Path(cfg.run_dir)
+    loaded = load_run(run_dir, cfg.checkpoint)
+    run = loaded.config
     split = cfg.split or run.data.val_split
-    name = record_name(cfg, proto.name(model), split, run, loaded.state.get("iteration"))
-    dataset = VOCSegmentation(root, split, EvalTransform(), num_classes=run.num_classes)
-    pad_to = cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size
-    loader = eval_loader(shard(dataset, env), cfg.eval.batch_size, cfg.eval.workers, mean_pixel(model.encoder.mean),
-                         pad_to)  # fmt: skip
+    data = OmegaConf.create({"root": cfg.data_root or run.data.root, "val_split": split, "name": run.data.name,
+                             "generate": None})  # fmt: skip
     stage = final_stage(run)
+    return Subject(
+        model=loaded.model, classes=class_names(run), data=data, defaults=run.get("eval") or OmegaConf.create({}),
+        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size, out_root=run_dir / "eval",
+        name=record_name(cfg, split, run, loaded.state.get("iteration")),
+        info={"final_os": stage.record() if stage else None, "iteration": loaded.state.get("iteration"),
+              "checkpoint": str(loaded.checkpoint)},
+        channels_last=bool(run.trainer.channels_last),
+    )  # fmt: skip
+
+
+def file_subject(cfg: DictConfig) -> Subject:
+    """A model file (``weights=FILE``) on the composed ``data``: at the file's output stride unless ``eval.os``,
+    padded to DeepLab's 513 unless ``eval.pad_to``, MF at VOC's six scales unless ``eval.mf_scales``."""
+    model, info = load_model_file(cfg.weights)
+    data = cfg.data.copy()
+    with open_dict(data):
+        data.root = cfg.data_root or data.root
+        data.val_split = cfg.split or data.val_split
+    if data.get("generate"):
+        write_synthetic_voc(**data.generate, progress=cfg.progress)
+    out_root = Path(cfg.out_dir) if cfg.out_dir else Path("outputs/eval") / Path(cfg.weights).stem
+    return Subject(
+        model=model, classes=info.classes, data=data, defaults=OmegaConf.create({"mf": True, "mf_scales": MF_SCALES}),
+        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else TABLE7_SIZE, out_root=out_root,
+        name=cfg.name or f"{data.name}-{data.val_split}", info={"weights": str(cfg.weights), "source": info.source},
+    )  # fmt: skip
+
+
+def evaluate_run(cfg: DictConfig) -> dict:
+    """Load the run's model and checkpoint (or the model file), evaluate, write the record; returns its content
+    (and its path)."""
+    if bool(cfg.get("run_dir")) == bool(cfg.get("weights")):
+        raise ValueError("give one of run_dir=<training run folder> or weights=<model file>")
+    env = init_distributed(cfg.device)
+    subject = run_subject(cfg) if cfg.get("run_dir") else file_subject(cfg)
+    model, data = subject.model, subject.data
+    ev = settings(cfg, subject.defaults)
+    if ev.mf and ev.mf_scales is None:
+        raise ValueError(f"{cfg.run_dir}: the run's config has no eval.mf_scales; pass eval.mf_scales=[...]")
+    proto = check_protocol(protocol(ev), model, cfg.eval)
+    model.to(env.device, memory_format=memory_format(subject.channels_last))
+
+    name = subject.name if cfg.name else "_".join(p for p in (proto.name(model), subject.name) if p)
+    num_classes = len(subject.classes)
+    dataset = VOCSegmentation(data.root, data.val_split, EvalTransform(), num_classes=num_classes)
+    loader = eval_loader(shard(dataset, env), cfg.eval.batch_size, cfg.eval.workers, mean_pixel(model.encoder.mean),
+                         subject.pad_to)  # fmt: skip
     normalize = Normalize(model.encoder.mean, model.encoder.std).to(env.device)
     results, record = run_protocol(
-        model, normalize, loader, run.num_classes, proto, device=env.device,
+        model, normalize, loader, num_classes, proto, device=env.device,
         autocast_dtype=autocast_dtype(cfg.amp, env.device), env=env, progress=env.main and cfg.progress,
     )  # fmt: skip
-    record["eval"]["pad_to"] = pad_to
+    record["eval"]["pad_to"] = subject.pad_to
     metrics = {
-        **describe_model(model),  # its "os" is the stride the checkpoint ended training at
+        **describe_model(model),  # its "os" is the stride the checkpoint ended training at (a file's own stride)
         **record,
-        "final_os": stage.record() if stage else None,
+        **subject.info,
         "name": name,
-        "iteration": loaded.state.get("iteration"),
-        "checkpoint": str(loaded.checkpoint),
-        "data_root": str(root),
-        "split": split,
+        "data_root": str(data.root),
+        "split": data.val_split,
     }
-    out_dir = run_dir / "eval" / name
+    out_dir = subject.out_root / name
     if env.main:
-        path = write_metrics(out_dir, results, class_names(run), metrics)
+        path = write_metrics(out_dir, results, subject.classes, metrics)
         strides = {"ss": record["eval"]["os"], "mf": record["eval"].get("mf_os")}
         for mode, r in results.items():
-            print(f"{split} {mode} (OS{strides[mode]}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
+            print(f"{data.val_split} {mode} (OS{strides[mode]}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
         print(f"Params {metrics['params'] / 1e6:.3f}M  MAdds {metrics['madds'] / 1e9:.2f}B  -> {path}")
     cleanup(env)
     return {**metrics, **results, "record": str(out_dir)}
@@ -101,6 +159,6 @@ def main(cfg: DictConfig) -> None:
     """``scripts/eval.py``: a problem with the folder, checkpoint, data or a setting ends with its message."""
     try:
         evaluate_run(cfg)
-    except (FileNotFoundError, DatasetError, CheckpointError, ValueError) as exc:
+    except (FileNotFoundError, DatasetError, CheckpointError, WeightsError, ValueError) as exc:
         log.error("%s", exc)
         sys.exit(1)

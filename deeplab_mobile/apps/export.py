@@ -1,5 +1,6 @@
-"""The export app: a run folder's model (or a configuration's, with random weights) to ONNX for devices, checked
-against PyTorch with ONNX Runtime (``scripts/export.py`` is its command line; docs/export.md).
+"""The export app: a run folder's model, a model file's (``weights=FILE``) or a configuration's (random weights) to
+ONNX for devices, checked against PyTorch with ONNX Runtime (``scripts/export.py`` is its command line;
+docs/export.md).
 
 The input is the normalised image (N, 3, H, W) float32 (the encoder's mean/std, as in training). Written: the
 .onnx file and export.json (settings, input/output, file size, and the parity of ONNX Runtime against PyTorch:
@@ -17,10 +18,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.voc import CLASSES as VOC_CLASSES
 from ..deploy import export_onnx
 from ..engine.checkpoint import CheckpointError
 from ..models import describe_model
-from .common import build_model, load_run
+from ..models.pretrained import load_model_file
+from ..models.weights import WeightsError
+from .common import build_model, class_names, load_run
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +60,15 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         model = loaded.model
         source = {"run_dir": str(cfg.run_dir), "checkpoint": str(loaded.checkpoint),
                   "iteration": loaded.state.get("iteration")}  # fmt: skip
+        classes = class_names(loaded.config)
+    elif cfg.weights:
+        model, file_info = load_model_file(cfg.weights, output_stride=cfg.os)
+        source = {"weights": str(cfg.weights), "source": file_info.source}
+        classes = file_info.classes
     else:
         model = build_model(cfg.model)
         source = {"config": OmegaConf.to_container(cfg.model.encoder, resolve=True), "weights": cfg.encoder_weights}
+        classes = VOC_CLASSES if model.head.num_classes == len(VOC_CLASSES) else None
     model.eval()
     size = tuple(cfg.size)
     path = export_onnx(model, out_dir / cfg.name, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset)
@@ -80,6 +90,7 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         },  # fmt: skip
         "output": {"name": "labels" if cfg.labels else "logits", "dtype": cfg.labels or "float32"},
         "parity": checks,
+        "classes": list(classes) if classes else None,
     }
     (out_dir / "export.json").write_text(json.dumps(info, indent=2))
     for c in checks:
@@ -92,6 +103,6 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
 def main(cfg: DictConfig, out_dir: Path) -> None:
     try:
         export(cfg, out_dir)
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
+    except (FileNotFoundError, CheckpointError, WeightsError, ValueError) as exc:
         log.error("%s", exc)
         sys.exit(1)

@@ -29,12 +29,15 @@ from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dty
 from ..models import describe_model, output_stride
 from ..models.weights import WeightsError
 from .common import (
+    adopt_model_file,
     build_model,
     build_scheduler,
     check_protocol,
     class_names,
+    describe_file,
     final_stage,
     identity,
+    load_weights,
     protocol,
     share_machine,
 )  # fmt: skip
@@ -104,11 +107,16 @@ class TrainingRun:
         self.stage = final_stage(cfg)
         self.names = class_names(cfg)
         check_batch(cfg, env)
+        self.model_file = adopt_model_file(cfg)  # weights=FILE: the file's network, its weights below
         # a resume takes every weight from its checkpoint
         self.model = build_model(cfg.model, weights=not self.resuming)
+        if self.model_file and not self.resuming:
+            load_weights(self.model, self.model_file[1], cfg.weights)
+            if env.main:
+                log.info("weights=%s: %s, every weight from the file", cfg.weights, describe_file(self.model_file[0]))
         weights = OmegaConf.select(cfg, "model.encoder.weights", default=None)
         note = OmegaConf.select(cfg, "data.random_init_cost", default=None)
-        if note and not self.resuming and weights in (None, "random") and env.main:
+        if note and not self.resuming and not self.model_file and weights in (None, "random") and env.main:
             log.warning("encoder_weights=%s: %s", weights, note)
         self.protocol = check_protocol(protocol(cfg.eval), self.model, cfg.eval)
         self.normalize = Normalize(self.model.encoder.mean, self.model.encoder.std)
@@ -173,7 +181,8 @@ class TrainingRun:
             check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
             log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
         saved_config = self.out_dir / ".hydra" / "config.yaml"
-        if self.env.main and not saved_config.is_file():  # Hydra writes it; a direct call of train() gets one too
+        # Hydra writes it; a direct call of train() gets one too; with weights=FILE it records the file's network
+        if self.env.main and (not saved_config.is_file() or self.model_file):
             saved_config.parent.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, saved_config)
 

@@ -35,12 +35,21 @@ def _activation_of(bn: nn.BatchNorm2d) -> nn.Module | None:
     raise TypeError(f"cannot fold {type(bn).__name__}: unknown BatchNorm subclass")
 
 
+class ConvLeafTracer(fx.Tracer):
+    """``torch.fx``'s tracer, with every ``Conv2d`` subclass kept as one module (``SameConv2d`` computes its padding
+    from the input's size, which a symbolic trace cannot; it is still one linear conv to fold into)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, module_qualified_name)
+
+
 def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
     """A copy of ``model`` (put in eval mode) with every conv -> BN pair folded; returns an ``fx.GraphModule`` that
     computes the same function in inference. BN layers that follow something other than a lone conv are kept."""
     model = copy.deepcopy(model).eval()
     try:
-        traced = fx.symbolic_trace(model)
+        tracer = ConvLeafTracer()
+        traced = fx.GraphModule(model, tracer.trace(model))
     except fx.proxy.TraceError as exc:  # data-dependent Python control flow in forward()
         raise ValueError(f"{type(model).__name__} cannot be traced to fold its BatchNorm ({exc})") from exc
     modules = dict(traced.named_modules())
@@ -51,7 +60,7 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
         if not (isinstance(src, fx.Node) and src.op == "call_module" and len(src.users) == 1):
             continue
         conv, bn = modules[src.target], modules[node.target]
-        if type(conv) is not nn.Conv2d or not bn.track_running_stats:
+        if not isinstance(conv, nn.Conv2d) or not bn.track_running_stats:
             continue
         after = _activation_of(bn)
         fused = fuse_conv_bn_eval(conv, bn)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
-from ..data.voc import PALETTE
+# torch.utils.tensorboard reaches ``tensorboard.compat.tf``, which imports TensorFlow whenever it is installed (the
+# ``convert`` extra installs it to read the model zoo's checkpoints); TensorFlow's runtime loaded into a training
+# process crashes it. TensorBoard's own switch for its TensorFlow-free stub is the presence of this module.
+sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from torch.utils.tensorboard.summary import hparams  # noqa: E402
+
+from ..data.voc import PALETTE  # noqa: E402
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:

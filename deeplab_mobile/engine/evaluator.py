@@ -58,6 +58,15 @@ def predict_probs(
     return total / (len(scales) * (2 if flip else 1))
 
 
+def mean_padded(x: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """The normalised batch with each image's padding (beyond its ``sizes`` row) set to 0, the exact mean pixel:
+    DeepLab pads with 127.5 before normalising, which a uint8 batch can only round (in place; returns ``x``)."""
+    for i, (h, w) in enumerate(sizes.tolist()):
+        x[i, :, h:, :] = 0
+        x[i, :, :, w:] = 0
+    return x
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -90,7 +99,7 @@ def evaluate(
     for images, masks, sizes in tqdm(loader, desc=desc, leave=False, disable=not progress):
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with amp:
-            probs = predict_probs(model, normalize(images), scales, flip)
+            probs = predict_probs(model, mean_padded(normalize(images), sizes), scales, flip)
         pred = probs.argmax(1)
         conf += confusion_matrix(pred, masks, num_classes, ignore_index)
         for i in range(min(keep - len(examples), len(images))):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -23,14 +24,22 @@ def build_model(
     separable: bool = False,
     bn: str = "torch",
     geometry: str = "torch",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DeepLabV3:
-    """Build a DeepLabv3 model by names (the Hydra configs in ``conf/`` build the same classes)."""
+    """Build a DeepLabv3 model by names (the Hydra configs in ``conf/`` build the same classes). ``mean``/``std``
+    replace the encoder's input normalisation (0-1 pixel scale) for weights trained with another one (DeepLab's
+    official checkpoints: 0.5 / 0.5)."""
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
     enc = ENCODERS[encoder](width=width, output_stride=output_stride, tap=tap, weights=encoder_weights, bn=bn)
     make_head = partial(DeepLabHead, num_classes=num_classes, aspp=HEADS[head], separable=separable, bn=bn)
+    if mean is not None or std is not None:
+        if mean is None or std is None or len(mean) != 3 or len(std) != 3:
+            raise ValueError(f"mean and std are given together, 3 values each; got mean={mean}, std={std}")
+        enc.mean, enc.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     return DeepLabV3(enc, make_head, geometry=geometry)
 
 

@@ -50,7 +50,9 @@ class SameConv2d(nn.Conv2d):
         for size, k, s, d in zip(sizes, self.kernel_size[::-1], self.stride[::-1], self.dilation[::-1], strict=True):
             if k < s:
                 raise ValueError(f"{self}: a kernel smaller than its stride has no 'SAME' padding rule here")
-            out = -(-size // s)  # ceil(size / s), on integers so that it traces with symbolic sizes
+            # ceil(size / s) on non-negative integers: it traces with symbolic sizes, and the exported graph's
+            # integer division (which truncates towards zero in ONNX Runtime) agrees with Python's floor division
+            out = (size + s - 1) // s
             total = (out - 1) * s + (k - 1) * d + 1 - size  # >= 0 because k >= s
             pads += [total // 2, total - total // 2]
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)

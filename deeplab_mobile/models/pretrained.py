@@ -45,12 +45,14 @@ class ModelFile:
 
     def build(self, output_stride: int | None = None) -> DeepLabV3:
         """The network the file describes (random weights), at ``output_stride`` or the file's own."""
+        return build_model(**self.build_args(output_stride))
+
+    def build_args(self, output_stride: int | None = None) -> dict:
+        """``build_model``'s arguments for the network the file describes (a run's config records them)."""
         config = dict(self.config)
         if output_stride is not None:
             config["output_stride"] = int(output_stride)
-        model = build_model(**config)
-        model.encoder.mean, model.encoder.std = tuple(self.mean), tuple(self.std)
-        return model
+        return {**config, "mean": list(self.mean), "std": list(self.std)}
 
 
 def save_model_file(path: str | Path, model: DeepLabV3, info: ModelFile) -> Path:

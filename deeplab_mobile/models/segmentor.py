@@ -57,7 +57,7 @@ class DeepLabV3(nn.Module):
 
     def upsample(self, logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """Bilinear resize of logits to ``size`` under the model's geometry."""
-        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.upsample(self.logits(x), x.shape[-2:])

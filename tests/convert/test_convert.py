@@ -3,6 +3,7 @@ transformers' ``MobileNetV2ForSemanticSegmentation`` (TensorFlow padding on, ran
 statistics). Its weights are written in each source format the model zoo uses, with the real variable names and
 layouts (spelled out here, not taken from the converter), converted, and the logits compared."""
 
+import json
 import os
 import subprocess
 import sys
@@ -164,6 +165,17 @@ def test_huggingface_weights_convert_to_the_same_network(reference, tmp_path):
     assert info.classes == CLASSES
     assert info.mean == info.std == (0.5, 0.5, 0.5)  # (x - 127.5) / 127.5
     assert_matches_reference(out, reference)
+
+
+def test_a_hugging_face_folder_with_pytorch_model_bin_and_its_class_names(reference, tmp_path):
+    folder = tmp_path / "deeplabv3_mobilenet_v2_1.0_513"
+    folder.mkdir()
+    torch.save(reference["state"], folder / "pytorch_model.bin")
+    names = [f"class_{i}" for i in range(21)]
+    (folder / "config.json").write_text(json.dumps({"id2label": {str(i): n for i, n in enumerate(names)}}))
+    info = convert_checkpoint(folder, tmp_path / "from_bin.pt")
+    assert info.classes == tuple(names) and info.source == "huggingface: deeplabv3_mobilenet_v2_1.0_513"
+    assert_matches_reference(tmp_path / "from_bin.pt", reference)
 
 
 def test_tensorflow_padding_and_resizes_are_tensorflows(reference, tmp_path):

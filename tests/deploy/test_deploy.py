@@ -23,9 +23,10 @@ from deeplab_mobile.deploy.peak import peak_activation_bytes
 from deeplab_mobile.models import build_model
 
 
-def model(encoder="mobilenet_v2", head="no_aspp", os_=16, width=0.35, seed=0):
+def model(encoder="mobilenet_v2", head="no_aspp", os_=16, width=0.35, seed=0, geometry="torch"):
     torch.manual_seed(seed)
-    return randomize_batchnorm(build_model(encoder, head, os_, width=width), torch.Generator().manual_seed(seed)).eval()
+    net = build_model(encoder, head, os_, width=width, geometry=geometry)
+    return randomize_batchnorm(net, torch.Generator().manual_seed(seed)).eval()
 
 
 @pytest.mark.parametrize(
@@ -78,15 +79,17 @@ def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("head", ["aspp", "no_aspp"])
-def test_onnx_parity_dynamic_sizes(tmp_path, head):
-    net = model(head=head)
+@pytest.mark.parametrize("head, geometry", [("aspp", "torch"), ("no_aspp", "deeplab")])
+def test_onnx_parity_dynamic_sizes(tmp_path, head, geometry):
+    """Also under DeepLab's geometry, whose strided convs pad by the input's size ("SAME"): the even size checks
+    that the padding follows the size at run time and was not frozen at the export size."""
+    net = model(head=head, geometry=geometry)
     path = export_onnx(net, tmp_path / "m.onnx", (65, 65), dynamic=True)
     graph = onnx.load(str(path))
     assert graph.opset_import[0].version >= 17
     assert not any(n.op_type == "BatchNormalization" for n in graph.graph.node)  # folded
     s = session(path)
-    for h, w in [(65, 65), (97, 129)]:
+    for h, w in [(65, 65), (97, 129), (96, 66)]:
         x = torch.randn(1, 3, h, w)
         with torch.no_grad():
             ref = net(x).numpy()

@@ -1,0 +1,123 @@
+"""The predict app: segment images, a folder or a glob with a model file, a training run folder or an exported ONNX
+file (``scripts/predict.py`` is its command line; docs/predict.md).
+
+For each image ``<name>.png`` (palette PNG: class indices in VOC's colours) and ``<name>_overlay.jpg`` (the image
+blended with the colours, a legend of the classes present) go to the output folder, with ``predictions.json``:
+the settings, each image's classes (pixel fractions) and the images that could not be read. An unreadable image
+is named and skipped; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..data import DatasetError
+from ..data.voc import read_image
+from ..models.weights import WeightsError
+from ..predict import MAX_SIZE, PAD_TO, Segmenter
+from ..table7 import MF_SCALES
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs, in the order given, each once."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif any(ch in item for ch in "*?["):
+            found += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            found.append(path)  # a missing file is reported with the unreadable ones
+    seen, unique = set(), []
+    for p in found:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    return unique
+
+
+def output_names(images: list[Path]) -> dict[Path, str]:
+    """Each image's output stem: its own, or with its parent folder's name where two images share one."""
+    stems = [p.stem for p in images]
+    return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}_{p.stem}") for p in images}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="predict.py", description="Segment images with a trained or official model.")
+    parser.add_argument("inputs", nargs="+", help="image files, folders or globs ('photos/*.jpg')")
+    what = "a model file (scripts/convert_weights.py), a training run folder or an exported .onnx"
+    parser.add_argument("--weights", required=True, help=what)
+    parser.add_argument("--out", default=None, help="output folder (default outputs/predict/<time>)")
+    parser.add_argument("--mf", action="store_true", help="multi-scale + left-right flip (DeepLab's MF)")
+    parser.add_argument("--scales", type=float, nargs="+", default=list(MF_SCALES), help="MF scales")
+    parser.add_argument("--no-flip", action="store_true", help="MF without the flipped pass")
+    parser.add_argument(
+        "--os", type=int, default=None, choices=(8, 16, 32), help="output stride (default: the model's)"
+    )
+    parser.add_argument("--max-size", type=int, default=MAX_SIZE, help="scale longer sides down to this (0: never)")
+    parser.add_argument("--pad-to", type=int, default=PAD_TO, help="pad smaller images to this square, as evaluation")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        segmenter = Segmenter.from_pretrained(args.weights, device=args.device, output_stride=args.os)
+    except (WeightsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    images = find_images(args.inputs)
+    if not images:
+        print(f"error: no images in {' '.join(args.inputs)}", file=sys.stderr)
+        return 1
+    out = Path(args.out or f"outputs/predict/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    scales, flip = (tuple(args.scales), not args.no_flip) if args.mf else ((1.0,), False)
+    names = output_names(images)
+    record = {
+        "weights": str(args.weights), "mf": args.mf, "scales": list(scales), "flip": flip, "max_size": args.max_size,
+        "pad_to": args.pad_to, "classes": list(segmenter.classes), "images": [], "errors": [],
+    }  # fmt: skip
+    for path in tqdm(images, desc="predict", disable=args.no_progress):
+        try:
+            image = read_image(path)
+        except DatasetError as exc:
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+            record["errors"].append({"image": str(path), "error": str(exc)})
+            continue
+        try:
+            labels = segmenter.predict(image, scales=scales, flip=flip, max_size=args.max_size or None,
+                                       pad_to=args.pad_to)  # fmt: skip
+        except ValueError as exc:  # a setting the model cannot run (e.g. MF on a static ONNX export): stop here
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 1
+        stem = names[path]
+        segmenter.colorize(labels).save(out / f"{stem}.png")
+        if not args.no_overlay:
+            overlay = segmenter.overlay(image, labels)
+            cv2.imwrite(str(out / f"{stem}_overlay.jpg"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        counts = np.bincount(labels.ravel(), minlength=len(segmenter.classes))
+        present = {segmenter.classes[c]: round(float(n) / labels.size, 5) for c, n in enumerate(counts) if n}
+        record["images"].append({"image": str(path), "mask": f"{stem}.png", "classes": present})
+    (out / "predictions.json").write_text(json.dumps(record, indent=2))
+    print(f"{len(record['images'])} of {len(images)} images segmented -> {out}")
+    if record["errors"]:
+        print(f"{len(record['errors'])} could not be read: " + ", ".join(e["image"] for e in record["errors"]),
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0

@@ -1,0 +1,179 @@
+"""Segment anyone's images: ``Segmenter.from_pretrained(path).predict(image)``.
+
+``path`` is a model file (DeepLab's official checkpoint converted by ``scripts/convert_weights.py``), a training run
+folder, or an exported ONNX file (with the ``export.json`` written beside it). An image goes through the evaluation's
+geometry: a side longer than ``max_size`` (DeepLab's 513) is scaled down, the image is padded bottom/right with the
+mean pixel to at least ``pad_to`` x ``pad_to`` (513, as DeepLab evaluates VOC), single scale or multi-scale + flip
+probabilities are averaged (``engine.evaluator.predict_probs``), and the result is cropped and resized back to the
+image before the argmax.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .data import Normalize
+from .data.transforms import mean_pixel, pad_bottom_right
+from .data.voc import CLASSES as VOC_CLASSES
+from .data.voc import PALETTE
+from .engine.evaluator import mean_padded, predict_probs
+
+MAX_SIZE = 513  # DeepLab's demo scales an image's long side to this; VOC images are at most 500 pixels
+PAD_TO = 513
+
+
+class OnnxModel(nn.Module):
+    """An exported model run by ONNX Runtime, as a module the evaluator's ``predict_probs`` can call (it returns
+    logits at the input size, so the evaluator resizes from them)."""
+
+    def __init__(self, path: str | Path, info: dict) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.align_corners = info.get("geometry") == "deeplab"
+        self.labels = info.get("output", {}).get("name") == "labels"
+        shape = info.get("input", {}).get("shape", ["N", 3, "H", "W"])
+        self.static = tuple(shape[2:]) if all(isinstance(v, int) for v in shape[2:]) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.static and tuple(x.shape[-2:]) != self.static:
+            raise ValueError(
+                f"{self.path}: exported for {self.static[0]}x{self.static[1]} inputs only, got "
+                f"{x.shape[-2]}x{x.shape[-1]} (export with dynamic=true to segment other sizes or multi-scale)"
+            )
+        (out,) = self.session.run(None, {"image": x.detach().cpu().numpy().astype(np.float32)})
+        return torch.from_numpy(out)
+
+
+class Segmenter:
+    """A model with what it needs to segment an RGB uint8 image: its normalisation, class names and colours."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device = "cpu",
+        palette: np.ndarray = PALETTE,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval() if not isinstance(model, OnnxModel) else model
+        self.classes = tuple(classes)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.normalize = Normalize(mean, std).to(self.device)
+        self.palette = palette
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str = "cpu", output_stride: int | None = None) -> Segmenter:
+        """A model file (``.pt``), a training run folder, or an ``.onnx`` file with its ``export.json``."""
+        path = Path(path)
+        if path.is_dir():
+            from .apps.common import class_names, load_run  # a run folder's config is Hydra's
+
+            loaded = load_run(path)
+            model, classes = loaded.model, class_names(loaded.config)
+        elif path.suffix == ".onnx":
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: ONNX file not found")
+            meta = path.with_name("export.json")
+            if not meta.is_file():
+                raise FileNotFoundError(f"{meta}: not found; an exported model needs the export.json written with it")
+            info = json.loads(meta.read_text())
+            if output_stride is not None and output_stride != info.get("os"):
+                raise ValueError(f"{path}: exported at output stride {info.get('os')}; re-export for another")
+            model = OnnxModel(path, info)
+            classes = info.get("classes") or _default_classes(info.get("num_classes", 21))
+            return cls(model, classes, info["input"]["mean"], info["input"]["std"], "cpu")
+        else:
+            from .models.pretrained import load_model_file
+
+            model, file_info = load_model_file(path)
+            classes = file_info.classes
+        if output_stride is not None:
+            model.set_output_stride(output_stride)
+        return cls(model, classes, model.encoder.mean, model.encoder.std, device)
+
+    @torch.no_grad()
+    def predict_probs(
+        self,
+        image: np.ndarray,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        max_size: int | None = MAX_SIZE,
+        pad_to: int = PAD_TO,
+    ) -> torch.Tensor:
+        """Class probabilities (C, H, W) at the image's own size."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        if getattr(self.model, "labels", False) and (len(scales) > 1 or flip):
+            raise ValueError("this ONNX model outputs class labels: multi-scale + flip needs a logits export")
+        h, w = image.shape[:2]
+        work = image
+        if max_size and max(h, w) > max_size:
+            ratio = max_size / max(h, w)
+            work = cv2.resize(image, (round(w * ratio), round(h * ratio)), interpolation=cv2.INTER_AREA)
+        wh, ww = work.shape[:2]
+        fill = mean_pixel(self.mean)
+        padded, _ = pad_bottom_right(work, np.zeros((wh, ww), np.uint8), pad_to, pad_to, fill)
+        x = self.normalize(torch.from_numpy(np.ascontiguousarray(padded))[None].to(self.device))
+        x = mean_padded(x, torch.tensor([[wh, ww]]))
+        align = bool(getattr(self.model, "align_corners", False))
+        if getattr(self.model, "labels", False):
+            labels = self.model(x)[0, :wh, :ww].long()
+            probs = F.one_hot(labels, len(self.classes)).permute(2, 0, 1).float()
+        else:
+            probs = predict_probs(self.model, x, scales, flip)[0, :, :wh, :ww]
+        if (wh, ww) != (h, w):
+            probs = F.interpolate(probs[None], size=(h, w), mode="bilinear", align_corners=align)[0]
+        return probs
+
+    def predict(self, image: np.ndarray, **kwargs) -> np.ndarray:
+        """Class labels (H, W) uint8 at the image's own size; ``kwargs`` as ``predict_probs``."""
+        return self.predict_probs(image, **kwargs).argmax(0).to(torch.uint8).cpu().numpy()
+
+    def colorize(self, labels: np.ndarray) -> Image.Image:
+        """A palette PNG image of ``labels`` (VOC's colours; it reads back as class indices)."""
+        mask = Image.fromarray(labels.astype(np.uint8), mode="P")
+        mask.putpalette(self.palette.tobytes())
+        return mask
+
+    def overlay(self, image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The image blended with the class colours (background left as it is), with a legend of the classes
+        present along its right side; RGB uint8."""
+        colours = self.palette[labels]
+        blended = image.astype(np.float32)
+        fg = labels > 0
+        blended[fg] = (1 - alpha) * blended[fg] + alpha * colours[fg]
+        blended = blended.round().astype(np.uint8)
+        present = [int(c) for c in np.unique(labels) if c < len(self.classes)]
+        return np.concatenate([blended, self._legend(present, image.shape[0])], axis=1)
+
+    def _legend(self, present: Sequence[int], height: int) -> np.ndarray:
+        row, width = 22, 170
+        legend = np.full((max(height, row * len(present) + 8), width, 3), 255, np.uint8)
+        for i, c in enumerate(present):
+            y = 4 + i * row
+            colour = tuple(int(v) for v in self.palette[c])
+            cv2.rectangle(legend, (6, y + 3), (22, y + 17), colour, thickness=-1)
+            cv2.rectangle(legend, (6, y + 3), (22, y + 17), (0, 0, 0), thickness=1)
+            cv2.putText(legend, self.classes[c][:18], (30, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                        cv2.LINE_AA)  # fmt: skip
+        if legend.shape[0] > height:  # more classes than rows fit beside the image: scale the legend down
+            legend = cv2.resize(legend, (width * height // legend.shape[0], height), interpolation=cv2.INTER_AREA)
+        return legend
+
+
+def _default_classes(n: int) -> tuple[str, ...]:
+    return VOC_CLASSES if n == len(VOC_CLASSES) else tuple(map(str, range(n)))
