@@ -25,35 +25,11 @@ from .data import Normalize
 from .data.transforms import mean_pixel, pad_bottom_right
 from .data.voc import CLASSES as VOC_CLASSES
 from .data.voc import PALETTE
+from .deploy.onnx import OnnxSegmentor
 from .engine.evaluator import mean_padded, predict_probs
 
 MAX_SIZE = 513  # DeepLab's demo scales an image's long side to this; VOC images are at most 500 pixels
 PAD_TO = 513
-
-
-class OnnxModel(nn.Module):
-    """An exported model run by ONNX Runtime, as a module the evaluator's ``predict_probs`` can call (it returns
-    logits at the input size, so the evaluator resizes from them)."""
-
-    def __init__(self, path: str | Path, info: dict) -> None:
-        super().__init__()
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.align_corners = info.get("geometry") == "deeplab"
-        self.labels = info.get("output", {}).get("name") == "labels"
-        shape = info.get("input", {}).get("shape", ["N", 3, "H", "W"])
-        self.static = tuple(shape[2:]) if all(isinstance(v, int) for v in shape[2:]) else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.static and tuple(x.shape[-2:]) != self.static:
-            raise ValueError(
-                f"{self.path}: exported for {self.static[0]}x{self.static[1]} inputs only, got "
-                f"{x.shape[-2]}x{x.shape[-1]} (export with dynamic=true to segment other sizes or multi-scale)"
-            )
-        (out,) = self.session.run(None, {"image": x.detach().cpu().numpy().astype(np.float32)})
-        return torch.from_numpy(out)
 
 
 class Segmenter:
@@ -69,7 +45,7 @@ class Segmenter:
         palette: np.ndarray = PALETTE,
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval() if not isinstance(model, OnnxModel) else model
+        self.model = model.to(self.device).eval() if not isinstance(model, OnnxSegmentor) else model
         self.classes = tuple(classes)
         self.mean, self.std = tuple(mean), tuple(std)
         self.normalize = Normalize(mean, std).to(self.device)
@@ -93,7 +69,8 @@ class Segmenter:
             info = json.loads(meta.read_text())
             if output_stride is not None and output_stride != info.get("os"):
                 raise ValueError(f"{path}: exported at output stride {info.get('os')}; re-export for another")
-            model = OnnxModel(path, info)
+            stride = info.get("output", {}).get("stride")  # a feature-resolution export (scripts/quantize.py)
+            model = OnnxSegmentor(path, info.get("geometry", "torch"), output_stride=stride)
             classes = info.get("classes") or _default_classes(info.get("num_classes", 21))
             return cls(model, classes, info["input"]["mean"], info["input"]["std"], "cpu")
         else:

@@ -38,6 +38,7 @@ class Run:
     metrics: dict | None = None
     latency: dict | None = None
     evaluations: dict[str, dict] = field(default_factory=dict)  # record name ("train": metrics.json) -> record
+    quant: dict | None = None  # quant/quant.json: the INT8 model's scores (scripts/quantize.py)
 
 
 def _read_json(path: Path) -> tuple[dict | None, str]:
@@ -107,6 +108,7 @@ def read_run(path: Path, root: Path) -> Run:
     status, problem = _read_json(path / "status.json")
     metrics, metrics_problem = _read_json(path / "metrics.json")
     run.latency, _ = _read_json(path / "latency.json")
+    run.quant, _ = _read_json(path / "quant" / "quant.json")
     state = (status or {}).get("state")
     if state == "done" and metrics is not None and "ss" in metrics:
         run.state, run.metrics = "done", metrics

@@ -39,6 +39,7 @@ class Row:
     mf_scales: tuple[float, ...] | None = None  # of an MF row, as the evaluation recorded them
     evaluation: str = TRAIN  # the record the row's numbers come from
     split: str | None = None  # the split it evaluated
+    int8_miou: float | None = None  # the run's INT8 model on the same evaluation (quant/quant.json)
 
     @property
     def label(self) -> str:
@@ -85,11 +86,25 @@ def rows_of(run: Run, evaluations: tuple[str, ...] = (TRAIN,)) -> list[Row]:
             row.mf_scales = tuple(scales) if mf and scales else None
             row.paper = paper_row(arch, mf, row.mf_scales)
             row.evaluation, row.split = name, m.get("split")
+            row.int8_miou = int8_miou(run.quant, row, mode)
             if run.latency and not mf and arch["os"] == run.arch["os"]:  # one single-scale pass at that stride
                 row.latency_ms = run.latency.get("median_ms")
                 row.latency_device = run.latency.get("device")
             rows.append(row)
     return rows
+
+
+def int8_miou(quant: dict | None, row: Row, mode: str) -> float | None:
+    """The INT8 mIoU of the run's ``quant.json`` for this row, when it evaluated the same thing: the training's own
+    record's split, stride and (for MF) scales."""
+    if not quant or row.evaluation != TRAIN or quant.get("os") != row.arch["os"]:
+        return None
+    ev = quant.get("eval") or {}
+    if ev.get("split") != row.split or mode not in (quant.get("miou") or {}).get("int8", {}):
+        return None
+    if mode == "mf" and tuple((ev.get("mf") or {}).get("scales") or ()) != (row.mf_scales or ()):
+        return None
+    return quant["miou"]["int8"][mode]
 
 
 def order_key(row: Row):
@@ -140,7 +155,8 @@ def _paper_miou(row: Row) -> float | None:
 def columns(rows: list[Row]) -> dict[str, bool]:
     """Optional column groups present in this table (the evaluation's name where not only the trainings' own)."""
     return {"latency": any(r.latency_ms is not None for r in rows), "paper": any(r.paper for r in rows),
-            "evaluation": any(r.evaluation != TRAIN for r in rows)}  # fmt: skip
+            "evaluation": any(r.evaluation != TRAIN for r in rows),
+            "int8": any(r.int8_miou is not None for r in rows)}  # fmt: skip
 
 
 def _os_cell(arch: dict | None) -> str:
@@ -160,6 +176,8 @@ def to_cells(row: Row, cols: dict[str, bool], check: str) -> list[str]:
         row.network, _os_cell(a), check if a and a["head"] == "aspp" else "", check if row.mf else "",
         _pct(row.miou), _millions(row.params), _billions(row.madds),
     ]  # fmt: skip
+    if cols["int8"]:
+        cells.append(_pct(row.int8_miou))
     if cols["latency"]:
         cells.append("" if row.latency_ms is None else f"{row.latency_ms:.1f} ms")
     if cols["paper"]:
@@ -173,6 +191,8 @@ def to_cells(row: Row, cols: dict[str, bool], check: str) -> list[str]:
 
 def header(cols: dict[str, bool], latency_device: str | None) -> list[str]:
     head = ["Network", "OS", "ASPP", "MF", "mIoU", "Params", "MAdds"]
+    if cols["int8"]:
+        head.append("INT8 mIoU")
     if cols["latency"]:
         head.append(f"Latency ({latency_device})" if latency_device else "Latency")
     if cols["paper"]:
@@ -214,8 +234,8 @@ def to_markdown(rows: list[Row], extra_notes: list[str] = ()) -> str:
 
 CSV_FIELDS = [
     "run", "evaluation", "split", "state", "reason", "network", "encoder", "width", "tap", "os", "train_os",
-    "final_os", "aspp", "mf", "data", "miou", "params", "madds", "latency_ms", "latency_device", "paper_miou",
-    "paper_params_m", "paper_madds_b",
+    "final_os", "aspp", "mf", "data", "miou", "int8_miou", "params", "madds", "latency_ms", "latency_device",
+    "paper_miou", "paper_params_m", "paper_madds_b",
 ]  # fmt: skip
 
 
@@ -232,6 +252,7 @@ def to_csv(rows: list[Row]) -> str:
             "encoder": a.get("encoder"), "width": a.get("width"), "tap": a.get("tap"), "os": a.get("os"),
             "train_os": a.get("train_os"), "final_os": a.get("final_os"),
             "aspp": None if not a else a["head"] == "aspp", "mf": r.mf, "data": r.data, "miou": r.miou,
+            "int8_miou": r.int8_miou,
             "params": r.params, "madds": r.madds, "latency_ms": r.latency_ms, "latency_device": r.latency_device,
             "paper_miou": _paper_miou(r), "paper_params_m": r.paper.params_m if r.paper else None,
             "paper_madds_b": r.paper.madds_b if r.paper else None,

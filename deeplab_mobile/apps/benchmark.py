@@ -5,8 +5,9 @@ against their peers, at 513x513, batch 1, random weights.
     python scripts/benchmark.py --models candidate smp_deeplabv3_mnv2 --threads 1 2
     python scripts/benchmark.py --size 129 --repeats 3            # a quick look
 
-For each network and thread count: eager PyTorch (contiguous and channels_last), ONNX Runtime (BN folded), and
-torch.compile for the networks named in --compile; median and p90 over --repeats runs after --warmup. The
+For each network and thread count: eager PyTorch (contiguous and channels_last), ONNX Runtime (BN folded), its
+INT8 twin for the Table 7 networks (static QDQ, per-channel int8 weights; --no-int8 skips it), and torch.compile
+for the networks named in --compile; median and p90 over --repeats runs after --warmup. The
 machine's fp32 matmul rate is measured at each thread count: FLOPs / rate is each network's floor. Peak
 activation memory is counted per network (and with the memory-efficient inverted residual for MobileNetV2).
 On CUDA, when present: fp32 and bf16 latency and training throughput (img/s, 513 crop, batch 16).
@@ -23,6 +24,7 @@ import json
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -30,6 +32,7 @@ from tqdm import tqdm
 from ..complexity import count_madds, count_params
 from ..deploy import ChunkedInvertedResidual, export_onnx, make_memory_efficient
 from ..deploy.peak import peak_activation_bytes
+from ..deploy.quantize import quantize_model
 from ..latency import matmul_gflops, measure_latency, ort_latency, timings
 from ..table7 import CANDIDATE, build_row
 from ..table7 import NETWORKS as TABLE7_NETWORKS
@@ -86,8 +89,22 @@ def input_size(name: str, size: int) -> int:
     return size // 8 * 8 if name == "smp_deeplabv3_mnv2" else size
 
 
-def cpu_rows(names, threads_list, size_arg, warmup, repeats, compile_names, out: Path) -> tuple[list[dict], dict]:
-    """Latency rows (one per network x thread count) and the matmul rate per thread count."""
+def int8_model(path: Path, size: int) -> Path:
+    """The INT8 twin of a float export (``deploy.quantize``: QDQ, per-channel int8 weights), calibrated on random
+    normal inputs: latency and file size do not depend on the ranges found (accuracy does; scripts/quantize.py
+    measures that on real images)."""
+    out = path.with_suffix(".int8.onnx")
+    if not out.is_file():
+        rng = np.random.default_rng(0)
+        quantize_model(path, out, (rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(4)))
+    return out
+
+
+def cpu_rows(
+    names, threads_list, size_arg, warmup, repeats, compile_names, out: Path, int8: bool = True
+) -> tuple[list[dict], dict]:
+    """Latency rows (one per network x thread count) and the matmul rate per thread count; with ``int8``, the
+    Table 7 networks' INT8 ONNX Runtime latency and file size too."""
     rates, rows = {}, []
     onnx_dir = out / "onnx"
     for threads in threads_list:
@@ -107,6 +124,11 @@ def cpu_rows(names, threads_list, size_arg, warmup, repeats, compile_names, out:
                 net = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
                 export_onnx(net, path, (size, size), fold_bn=name in TABLE7_NETWORKS)
             row["onnxruntime"] = ort_latency(path, (size, size), threads, warmup, repeats)
+            row["onnx_mb"] = path.stat().st_size / 1e6
+            if int8 and name in TABLE7_NETWORKS:
+                quantized = int8_model(path, size)
+                row["onnxruntime_int8"] = ort_latency(quantized, (size, size), threads, warmup, repeats)
+                row["int8_mb"] = quantized.stat().st_size / 1e6
             if name in compile_names:
                 compiled = torch.compile(copy.deepcopy(model).to(memory_format=torch.contiguous_format))
                 row["compile"] = measure_latency(compiled, size, "cpu", warmup + 2, repeats)
@@ -191,6 +213,25 @@ def goals(cpu: list[dict], size: int) -> list[str]:
                 f"{threads} thread(s): {speedup:.2f}x faster than SMP DeepLabV3-mobilenet_v2 "
                 f"(best backends), MAdds ratio {flop_ratio:.2f}x: goal speedup >= MAdds ratio {met}"
             )
+        if CANDIDATE in by and "onnxruntime_int8" in by[CANDIDATE]:
+            c = by[CANDIDATE]
+            q, f = c["onnxruntime_int8"]["median_ms"], c["onnxruntime"]["median_ms"]
+            lines.append(
+                f"{threads} thread(s): candidate INT8 {q:.1f} ms, {f / q:.2f}x faster than its float ONNX Runtime "
+                f"model ({f:.1f} ms): goal >= 2x {'met' if f / q >= 2 else 'NOT met'}; against its fp32 matmul "
+                f"floor {c['floor_ms']:.1f} ms: goal faster {'met' if q < c['floor_ms'] else 'NOT met'}"
+            )
+            if "smp_deeplabv3_mnv2" in by:
+                smp = by["smp_deeplabv3_mnv2"]
+                speedup, ratio = smp["best_ms"] / q, smp["gflop"] / c["gflop"]
+                lines.append(
+                    f"{threads} thread(s): candidate INT8 {speedup:.2f}x faster than SMP DeepLabV3-mobilenet_v2 "
+                    f"(its best backend), MAdds ratio {ratio:.2f}x: goal {'met' if speedup >= ratio else 'NOT met'}"
+                )
+    sizes = {r["network"]: r["int8_mb"] for r in cpu if "int8_mb" in r}
+    if CANDIDATE in sizes:
+        met = "met" if sizes[CANDIDATE] <= 2.5 else "NOT met"
+        lines.append(f"candidate INT8 file {sizes[CANDIDATE]:.2f} MB: goal <= 2.5 MB at width 1.0 {met}")
     return lines
 
 
@@ -200,14 +241,18 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
 
     out = [f"Latency at {size}x{size}, batch 1, median / p90 ms; floor = FLOPs at the measured fp32 matmul rate "
            f"({', '.join(f'{t} thread(s): {r:.1f} GFLOP/s' for t, r in rates.items())}).", "",
-           "| network | threads | GFLOP | floor | eager | channels_last | ONNX Runtime | compile | best / floor |",
-           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "| network | threads | GFLOP | floor | eager | channels_last | ONNX Runtime | compile | best / floor "
+           "| ORT INT8 | ONNX MB fp32 / INT8 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in cpu:
         compiled = ms(r["compile"]) if "compile" in r else ""
         name = r["label"] + (f" ({r['size']}x{r['size']})" if r["size"] != size else "")
+        mb = f"{r['onnx_mb']:.2f}" + (f" / {r['int8_mb']:.2f}" if "int8_mb" in r else "")
         out.append(
             f"| {name} | {r['threads']} | {r['gflop']:.2f} | {r['floor_ms']:.1f} | {ms(r['eager'])} "
-            f"| {ms(r['channels_last'])} | {ms(r['onnxruntime'])} | {compiled} | {r['floor_ratio']:.2f}x |"
+            f"| {ms(r['channels_last'])} | {ms(r['onnxruntime'])} | {compiled} | {r['floor_ratio']:.2f}x "
+            f"| {ms(r['onnxruntime_int8']) if 'onnxruntime_int8' in r else ''} "
+            f"| {mb} |"
         )
     out += ["", "| network | Params | peak activations (MB) | memory-efficient blocks (MB) |", "|---|---|---|---|"]
     for m in memory:
@@ -236,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile", nargs="*", default=[CANDIDATE], help="networks also timed with torch.compile")
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA measurements")
+    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 ONNX Runtime rows")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     names = choices if "all" in args.models else [CANDIDATE if m == "candidate" else m for m in args.models]
@@ -246,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("outputs/benchmark") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
 
-    cpu, rates = cpu_rows(names, args.threads, args.size, args.warmup, args.repeats, compile_names, out)
+    cpu, rates = cpu_rows(names, args.threads, args.size, args.warmup, args.repeats, compile_names, out,
+                          not args.no_int8)  # fmt: skip
     memory = memory_rows(names, args.size)
     cuda = [] if args.no_cuda or not torch.cuda.is_available() else cuda_rows(names, args.size, args.warmup,
                                                                               args.repeats)  # fmt: skip
@@ -260,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(out / "benchmark.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["network", "threads", "gflop", "floor_ms", "eager_ms", "channels_last_ms", "onnxruntime_ms",
-                         "compile_ms", "best", "best_ms", "floor_ratio"])  # fmt: skip
+                         "compile_ms", "best", "best_ms", "floor_ratio", "onnxruntime_int8_ms", "onnx_mb",
+                         "int8_mb"])  # fmt: skip
         for r in cpu:
             writer.writerow(
                 [
@@ -275,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                     r["best"],
                     r["best_ms"],
                     r["floor_ratio"],
+                    r.get("onnxruntime_int8", {}).get("median_ms", ""),
+                    r["onnx_mb"],
+                    r.get("int8_mb", ""),
                 ]
             )
     text = markdown(cpu, rates, memory, cuda, args.size, goal_lines)

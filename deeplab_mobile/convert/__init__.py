@@ -39,6 +39,7 @@ DEEPLAB_MEAN = DEEPLAB_STD = (0.5, 0.5, 0.5)  # (x / 255 - 0.5) / 0.5 = (x - 127
 HUB_HOST = "huggingface.co"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 KINDS = ("tf-checkpoint", "frozen-graph", "huggingface")
+FILE_SUFFIXES = (".pb", ".safetensors", ".bin", ".pth", ".pt", ".index", ".gz", ".tgz", ".tar")
 # Variables of heads this converter does not build: the model zoo's MobileNetV2 VOC models have neither.
 FOREIGN_HEADS = {"aspp1": "ASPP atrous branches", "decoder": "a DeepLabv3+ decoder"}
 
@@ -134,7 +135,7 @@ def locate(src: str | Path) -> Iterator[Source]:
             yield Source("frozen-graph", path)
         elif path.is_file() and path.suffix in (".safetensors", ".bin", ".pth", ".pt"):
             yield _hf_source(path)
-        elif not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)) and not str(src).startswith("."):
+        elif not path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(src)) and path.suffix not in FILE_SUFFIXES:
             yield _download(str(src), Path(tmp))
         elif not path.exists():
             raise ConversionError(f"{path}: not found")
@@ -178,7 +179,7 @@ def read_frozen_graph(path: Path) -> dict[str, np.ndarray]:
     graph = graph_pb2.GraphDef()
     try:
         graph.ParseFromString(path.read_bytes())
-    except (DecodeError, OSError, RuntimeWarning) as exc:
+    except (DecodeError, OSError) as exc:
         raise ConversionError(f"{path}: not a readable TensorFlow GraphDef ({type(exc).__name__}: {exc})") from exc
     constants = {}
     for node in graph.node:

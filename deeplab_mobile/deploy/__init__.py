@@ -1,10 +1,10 @@
-"""The on-device path: BN folding, memory-efficient inverted residuals, ONNX export."""
+"""The on-device path: BN folding, memory-efficient inverted residuals, ONNX export and its runner, INT8."""
 
 from .fold import count_batchnorm, fold_batchnorm, randomize_batchnorm
 from .memory import ChunkedInvertedResidual, make_memory_efficient
-from .onnx import LabelMap, export_onnx, prepare_for_export
+from .onnx import LabelMap, OnnxSegmentor, export_onnx, prepare_for_export
 
 __all__ = [
-    "ChunkedInvertedResidual", "LabelMap", "count_batchnorm", "export_onnx", "fold_batchnorm",
+    "ChunkedInvertedResidual", "LabelMap", "OnnxSegmentor", "count_batchnorm", "export_onnx", "fold_batchnorm",
     "make_memory_efficient", "prepare_for_export", "randomize_batchnorm",
 ]  # fmt: skip

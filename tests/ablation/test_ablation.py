@@ -237,6 +237,24 @@ def test_a_run_ending_at_another_stride_is_a_row_at_that_stride(tmp_path):
     assert (csv_row["os"], csv_row["train_os"], csv_row["final_os"]) == ("8", "16", "8")
 
 
+def test_an_int8_column_where_a_run_was_quantized(tmp_path):
+    """quant/quant.json (scripts/quantize.py) fills an INT8 mIoU column beside the rows it evaluated the same way:
+    the training's record, its split and stride, and MF only at the same scales."""
+    metrics = {"params": 1, "madds": 2, "madds_mf": 3, "ss": {"miou": 0.5}, "mf": {"miou": 0.6}, "split": "val",
+               "eval": {"os": 16, "mf": True, "mf_scales": [1.0], "flip": True}}  # fmt: skip
+    fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp"], metrics)
+    fake_run(tmp_path / "b", ["variant=mnv2_os16_aspp"], metrics)
+    quant = {"os": 16, "eval": {"split": "val", "mf": {"scales": [0.5, 1.0]}},
+             "miou": {"float": {"ss": 0.5, "mf": 0.6}, "int8": {"ss": 0.49, "mf": 0.58}}}  # fmt: skip
+    (tmp_path / "a" / "quant").mkdir()
+    (tmp_path / "a" / "quant" / "quant.json").write_text(json.dumps(quant))
+    rows, out = report(tmp_path)
+    got = {(r["run"], r["mf"]): r["int8_miou"] for r in rows}
+    assert got == {("a", "False"): "0.49", ("a", "True"): "", ("b", "False"): "", ("b", "True"): ""}
+    table = (out / "table.md").read_text()
+    assert "| INT8 mIoU |" in table and "| 49.00 |" in table
+
+
 def test_latency_is_measured_and_reported(tmp_path):
     fake_run(
         tmp_path / "a", ["variant=mnv2_os16_no_aspp", "width=0.35"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}}

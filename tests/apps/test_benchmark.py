@@ -22,6 +22,11 @@ def test_benchmark_writes_its_tables(tmp_path):
     assert cand["floor_ms"] == pytest.approx(1000 * cand["gflop"] / rate)
     assert any("matmul floor" in g for g in result["goals"])
     assert "LR-ASPP" in (out / "benchmark.md").read_text()
+    # INT8 rows for the Table 7 networks only (the peers are timed as they are)
+    assert cand["onnxruntime_int8"]["median_ms"] > 0 and cand["int8_mb"] < 0.5 * cand["onnx_mb"]
+    assert "onnxruntime_int8" not in rows["tv_lraspp_mnv3"]
+    assert any("candidate INT8" in g and "float ONNX Runtime" in g for g in result["goals"])
+    assert any(g.startswith("candidate INT8 file") for g in result["goals"])
 
 
 def test_the_benchmark_networks_are_table7s():

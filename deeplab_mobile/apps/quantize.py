@@ -1,0 +1,204 @@
+"""The quantize app: post-training INT8 of a run folder's model, a model file's or an exported ONNX file, with its
+accuracy cost measured by the evaluator (``scripts/quantize.py`` is its command line; docs/quantize.md).
+
+1. The float model as this framework exports it (``model.onnx``: BatchNorm folded, logits, free sizes), with an
+   ``export.json`` beside it (normalisation, geometry, classes), or the given ONNX file and its ``export.json``.
+2. ``calibration.images`` training images (seeded choice) through the evaluation's geometry: each padded
+   bottom/right to ``eval.pad_to`` with the mean pixel, normalised, the padding set to the exact mean.
+3. ONNX Runtime's static quantization (``deploy.quantize``) -> ``model.int8.onnx``.
+4. The float and INT8 ONNX models scored by ``engine.evaluator.evaluate`` on the val split (single scale, and MF +
+   flip with ``eval.mf=true``), the same code that scores PyTorch models; the argmax agreement of the two on the
+   labelled pixels; file sizes; ONNX Runtime latency at 1 and 2 threads.
+5. ``quant.json`` with all of it, in ``<run>/quant/`` (a model file's or ONNX file's: ``outputs/quantize/<name>/``,
+   or ``out_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from ..complexity import TABLE7_SIZE
+from ..data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
+from ..data.loader import eval_loader
+from ..data.synthetic import write_synthetic_voc
+from ..data.transforms import pad_collate
+from ..deploy import OnnxSegmentor, export_onnx
+from ..deploy.quantize import METHODS, QuantizationError, check_float_model, quantize_model
+from ..engine.checkpoint import CheckpointError
+from ..engine.evaluator import evaluate, mean_padded, predict_probs
+from ..latency import ort_latency
+from ..models import describe_model
+from ..models.pretrained import load_model_file
+from ..models.weights import WeightsError
+from ..table7 import MF_SCALES
+from .common import class_names, load_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FloatModel:
+    """The float ONNX model to quantize, and what it takes to feed and score it."""
+
+    onnx: Path
+    meta: dict  # export.json
+    data: DictConfig  # root, train_split, val_split, name
+    pad_to: int
+    out_dir: Path
+    mf_scales: tuple[float, ...] = MF_SCALES  # the MF scales unless eval.mf_scales: a run's own, else VOC's six
+
+
+def _meta(model, classes) -> dict:
+    return {**describe_model(model), "input": {"name": "image", "shape": ["N", 3, "H", "W"], "dtype": "float32",
+            "mean": list(model.encoder.mean), "std": list(model.encoder.std)},
+            "output": {"name": "logits", "dtype": "float32", "stride": model.output_stride},
+            "classes": list(classes)}  # fmt: skip
+
+
+def float_model(cfg: DictConfig) -> FloatModel:
+    """Export the run's or the model file's network (dynamic sizes, BN folded), or take the given ONNX file."""
+    given = [k for k in ("run_dir", "weights", "onnx") if cfg.get(k)]
+    if len(given) != 1:
+        raise QuantizationError(f"give one of run_dir=, weights= or onnx= (got {given or 'none'})")
+    data = cfg.data.copy()
+    if cfg.run_dir:
+        loaded = load_run(cfg.run_dir, cfg.checkpoint)
+        run = loaded.config
+        data = run.data.copy()
+        model, classes = loaded.model, class_names(run)
+        out_dir = Path(cfg.out_dir or Path(cfg.run_dir) / "quant")
+        pad_to = cfg.eval.pad_to or run.data.crop_size
+    elif cfg.weights:
+        model, info = load_model_file(cfg.weights)
+        classes = info.classes
+        out_dir = Path(cfg.out_dir or Path("outputs/quantize") / Path(cfg.weights).stem)
+        pad_to = cfg.eval.pad_to or TABLE7_SIZE
+    else:
+        path = Path(cfg.onnx)
+        check_float_model(path)
+        meta_path = path.with_name("export.json")
+        if not meta_path.is_file():
+            raise QuantizationError(f"{meta_path}: not found; the ONNX file needs the export.json written with it")
+        meta = json.loads(meta_path.read_text())
+        out_dir = Path(cfg.out_dir or Path("outputs/quantize") / path.parent.name)
+        static = check_float_model(path)["static"]
+        pad_to = cfg.eval.pad_to or (static[0] if static else TABLE7_SIZE)
+        if static and (static[0] != static[1] or static[0] != pad_to):
+            raise QuantizationError(f"{path}: exported for {static} inputs; eval.pad_to={pad_to} cannot feed it")
+        return FloatModel(path, meta, data, int(pad_to), out_dir)
+    scales = OmegaConf.select(run, "eval.mf_scales", default=None) if cfg.run_dir else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = export_onnx(model.eval(), out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
+    meta = _meta(model, classes)
+    (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
+    return FloatModel(path, meta, data, int(pad_to), out_dir, tuple(scales) if scales else MF_SCALES)
+
+
+def calibration_batches(source: FloatModel, n: int, split: str, seed: int, progress: bool):
+    """``n`` training images (a seeded choice), each padded bottom/right with the mean pixel to ``pad_to`` (or to
+    the largest of them, so that every batch has one size, as ONNX Runtime's histogram calibrators need) and
+    normalised as evaluation feeds them."""
+    mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
+    dataset = VOCSegmentation(source.data.root, split, EvalTransform(), num_classes=len(source.meta["classes"]))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    samples = [dataset[i] for i in tqdm(order, desc="calibration images", leave=False, disable=not progress)]
+    side = max([source.pad_to, *(max(mask.shape) for _, mask in samples)])
+    normalize, fill = Normalize(mean, std), mean_pixel(mean)
+    for sample in samples:
+        images, _, sizes = pad_collate([sample], fill=fill, min_size=side)
+        yield mean_padded(normalize(images), sizes).contiguous().numpy()
+
+
+@torch.no_grad()
+def agreement(a: torch.nn.Module, b: torch.nn.Module, normalize, loader) -> float:
+    """The fraction of labelled pixels (not 255, not padding) where the two models' single-scale argmax agree."""
+    same = total = 0
+    for images, masks, sizes in loader:
+        x = mean_padded(normalize(images), sizes)
+        pa, pb = predict_probs(a, x).argmax(1), predict_probs(b, x).argmax(1)
+        keep = masks != 255
+        same += int(((pa == pb) & keep).sum())
+        total += int(keep.sum())
+    return same / max(total, 1)
+
+
+def quantize(cfg: DictConfig) -> dict:
+    method = str(cfg.method)
+    if method not in METHODS:
+        raise QuantizationError(f"method={method!r} is not supported; choose one of {METHODS}")
+    if int(cfg.calibration.images) < 1:
+        raise QuantizationError(f"calibration.images must be at least 1, got {cfg.calibration.images}")
+    source = float_model(cfg)
+    data = source.data
+    if data.get("generate") and not cfg.run_dir:
+        write_synthetic_voc(**data.generate, progress=cfg.progress)
+    int8_path = source.out_dir / "model.int8.onnx"
+    split = cfg.calibration.split or data.train_split
+    batches = calibration_batches(source, int(cfg.calibration.images), split, int(cfg.calibration.seed), cfg.progress)
+    keep_float = tuple(cfg.keep_float or ())
+    quantize_model(source.onnx, int8_path, batches, method, bool(cfg.per_channel), float(cfg.percentile), keep_float)
+    log.info("wrote %s", int8_path)
+
+    geometry = source.meta.get("geometry", "torch")
+    stride = source.meta.get("output", {}).get("stride")  # feature-resolution logits: resized as PyTorch's are
+    float_net, int8_net = (OnnxSegmentor(p, geometry, output_stride=stride) for p in (source.onnx, int8_path))
+    normalize = Normalize(source.meta["input"]["mean"], source.meta["input"]["std"])
+    classes = source.meta["classes"]
+    val = VOCSegmentation(data.root, cfg.split or data.val_split, EvalTransform(), num_classes=len(classes))
+    loader = eval_loader(val, cfg.eval.batch_size, cfg.eval.workers, mean_pixel(source.meta["input"]["mean"]),
+                         source.pad_to)  # fmt: skip
+    scores = {}
+    modes = {"ss": {}}
+    if cfg.eval.mf:
+        modes["mf"] = {"scales": list(cfg.eval.mf_scales or source.mf_scales), "flip": bool(cfg.eval.flip)}
+    for name, net in (("float", float_net), ("int8", int8_net)):
+        scores[name] = {mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
+                        for mode, kw in modes.items()}  # fmt: skip
+    agree = agreement(float_net, int8_net, normalize, loader)
+    size = tuple(cfg.latency.size or (source.pad_to, source.pad_to))
+    latency = {
+        name: {str(t): ort_latency(path, size, int(t), repeats=int(cfg.latency.repeats)) for t in cfg.latency.threads}
+        for name, path in (("float", source.onnx), ("int8", int8_path))
+    }  # fmt: skip
+    record = {
+        "source": {k: str(cfg[k]) for k in ("run_dir", "weights", "onnx") if cfg.get(k)},
+        "network": source.meta.get("network"), "os": source.meta.get("os"), "geometry": geometry,
+        "method": method, "per_channel": bool(cfg.per_channel), "keep_float": list(keep_float),
+        "calibration": {"images": int(cfg.calibration.images), "split": split, "seed": int(cfg.calibration.seed)},
+        "eval": {"split": cfg.split or data.val_split, "pad_to": source.pad_to,
+                 **({"mf": modes["mf"]} if "mf" in modes else {})},
+        "miou": {name: {mode: s["miou"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
+        "miou_drop": {mode: scores["float"][mode]["miou"] - scores["int8"][mode]["miou"] for mode in modes},
+        "argmax_agreement": agree,
+        "bytes": {"float": source.onnx.stat().st_size, "int8": int8_path.stat().st_size},
+        "latency_ms": {name: {t: v["median_ms"] for t, v in by_t.items()} for name, by_t in latency.items()},
+        "latency_size": list(size),
+        "pixel_acc": {name: {mode: s["pixel_acc"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
+        "files": {"float": str(source.onnx), "int8": str(int8_path)},
+    }  # fmt: skip
+    tmp = source.out_dir / ".quant.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(source.out_dir / "quant.json")
+    for mode in modes:
+        log.info("%s mIoU float %.4f, int8 %.4f (drop %.4f)", mode, scores["float"][mode]["miou"],
+                 scores["int8"][mode]["miou"], record["miou_drop"][mode])  # fmt: skip
+    log.info("argmax agreement %.4f; %.2f MB -> %.2f MB; latency %s", agree, record["bytes"]["float"] / 1e6,
+             record["bytes"]["int8"] / 1e6, record["latency_ms"])  # fmt: skip
+    return record
+
+
+def main(cfg: DictConfig) -> None:
+    """``scripts/quantize.py``: a problem with the input, the data or a setting ends with its message."""
+    try:
+        quantize(cfg)
+    except (QuantizationError, FileNotFoundError, DatasetError, CheckpointError, WeightsError) as exc:
+        log.error("%s", exc)
+        sys.exit(1)

@@ -1,0 +1,60 @@
+"""The quantize app on a small trained run: model.int8.onnx and quant.json, float and INT8 scored by the evaluator
+(the float ONNX model scores as the PyTorch model does), and bad inputs refused before any file is written."""
+
+import json
+
+import pytest
+
+from deeplab_mobile.apps.evaluate import evaluate_run
+from deeplab_mobile.apps.quantize import quantize
+from deeplab_mobile.apps.train import train
+from deeplab_mobile.deploy.quantize import QuantizationError
+from deeplab_mobile.predict import Segmenter
+from tests.helpers import composed, tiny
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, synthetic_voc):
+    out = tmp_path_factory.mktemp("run")
+    train(tiny(synthetic_voc, "eval.mf=false", "eval.os=16", "trainer.iters=20", "trainer.eval_every=100"), out)
+    return out
+
+
+def settings(*extra):
+    return composed("quantize", ["calibration.images=6", "latency.threads=[1]", "latency.repeats=2",
+                                 "progress=false", *extra])  # fmt: skip
+
+
+def test_post_training_int8_of_a_run(run, synthetic_voc):
+    record = quantize(settings(f"run_dir={run}", "eval.mf=true", "eval.mf_scales=[0.75,1.0]"))
+    saved = json.loads((run / "quant" / "quant.json").read_text())
+    assert saved["miou"] == record["miou"] and (run / "quant" / "model.int8.onnx").is_file()
+    assert saved["bytes"]["int8"] < 0.5 * saved["bytes"]["float"]
+    assert saved["argmax_agreement"] > 0.9
+    assert set(saved["miou"]["int8"]) == {"ss", "mf"} and saved["calibration"]["split"] == "train"
+    assert set(saved["latency_ms"]["int8"]) == {"1"} and saved["eval"]["pad_to"] == 65
+    # the float ONNX model (feature-resolution logits) is scored by the same evaluator, with the same staged MF
+    # resizes, as the PyTorch model: the same mIoU (fp32 ONNX Runtime against PyTorch differs by ~1e-6 in the
+    # logits, which moves at most a handful of near-tied pixels)
+    torch_eval = evaluate_run(composed("eval", [f"run_dir={run}", "eval.mf=true", "eval.mf_scales=[0.75,1.0]",
+                                                "eval.workers=0", "eval.os=16", "progress=false"]))  # fmt: skip
+    assert saved["miou"]["float"]["ss"] == pytest.approx(torch_eval["ss"]["miou"], abs=1e-3)
+    assert saved["miou"]["float"]["mf"] == pytest.approx(torch_eval["mf"]["miou"], abs=1e-3)
+    assert abs(saved["miou_drop"]["ss"]) < 0.05
+    # the INT8 file segments images like any export (export.json beside it)
+    segmenter = Segmenter.from_pretrained(run / "quant" / "model.int8.onnx")
+    image = next((synthetic_voc / "JPEGImages").iterdir())
+    from deeplab_mobile.data.voc import read_image
+
+    assert segmenter.predict(read_image(image), pad_to=65, max_size=None).shape == read_image(image).shape[:2]
+
+
+def test_bad_settings_are_refused_before_any_file(run, tmp_path):
+    with pytest.raises(QuantizationError, match="method='kl'"):
+        quantize(settings(f"run_dir={run}", "method=kl", f"out_dir={tmp_path / 'a'}"))
+    with pytest.raises(QuantizationError, match="give one of"):
+        quantize(settings(f"out_dir={tmp_path / 'b'}"))
+    with pytest.raises(QuantizationError, match="calibration.images must be at least 1"):
+        quantize(settings(f"run_dir={run}", "calibration.images=0", f"out_dir={tmp_path / 'c'}"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not (tmp_path / "c").exists()
