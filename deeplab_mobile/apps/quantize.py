@@ -15,6 +15,7 @@ accuracy cost measured by the evaluator (``scripts/quantize.py`` is its command 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
@@ -26,11 +27,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE
-from ..data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
-from ..data.loader import eval_loader
+from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, mean_pixel
+from ..data.loader import eval_loader, train_loader
 from ..data.synthetic import write_synthetic_voc
 from ..data.transforms import pad_collate
 from ..deploy import OnnxSegmentor, export_onnx
+from ..deploy.qat import convert_and_export, finetune, prepare_qat
 from ..deploy.quantize import METHODS, QuantizationError, check_float_model, quantize_model
 from ..engine.checkpoint import CheckpointError
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
@@ -54,6 +56,8 @@ class FloatModel:
     pad_to: int
     out_dir: Path
     mf_scales: tuple[float, ...] = MF_SCALES  # the MF scales unless eval.mf_scales: a run's own, else VOC's six
+    model: torch.nn.Module | None = None  # the PyTorch model (QAT starts from it); None for an ONNX file
+    crop_size: int | None = None  # a run's training crop (QAT's default)
 
 
 def _meta(model, classes) -> dict:
@@ -99,7 +103,8 @@ def float_model(cfg: DictConfig) -> FloatModel:
     path = export_onnx(model.eval(), out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
     meta = _meta(model, classes)
     (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
-    return FloatModel(path, meta, data, int(pad_to), out_dir, tuple(scales) if scales else MF_SCALES)
+    crop = OmegaConf.select(run, "data.crop_size", default=None) if cfg.run_dir else None
+    return FloatModel(path, meta, data, int(pad_to), out_dir, tuple(scales) if scales else MF_SCALES, model, crop)
 
 
 def calibration_batches(source: FloatModel, n: int, split: str, seed: int, progress: bool):
@@ -134,6 +139,8 @@ def quantize(cfg: DictConfig) -> dict:
     method = str(cfg.method)
     if method not in METHODS:
         raise QuantizationError(f"method={method!r} is not supported; choose one of {METHODS}")
+    if int(cfg.qat.steps) < 0 or (int(cfg.qat.steps) > 0 and cfg.onnx):
+        raise QuantizationError("qat.steps must be >= 0, and QAT needs run_dir= or weights= (the PyTorch model)")
     if int(cfg.calibration.images) < 1:
         raise QuantizationError(f"calibration.images must be at least 1, got {cfg.calibration.images}")
     source = float_model(cfg)
@@ -150,6 +157,10 @@ def quantize(cfg: DictConfig) -> dict:
     geometry = source.meta.get("geometry", "torch")
     stride = source.meta.get("output", {}).get("stride")  # feature-resolution logits: resized as PyTorch's are
     float_net, int8_net = (OnnxSegmentor(p, geometry, output_stride=stride) for p in (source.onnx, int8_path))
+    qat_path = None
+    if int(cfg.qat.steps) > 0:
+        qat_path, qat_losses = quantization_aware(cfg, source)
+        log.info("wrote %s", qat_path)
     normalize = Normalize(source.meta["input"]["mean"], source.meta["input"]["std"])
     classes = source.meta["classes"]
     val = VOCSegmentation(data.root, cfg.split or data.val_split, EvalTransform(), num_classes=len(classes))
@@ -162,11 +173,18 @@ def quantize(cfg: DictConfig) -> dict:
     for name, net in (("float", float_net), ("int8", int8_net)):
         scores[name] = {mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
                         for mode, kw in modes.items()}  # fmt: skip
-    agree = agreement(float_net, int8_net, normalize, loader)
+    agree = {"int8": agreement(float_net, int8_net, normalize, loader)}
+    files = {"float": source.onnx, "int8": int8_path}
+    if qat_path is not None:
+        qat_net = OnnxSegmentor(qat_path, geometry, output_stride=stride)
+        scores["qat"] = {mode: evaluate(qat_net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
+                         for mode, kw in modes.items()}  # fmt: skip
+        agree["qat"] = agreement(float_net, qat_net, normalize, loader)
+        files["qat"] = qat_path
     size = tuple(cfg.latency.size or (source.pad_to, source.pad_to))
     latency = {
         name: {str(t): ort_latency(path, size, int(t), repeats=int(cfg.latency.repeats)) for t in cfg.latency.threads}
-        for name, path in (("float", source.onnx), ("int8", int8_path))
+        for name, path in files.items()
     }  # fmt: skip
     record = {
         "source": {k: str(cfg[k]) for k in ("run_dir", "weights", "onnx") if cfg.get(k)},
@@ -177,22 +195,63 @@ def quantize(cfg: DictConfig) -> dict:
                  **({"mf": modes["mf"]} if "mf" in modes else {})},
         "miou": {name: {mode: s["miou"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
         "miou_drop": {mode: scores["float"][mode]["miou"] - scores["int8"][mode]["miou"] for mode in modes},
-        "argmax_agreement": agree,
-        "bytes": {"float": source.onnx.stat().st_size, "int8": int8_path.stat().st_size},
+        "argmax_agreement": agree["int8"],
+        "bytes": {name: path.stat().st_size for name, path in files.items()},
         "latency_ms": {name: {t: v["median_ms"] for t, v in by_t.items()} for name, by_t in latency.items()},
         "latency_size": list(size),
         "pixel_acc": {name: {mode: s["pixel_acc"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
-        "files": {"float": str(source.onnx), "int8": str(int8_path)},
+        "files": {name: str(path) for name, path in files.items()},
     }  # fmt: skip
+    if qat_path is not None:
+        record["qat"] = {
+            "steps": int(cfg.qat.steps), "lr": float(cfg.qat.lr), "batch_size": int(cfg.qat.batch_size),
+            "crop_size": qat_crop(cfg, source), "loss_first": qat_losses[0], "loss_last": qat_losses[-1],
+            "miou_drop": {mode: scores["float"][mode]["miou"] - scores["qat"][mode]["miou"] for mode in modes},
+            "argmax_agreement": agree["qat"],
+        }  # fmt: skip
     tmp = source.out_dir / ".quant.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(source.out_dir / "quant.json")
     for mode in modes:
         log.info("%s mIoU float %.4f, int8 %.4f (drop %.4f)", mode, scores["float"][mode]["miou"],
                  scores["int8"][mode]["miou"], record["miou_drop"][mode])  # fmt: skip
-    log.info("argmax agreement %.4f; %.2f MB -> %.2f MB; latency %s", agree, record["bytes"]["float"] / 1e6,
+        if "qat" in record:
+            log.info("%s mIoU QAT int8 %.4f (drop %.4f)", mode, scores["qat"][mode]["miou"],
+                     record["qat"]["miou_drop"][mode])  # fmt: skip
+    log.info("argmax agreement %.4f; %.2f MB -> %.2f MB; latency %s", agree["int8"], record["bytes"]["float"] / 1e6,
              record["bytes"]["int8"] / 1e6, record["latency_ms"])  # fmt: skip
     return record
+
+
+def qat_crop(cfg: DictConfig, source: FloatModel) -> int:
+    return int(cfg.qat.crop_size or source.crop_size or source.pad_to)
+
+
+def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[float]]:
+    """PT2E fine-tuning of the PyTorch model on the train split (``qat.*``), exported to ``model.qat.int8.onnx``."""
+    if source.model is None:
+        raise QuantizationError("qat.steps > 0 needs the PyTorch model: give run_dir= or weights=, not onnx=")
+    crop = qat_crop(cfg, source)
+    mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
+    data = source.data
+    scales = tuple(OmegaConf.select(data, "scales", default=None) or (1.0,))
+    transform = TrainTransform(crop, mean, scales=scales, seed=int(cfg.qat.seed))
+    train_set = VOCSegmentation(data.root, cfg.calibration.split or data.train_split, transform,
+                                num_classes=len(source.meta["classes"]))  # fmt: skip
+    if len(train_set) < int(cfg.qat.batch_size):
+        raise QuantizationError(f"qat.batch_size={cfg.qat.batch_size} is more than the {len(train_set)} train images")
+    generator = torch.Generator().manual_seed(int(cfg.qat.seed))
+
+    def batches():
+        while True:
+            yield from train_loader(train_set, int(cfg.qat.batch_size), 0, generator=generator)
+
+    torch.manual_seed(int(cfg.qat.seed))
+    prepared = prepare_qat(copy.deepcopy(source.model).cpu(), crop)
+    align = source.meta.get("geometry") == "deeplab"
+    losses = finetune(prepared, batches(), Normalize(mean, std), int(cfg.qat.steps), float(cfg.qat.lr),
+                      float(cfg.qat.momentum), align, progress=cfg.progress)  # fmt: skip
+    return convert_and_export(prepared, source.out_dir / "model.qat.int8.onnx"), losses
 
 
 def main(cfg: DictConfig) -> None:

@@ -49,11 +49,30 @@ def test_post_training_int8_of_a_run(run, synthetic_voc):
     assert segmenter.predict(read_image(image), pad_to=65, max_size=None).shape == read_image(image).shape[:2]
 
 
+def test_quantization_aware_fine_tuning_runs_exports_and_is_scored(run, tmp_path):
+    """PT2E QAT for two steps: a QDQ ONNX file, evaluated by the same evaluator, beside the PTQ result."""
+    record = quantize(settings(f"run_dir={run}", f"out_dir={tmp_path}", "qat.steps=2", "qat.batch_size=2",
+                               "latency.threads=[1]"))  # fmt: skip
+    qat = tmp_path / "model.qat.int8.onnx"
+    assert qat.is_file() and record["files"]["qat"] == str(qat)
+    assert record["bytes"]["qat"] < 0.6 * record["bytes"]["float"]
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(qat)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops and "BatchNormalization" not in ops
+    assert set(record["miou"]["qat"]) == {"ss"} and record["qat"]["steps"] == 2
+    assert record["qat"]["argmax_agreement"] > 0.8 and record["qat"]["crop_size"] == 65
+    saved = json.loads((tmp_path / "quant.json").read_text())
+    assert saved["qat"]["loss_last"] == record["qat"]["loss_last"] and "qat" in saved["latency_ms"]
+
+
 def test_bad_settings_are_refused_before_any_file(run, tmp_path):
     with pytest.raises(QuantizationError, match="method='kl'"):
         quantize(settings(f"run_dir={run}", "method=kl", f"out_dir={tmp_path / 'a'}"))
     with pytest.raises(QuantizationError, match="give one of"):
         quantize(settings(f"out_dir={tmp_path / 'b'}"))
+    with pytest.raises(QuantizationError, match="QAT needs run_dir= or weights="):
+        quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "qat.steps=5", f"out_dir={tmp_path / 'd'}"))
     with pytest.raises(QuantizationError, match="calibration.images must be at least 1"):
         quantize(settings(f"run_dir={run}", "calibration.images=0", f"out_dir={tmp_path / 'c'}"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

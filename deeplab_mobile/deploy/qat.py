@@ -1,0 +1,103 @@
+"""Quantization-aware fine-tuning with PyTorch's maintained flow, PT2E in torchao: the trained float model is
+captured with ``torch.export`` (free batch, height and width), fake quantization is inserted (int8 weights per
+output channel; BatchNorm kept and folded at conversion), the model is fine-tuned with a small LR, converted, and
+exported to ONNX as QuantizeLinear/DequantizeLinear pairs that ONNX Runtime runs with integer kernels, the same
+format as post-training quantization (``deploy.quantize``), so both are evaluated and timed the same way.
+
+The quantizer is XNNPACK's annotation (int8 per-channel symmetric weights, int8 activations), as torchao 0.18
+ships it under ``torchao.testing.pt2e``: its x86 and Arm inductor quantizers refuse MobileNetV2's residual
+conv -> BN -> add partitions ("Input partition has more than one output node"), and executorch, XNNPACK's home, is
+not a dependency worth taking for one annotation. The model exported is the segmentor's feature-resolution logits
+(``FeatureLogits``); the resize to the image runs outside, in float, as it does for the PTQ model.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.export import Dim
+from tqdm import tqdm
+
+from .onnx import FeatureLogits
+
+
+def _dynamic_shapes():
+    return ({0: Dim("batch"), 2: Dim("height", min=33), 3: Dim("width", min=33)},)
+
+
+def prepare_qat(model: nn.Module, crop_size: int) -> fx.GraphModule:
+    """The segmentor (``logits``) captured and annotated for QAT, in training mode."""
+    from torchao.quantization.pt2e import move_exported_model_to_train
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+    net = FeatureLogits(model).train()
+    example = torch.randn(2, 3, crop_size, crop_size)
+    exported = torch.export.export(net, (example,), dynamic_shapes=_dynamic_shapes()).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    prepared = prepare_qat_pt2e(exported, quantizer)
+    move_exported_model_to_train(prepared)
+    return prepared
+
+
+def finetune(
+    prepared: fx.GraphModule,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    normalize: nn.Module,
+    steps: int,
+    lr: float,
+    momentum: float = 0.9,
+    align_corners: bool = False,
+    ignore_index: int = 255,
+    progress: bool = False,
+) -> list[float]:
+    """``steps`` SGD steps on (uint8 NHWC image, int64 mask) batches: the logits resized to the mask, cross-entropy
+    (TF DeepLab's QAT recipe: momentum SGD, LR 3e-5, 2-5K steps at batch 8). Returns the losses."""
+    optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=momentum)
+    losses: list[float] = []
+    it = iter(batches)
+    for _ in tqdm(range(steps), desc="QAT", leave=False, disable=not progress):
+        images, masks = next(it)
+        logits = prepared(normalize(images))
+        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=align_corners)
+        loss = F.cross_entropy(logits, masks, ignore_index=ignore_index)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"QAT loss is {loss.item()} at step {len(losses) + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return losses
+
+
+def convert_and_export(prepared: fx.GraphModule, path: str | Path, opset: int = 18) -> Path:
+    """Freeze the fine-tuned model's quantization (BN folded) and write it as a QDQ ONNX file, atomically."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    move_exported_model_to_eval(prepared)
+    converted = convert_pt2e(prepared)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(1, 3, 65, 65)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            converted, (example,), input_names=["image"], output_names=["logits"], opset_version=opset,
+            dynamic_shapes=_dynamic_shapes(), dynamo=True, external_data=False, verbose=False,
+        )  # fmt: skip
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        program.save(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's file is private; the model file is not
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
