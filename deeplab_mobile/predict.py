@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from .data import Normalize
-from .data.transforms import mean_pixel, pad_bottom_right
+from .data.transforms import mean_pixel, pad_collate
 from .data.voc import CLASSES as VOC_CLASSES
 from .data.voc import PALETTE
 from .deploy.onnx import OnnxSegmentor
@@ -102,10 +102,9 @@ class Segmenter:
             ratio = max_size / max(h, w)
             work = cv2.resize(image, (round(w * ratio), round(h * ratio)), interpolation=cv2.INTER_AREA)
         wh, ww = work.shape[:2]
-        fill = mean_pixel(self.mean)
-        padded, _ = pad_bottom_right(work, np.zeros((wh, ww), np.uint8), pad_to, pad_to, fill)
-        x = self.normalize(torch.from_numpy(np.ascontiguousarray(padded))[None].to(self.device))
-        x = mean_padded(x, torch.tensor([[wh, ww]]))
+        sample = (torch.from_numpy(np.ascontiguousarray(work)), torch.zeros(wh, ww, dtype=torch.int64))
+        images, _, sizes = pad_collate([sample], fill=mean_pixel(self.mean), min_size=pad_to)  # as evaluation pads
+        x = mean_padded(self.normalize(images.to(self.device)), sizes)
         align = bool(getattr(self.model, "align_corners", False))
         if getattr(self.model, "labels", False):
             labels = self.model(x)[0, :wh, :ww].long()

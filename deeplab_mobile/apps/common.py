@@ -95,14 +95,6 @@ def describe_file(info: ModelFile) -> str:
     return f"MobileNetV2 x{c['width']:g}, {c['head']}, {c['num_classes']} classes, {c['geometry']} geometry"
 
 
-def load_weights(model: DeepLabV3, state: dict, path: str | Path) -> DeepLabV3:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: the weights do not fit the network the file describes ({exc})") from exc
-    return model
-
-
 def class_names(cfg: DictConfig) -> tuple[str, ...]:
     """The class names ``data.classes`` points at (a Python sequence, e.g. ``deeplab_mobile.data.voc.CLASSES``),
     or the class indices for a config without one."""

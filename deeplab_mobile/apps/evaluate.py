@@ -65,7 +65,7 @@ class Subject:
 
     model: DeepLabV3
     classes: tuple[str, ...]
-    data: DictConfig  # root, val_split, name, generate
+    data: DictConfig  # root, val_split, name
     defaults: DictConfig  # the eval settings used where the command line gives none
     pad_to: int
     out_root: Path  # records go to <out_root>/<name>/
@@ -80,8 +80,7 @@ def run_subject(cfg: DictConfig) -> Subject:
     loaded = load_run(run_dir, cfg.checkpoint)
     run = loaded.config
     split = cfg.split or run.data.val_split
-    data = OmegaConf.create({"root": cfg.data_root or run.data.root, "val_split": split, "name": run.data.name,
-                             "generate": None})  # fmt: skip
+    data = OmegaConf.create({"root": cfg.data_root or run.data.root, "val_split": split, "name": run.data.name})
     stage = final_stage(run)
     return Subject(
         model=loaded.model, classes=class_names(run), data=data, defaults=run.get("eval") or OmegaConf.create({}),

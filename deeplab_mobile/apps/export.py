@@ -54,6 +54,15 @@ def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, s
     return results
 
 
+def export_meta(model: torch.nn.Module, classes, shape: list, output: dict) -> dict:
+    """What ``export.json`` says of an exported model for whoever runs it (``scripts/predict.py``,
+    ``scripts/quantize.py``): the network, the input with its normalisation, the output, the class names."""
+    input_ = {"name": "image", "shape": shape, "dtype": "float32", "mean": list(model.encoder.mean),
+              "std": list(model.encoder.std)}  # fmt: skip
+    return {**describe_model(model), "input": input_, "output": output,
+            "classes": list(classes) if classes else None}  # fmt: skip
+
+
 def export(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.run_dir:
         loaded = load_run(Path(cfg.run_dir), cfg.checkpoint)
@@ -74,23 +83,16 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
     path = export_onnx(model, out_dir / cfg.name, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset)
     sizes = [tuple(s) for s in cfg.parity.sizes] if cfg.dynamic else [size]
     checks = parity(model, path, sizes, cfg.labels, cfg.parity.seed)
+    shape = ["N", 3, "H", "W"] if cfg.dynamic else [1, 3, *size]
+    output = {"name": "labels" if cfg.labels else "logits", "dtype": cfg.labels or "float32"}
     info = {
-        **describe_model(model),
+        **export_meta(model, classes, shape, output),
         **source,
         "onnx": str(path),
         "bytes": path.stat().st_size,
         "opset": cfg.opset,
         "fold_bn": cfg.fold_bn,
-        "input": {
-            "name": "image",
-            "shape": ["N", 3, "H", "W"] if cfg.dynamic else [1, 3, *size],
-            "dtype": "float32",
-            "mean": list(model.encoder.mean),
-            "std": list(model.encoder.std),
-        },  # fmt: skip
-        "output": {"name": "labels" if cfg.labels else "logits", "dtype": cfg.labels or "float32"},
         "parity": checks,
-        "classes": list(classes) if classes else None,
     }
     (out_dir / "export.json").write_text(json.dumps(info, indent=2))
     for c in checks:

@@ -37,11 +37,11 @@ from ..deploy.quantize import METHODS, QuantizationError, check_float_model, qua
 from ..engine.checkpoint import CheckpointError
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
 from ..latency import ort_latency
-from ..models import describe_model
 from ..models.pretrained import load_model_file
 from ..models.weights import WeightsError
 from ..table7 import MF_SCALES
 from .common import class_names, load_run
+from .export import export_meta
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,6 @@ class FloatModel:
     mf_scales: tuple[float, ...] = MF_SCALES  # the MF scales unless eval.mf_scales: a run's own, else VOC's six
     model: torch.nn.Module | None = None  # the PyTorch model (QAT starts from it); None for an ONNX file
     crop_size: int | None = None  # a run's training crop (QAT's default)
-
-
-def _meta(model, classes) -> dict:
-    return {**describe_model(model), "input": {"name": "image", "shape": ["N", 3, "H", "W"], "dtype": "float32",
-            "mean": list(model.encoder.mean), "std": list(model.encoder.std)},
-            "output": {"name": "logits", "dtype": "float32", "stride": model.output_stride},
-            "classes": list(classes)}  # fmt: skip
 
 
 def float_model(cfg: DictConfig) -> FloatModel:
@@ -87,13 +80,12 @@ def float_model(cfg: DictConfig) -> FloatModel:
         pad_to = cfg.eval.pad_to or TABLE7_SIZE
     else:
         path = Path(cfg.onnx)
-        check_float_model(path)
+        static = check_float_model(path)["static"]
         meta_path = path.with_name("export.json")
         if not meta_path.is_file():
             raise QuantizationError(f"{meta_path}: not found; the ONNX file needs the export.json written with it")
         meta = json.loads(meta_path.read_text())
         out_dir = Path(cfg.out_dir or Path("outputs/quantize") / path.parent.name)
-        static = check_float_model(path)["static"]
         pad_to = cfg.eval.pad_to or (static[0] if static else TABLE7_SIZE)
         if static and (static[0] != static[1] or static[0] != pad_to):
             raise QuantizationError(f"{path}: exported for {static} inputs; eval.pad_to={pad_to} cannot feed it")
@@ -101,7 +93,8 @@ def float_model(cfg: DictConfig) -> FloatModel:
     scales = OmegaConf.select(run, "eval.mf_scales", default=None) if cfg.run_dir else None
     out_dir.mkdir(parents=True, exist_ok=True)
     path = export_onnx(model.eval(), out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
-    meta = _meta(model, classes)
+    output = {"name": "logits", "dtype": "float32", "stride": model.output_stride}  # feature resolution
+    meta = export_meta(model, classes, ["N", 3, "H", "W"], output)
     (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
     crop = OmegaConf.select(run, "data.crop_size", default=None) if cfg.run_dir else None
     return FloatModel(path, meta, data, int(pad_to), out_dir, tuple(scales) if scales else MF_SCALES, model, crop)
@@ -156,31 +149,26 @@ def quantize(cfg: DictConfig) -> dict:
 
     geometry = source.meta.get("geometry", "torch")
     stride = source.meta.get("output", {}).get("stride")  # feature-resolution logits: resized as PyTorch's are
-    float_net, int8_net = (OnnxSegmentor(p, geometry, output_stride=stride) for p in (source.onnx, int8_path))
-    qat_path = None
+    files = {"float": source.onnx, "int8": int8_path}
     if int(cfg.qat.steps) > 0:
-        qat_path, qat_losses = quantization_aware(cfg, source)
-        log.info("wrote %s", qat_path)
+        files["qat"], qat_losses = quantization_aware(cfg, source)
+        log.info("wrote %s", files["qat"])
     normalize = Normalize(source.meta["input"]["mean"], source.meta["input"]["std"])
     classes = source.meta["classes"]
     val = VOCSegmentation(data.root, cfg.split or data.val_split, EvalTransform(), num_classes=len(classes))
     loader = eval_loader(val, cfg.eval.batch_size, cfg.eval.workers, mean_pixel(source.meta["input"]["mean"]),
                          source.pad_to)  # fmt: skip
-    scores = {}
     modes = {"ss": {}}
     if cfg.eval.mf:
         modes["mf"] = {"scales": list(cfg.eval.mf_scales or source.mf_scales), "flip": bool(cfg.eval.flip)}
-    for name, net in (("float", float_net), ("int8", int8_net)):
-        scores[name] = {mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
-                        for mode, kw in modes.items()}  # fmt: skip
-    agree = {"int8": agreement(float_net, int8_net, normalize, loader)}
-    files = {"float": source.onnx, "int8": int8_path}
-    if qat_path is not None:
-        qat_net = OnnxSegmentor(qat_path, geometry, output_stride=stride)
-        scores["qat"] = {mode: evaluate(qat_net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
-                         for mode, kw in modes.items()}  # fmt: skip
-        agree["qat"] = agreement(float_net, qat_net, normalize, loader)
-        files["qat"] = qat_path
+
+    def score(net):
+        return {mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
+                for mode, kw in modes.items()}  # fmt: skip
+
+    nets = {name: OnnxSegmentor(path, geometry, output_stride=stride) for name, path in files.items()}
+    scores = {name: score(net) for name, net in nets.items()}
+    agree = {name: agreement(nets["float"], net, normalize, loader) for name, net in nets.items() if name != "float"}
     size = tuple(cfg.latency.size or (source.pad_to, source.pad_to))
     latency = {
         name: {str(t): ort_latency(path, size, int(t), repeats=int(cfg.latency.repeats)) for t in cfg.latency.threads}
@@ -202,7 +190,7 @@ def quantize(cfg: DictConfig) -> dict:
         "pixel_acc": {name: {mode: s["pixel_acc"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
         "files": {name: str(path) for name, path in files.items()},
     }  # fmt: skip
-    if qat_path is not None:
+    if "qat" in files:
         record["qat"] = {
             "steps": int(cfg.qat.steps), "lr": float(cfg.qat.lr), "batch_size": int(cfg.qat.batch_size),
             "crop_size": qat_crop(cfg, source), "loss_first": qat_losses[0], "loss_last": qat_losses[-1],

@@ -27,6 +27,7 @@ from ..engine.report import write_metrics
 from ..engine.run import ConfigMismatch, SettingError, check_same_run, run_guarded, write_status
 from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
 from ..models import describe_model, output_stride
+from ..models.pretrained import load_weights
 from ..models.weights import WeightsError
 from .common import (
     adopt_model_file,
@@ -37,7 +38,6 @@ from .common import (
     describe_file,
     final_stage,
     identity,
-    load_weights,
     protocol,
     share_machine,
 )  # fmt: skip

@@ -120,8 +120,14 @@ def load_model_file(path: str | Path, output_stride: int | None = None) -> tuple
         model = info.build(output_stride)
     except ValueError as exc:
         raise WeightsError(f"{path}: {exc}") from exc
+    return load_weights(model, state, path), info
+
+
+def load_weights(model: DeepLabV3, state: dict, path: str | Path) -> DeepLabV3:
+    """A model file's state dict into ``model`` (the network it describes), strictly; a ``WeightsError`` naming the
+    file otherwise."""
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(f"{path}: the weights do not fit the network the file describes ({exc})") from exc
-    return model, info
+    return model
