@@ -30,12 +30,14 @@ def predict_probs(
     """Softmax probabilities (N, C, H, W) at the input's size, averaged over ``scales`` and, with ``flip``, over
     the left-right mirrored input as well, with DeepLab's geometry (``predict_labels_multi_scale``): the input at
     scale ``s`` is resized to ``scale_dimension(H, s)`` (257 ... 897 for 513); its feature-resolution logits are
-    resized to the logits grid of ``max(1, s)`` (``scale_dimension(H, max(1, s) / OS)``) and then to the input's
+    resized to the logits grid of ``max(1, s)`` (``scale_dimension(H, max(1, s) / stride)``, the stride of the
+    model's logits: the output stride, or 4 for DeepLabV3+'s decoder) and then to the input's
     size. Every resize is bilinear with the model's ``align_corners``. A model without ``logits``/``upsample`` (an
     exported one) is resized from its own output."""
     size = tuple(x.shape[-2:])
     align = bool(getattr(model, "align_corners", False))
     staged = hasattr(model, "logits") and hasattr(model, "output_stride")
+    stride = getattr(model, "logits_stride", None) or getattr(model, "output_stride", None)
     total = None
     for scale in scales:
         scaled = tuple(scale_dimension(n, scale) for n in size)
@@ -44,7 +46,7 @@ def predict_probs(
         for i, view in enumerate(views):
             if staged:
                 logits = model.logits(view).float()
-                grid = tuple(scale_dimension(n, max(1.0, scale) / model.output_stride) for n in size)
+                grid = tuple(scale_dimension(n, max(1.0, scale) / stride) for n in size)
                 if logits.shape[-2:] != grid:
                     logits = F.interpolate(logits, size=grid, mode="bilinear", align_corners=align)
             else:

@@ -7,10 +7,16 @@ from functools import partial
 from pathlib import Path
 
 from .encoders import ENCODERS, Encoder
-from .heads import DeepLabHead
+from .heads import DeepLabHead, DeepLabV3PlusHead, LRASPPHead
 from .segmentor import DeepLabV3, output_stride
 
-HEADS = {"aspp": True, "no_aspp": False}
+# head name -> (class, its fixed arguments); the Hydra configs in conf/head/ build the same
+HEADS = {
+    "aspp": (DeepLabHead, {"aspp": True}),
+    "no_aspp": (DeepLabHead, {"aspp": False}),
+    "deeplabv3plus": (DeepLabV3PlusHead, {"aspp": True}),
+    "lraspp": (LRASPPHead, {}),
+}
 
 
 def build_model(
@@ -21,7 +27,7 @@ def build_model(
     tap: str | None = None,
     num_classes: int = 21,
     encoder_weights: str | Path | None = None,
-    separable: bool = False,
+    separable: bool | None = None,
     bn: str = "torch",
     geometry: str = "torch",
     mean: Sequence[float] | None = None,
@@ -35,7 +41,12 @@ def build_model(
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
     enc = ENCODERS[encoder](width=width, output_stride=output_stride, tap=tap, weights=encoder_weights, bn=bn)
-    make_head = partial(DeepLabHead, num_classes=num_classes, aspp=HEADS[head], separable=separable, bn=bn)
+    head_cls, fixed = HEADS[head]
+    if separable is not None:  # None: the head's own default
+        if head_cls is LRASPPHead:
+            raise ValueError("head lraspp has no separable option")
+        fixed = {**fixed, "separable": bool(separable)}
+    make_head = partial(head_cls, num_classes=num_classes, bn=bn, **fixed)
     if mean is not None or std is not None:
         if mean is None or std is None or len(mean) != 3 or len(std) != 3:
             raise ValueError(f"mean and std are given together, 3 values each; got mean={mean}, std={std}")
@@ -59,5 +70,6 @@ def describe_model(model: DeepLabV3) -> dict:
 
 
 __all__ = [
-    "ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "Encoder", "build_model", "describe_model", "output_stride",
+    "ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "DeepLabV3PlusHead", "Encoder", "LRASPPHead", "build_model",
+    "describe_model", "output_stride",
 ]  # fmt: skip

@@ -120,14 +120,30 @@ def load_model_file(path: str | Path, output_stride: int | None = None) -> tuple
         model = info.build(output_stride)
     except ValueError as exc:
         raise WeightsError(f"{path}: {exc}") from exc
-    return load_weights(model, state, path), info
+    load_weights(model, state, path)
+    return model, info
 
 
-def load_weights(model: DeepLabV3, state: dict, path: str | Path) -> DeepLabV3:
-    """A model file's state dict into ``model`` (the network it describes), strictly; a ``WeightsError`` naming the
-    file otherwise."""
+def load_weights(model: DeepLabV3, state: dict, path: str | Path, other_classes: bool = False) -> tuple[str, ...]:
+    """A state dict (a model file's or a run's) into ``model``, strictly: a ``WeightsError`` naming the file
+    otherwise. ``other_classes``: the model may have another class count than the weights; then every weight but
+    the head's classifier (``head.classifier_names``) is loaded, the classifier keeps its fresh initialisation, and
+    the names of the modules re-initialised are returned (none when the class counts agree)."""
+    names = tuple(getattr(model.head, "classifier_names", ("classifier",)))
+    prefixes = tuple(f"head.{name}." for name in names)
+    own = model.state_dict()
+    differs = [k for k, v in state.items() if k.startswith(prefixes) and k in own and own[k].shape != v.shape]
+    skipped: tuple[str, ...] = ()
+    if differs and other_classes:
+        state = {k: v for k, v in state.items() if not k.startswith(prefixes)}
+        skipped = tuple(f"head.{name}" for name in names)
     try:
-        model.load_state_dict(state, strict=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
-        raise WeightsError(f"{path}: the weights do not fit the network the file describes ({exc})") from exc
-    return model
+        raise WeightsError(f"{path}: the weights do not fit the network ({exc})") from exc
+    missing = [k for k in missing if not (skipped and k.startswith(prefixes))]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path}: the weights do not fit the network (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    return skipped

@@ -1,4 +1,5 @@
-"""DeepLabv3: an encoder, a head sized from the encoder's contract, and bilinear upsampling to the input."""
+"""The segmentor: an encoder, a head sized from the encoder's contract, and bilinear upsampling to the input
+(DeepLabv3, DeepLabV3+ or LR-ASPP, by the head)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ class DeepLabV3(nn.Module):
 
     Args:
         encoder: exposes ``out_channels``, ``output_stride`` and ``set_output_stride``.
-        head: a factory called as ``head(in_channels=..., output_stride=...)`` (e.g. a ``functools.partial`` of
-            ``DeepLabHead``), so the head is sized by the encoder and never by a name.
+        head: a factory called as ``head(in_channels=..., output_stride=..., levels=...)`` (e.g. a
+            ``functools.partial`` of ``DeepLabHead``), so the head is sized by the encoder and never by a name. A
+            head with ``multi_level`` reads the encoder's ``forward_levels`` (strides 4, 8 and the output).
         geometry: ``torch`` (PyTorch's resize and padding) or ``deeplab`` (TensorFlow DeepLab's: bilinear resizes
             with ``align_corners=True``, "SAME" padding in strided convs; see ``geometry.py``). The evaluator's
             multi-scale resizes follow the model's ``align_corners``.
@@ -29,15 +31,22 @@ class DeepLabV3(nn.Module):
     def __init__(self, encoder: Encoder, head: Callable[..., nn.Module], geometry: str = "torch") -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = head(in_channels=encoder.out_channels, output_stride=encoder.output_stride)
+        self.head = head(in_channels=encoder.out_channels, output_stride=encoder.output_stride, levels=encoder.levels)
         self.geometry = check_geometry(geometry)
         self.align_corners = geometry == "deeplab"
+        if hasattr(self.head, "align_corners"):  # a head that resizes inside (a decoder) follows the geometry
+            self.head.align_corners = self.align_corners
         if geometry == "deeplab":
             use_same_padding(self)
 
     @property
     def output_stride(self) -> int:
         return self.encoder.output_stride
+
+    @property
+    def logits_stride(self) -> int:
+        """Input size / logits size: the output stride, or the stride a decoder head resolves to (4, 8)."""
+        return getattr(self.head, "logits_stride", None) or self.output_stride
 
     def set_output_stride(self, output_stride: int) -> DeepLabV3:
         """The same network at another output stride, in place: the encoder's strides, dilations and paddings and
@@ -52,7 +61,9 @@ class DeepLabV3(nn.Module):
         return self
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits at the feature resolution (input size / output stride), before the upsampling."""
+        """Logits at their own resolution (input size / ``logits_stride``), before the upsampling."""
+        if getattr(self.head, "multi_level", False):
+            return self.head(self.encoder.forward_levels(x))
         return self.head(self.encoder(x))
 
     def upsample(self, logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -1,13 +1,23 @@
-"""Encoders: each exposes ``out_channels``, ``output_stride``, ``set_output_stride``, ``mean``, ``std`` and its
-description (``name``, ``label``, ``width``, ``tap``); see ``_base``."""
+"""Encoders: each exposes ``out_channels``, ``output_stride``, ``set_output_stride``, ``levels`` /
+``forward_levels``, ``mean``, ``std`` and its description (``name``, ``label``, ``width``, ``tap``); see ``_base``."""
 
-from ._base import IMAGENET_MEAN, IMAGENET_STD, SUPPORTED_OUTPUT_STRIDES, Encoder, atrous_schedule, check_output_stride
+from ._base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LEVEL_STRIDES,
+    SUPPORTED_OUTPUT_STRIDES,
+    Encoder,
+    Level,
+    atrous_schedule,
+    check_output_stride,
+)  # fmt: skip
 from .mobilenet_v1 import MobileNetV1Encoder
 from .mobilenet_v2 import MobileNetV2Encoder
+from .mobilenet_v3 import MobileNetV3Encoder
 from .resnet import ResNet101BetaEncoder
 
 ENCODERS: dict[str, type[Encoder]] = {
-    cls.name: cls for cls in (MobileNetV2Encoder, MobileNetV1Encoder, ResNet101BetaEncoder)
+    cls.name: cls for cls in (MobileNetV2Encoder, MobileNetV3Encoder, MobileNetV1Encoder, ResNet101BetaEncoder)
 }
 
 __all__ = [
@@ -15,9 +25,12 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SUPPORTED_OUTPUT_STRIDES",
+    "LEVEL_STRIDES",
     "Encoder",
+    "Level",
     "MobileNetV1Encoder",
     "MobileNetV2Encoder",
+    "MobileNetV3Encoder",
     "ResNet101BetaEncoder",
     "atrous_schedule",
     "check_output_stride",

@@ -4,6 +4,8 @@ Every encoder is an ``nn.Module`` that maps an image batch to one feature map an
 
 - ``out_channels``: channels of that feature map (heads size themselves from it),
 - ``output_stride``: input size / feature size (heads derive their atrous rates from it),
+- ``levels`` and ``forward_levels(x)``: the features at strides 4 and 8 and the output, each level's stride and
+  channels (``Level``), for heads that read low-level features (DeepLabV3+, LR-ASPP) without knowing the encoder,
 - ``set_output_stride(os)``: the same network at another stride, in place (same parameters),
 - ``mean`` / ``std``: the input normalisation its weights were trained with, on a 0-1 pixel scale,
 - ``name`` (its key in ``ENCODERS``), ``width``, ``tap`` and ``label`` (its name in Table 7), for reports.
@@ -14,6 +16,7 @@ Nothing outside ``models/`` looks at an encoder's name; everything reads these a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -23,6 +26,14 @@ BN_SETTINGS = ("torch", "deeplab")
 DEEPLAB_BN_MOMENTUM = 1 - 0.9997  # TensorFlow DeepLab's batch_norm_decay, as PyTorch's momentum
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+LEVEL_STRIDES = (4, 8)  # the low-level features every encoder exposes besides its output
+
+
+class Level(NamedTuple):
+    """One feature level of an encoder: its stride (input size / feature size) and channels."""
+
+    stride: int
+    channels: int
 
 
 def check_output_stride(output_stride: int) -> int:
@@ -87,11 +98,21 @@ def set_batchnorm(module: nn.Module, bn: str, deeplab_eps: float) -> None:
                 m.momentum, m.eps = DEEPLAB_BN_MOMENTUM, deeplab_eps
 
 
+def last_conv_channels(module: nn.Module) -> int | None:
+    """Output channels of the last convolution registered in ``module`` (its output's, for the blocks here: the
+    projection of an inverted residual, the pointwise conv of a separable block, conv3 of a bottleneck)."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels if convs else None
+
+
 class Encoder(nn.Module):
-    """Base class: holds the contract attributes (see module docstring).
+    """Base class: holds the contract attributes (see module docstring) and runs the network.
 
     Subclasses build their network at its nominal strides, then call ``set_output_stride``, so that building at
-    one stride and building at another, then setting the first, give the same network.
+    one stride and building at another, then setting the first, give the same network. They list the network as
+    ``units()``: the modules ``forward`` runs one after the other, each with its nominal stride; a low level is
+    the output of the last unit at that nominal stride (DeepLab's decoder end points: the block before the one
+    that halves the resolution). Levels at strides 4 and 8 never move with the output stride (8 at the least).
     """
 
     name: str
@@ -126,5 +147,43 @@ class Encoder(nn.Module):
         """Re-apply the output-stride rule in place: strides, dilations and paddings change, parameters stay."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def units(self) -> list[tuple[nn.Module, int]]:  # pragma: no cover - abstract
+        """The network in execution order, each module with its nominal stride. Listed afresh on each call, so
+        modules replaced in place (``use_same_padding``, BatchNorm folding) are the ones that run."""
         raise NotImplementedError
+
+    def level_units(self) -> list[int]:
+        """Index in ``units()`` after which each of ``LEVEL_STRIDES`` is read."""
+        ends, stride = {}, 1
+        for i, (_, unit_stride) in enumerate(self.units()):
+            stride *= unit_stride
+            ends[stride] = i
+        missing = [s for s in LEVEL_STRIDES if s not in ends]
+        if missing:  # pragma: no cover - every encoder here reaches them
+            raise ValueError(f"{type(self).__name__} has no feature at stride(s) {missing}")
+        return [ends[s] for s in LEVEL_STRIDES]
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        """The low levels (strides 4 and 8) and the output level (``output_stride``, ``out_channels``)."""
+        units = self.units()
+        levels = []
+        for stride, end in zip(LEVEL_STRIDES, self.level_units(), strict=True):
+            channels = next(c for m, _ in reversed(units[: end + 1]) if (c := last_conv_channels(m)) is not None)
+            levels.append(Level(stride, channels))
+        return (*levels, Level(self.output_stride, self.out_channels))
+
+    def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The features of ``levels``, in its order (the last is ``forward``'s output)."""
+        ends = set(self.level_units())
+        out = []
+        for i, (unit, _) in enumerate(self.units()):
+            x = unit(x)
+            if i in ends:
+                out.append(x)
+        return [*out, x]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit, _ in self.units():
+            x = unit(x)
+        return x

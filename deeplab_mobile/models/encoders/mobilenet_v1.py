@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import timm
-import torch
 from timm.models.efficientnet import _gen_mobilenet_v1
 from torch import nn
 
@@ -78,5 +77,6 @@ class MobileNetV1Encoder(Encoder):
         self.output_stride = check_output_stride(output_stride)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.bn1(self.conv_stem(x)))
+    def units(self) -> list[tuple[nn.Module, int]]:
+        blocks = [block for stage in self.blocks for block in stage]
+        return [(self.conv_stem, STEM_STRIDE), (self.bn1, 1), *zip(blocks, self.nominal_strides, strict=True)]

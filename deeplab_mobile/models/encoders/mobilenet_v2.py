@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, MobileNetV2
 
@@ -102,5 +101,6 @@ class MobileNetV2Encoder(Encoder):
         self.output_stride = check_output_stride(output_stride)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+    def units(self) -> list[tuple[nn.Module, int]]:
+        body = [(self.features[0], STEM_STRIDE), *zip(self.bottlenecks, self.nominal_strides, strict=True)]
+        return body + [(m, 1) for m in self.features[1 + N_BOTTLENECKS :]]

@@ -81,8 +81,8 @@ class ResNet101BetaEncoder(Encoder):
         self.conv1, self.bn1, self.act1, self.maxpool = net.conv1, net.bn1, net.act1, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         _move_strides_to_last_unit(self.layers)
-        self.nominal_strides = [unit.conv2.stride[0] for unit in self.units]
-        self.multi_grid = [1] * (len(self.units) - len(self.layer4)) + list(multi_grid)
+        self.nominal_strides = [unit.conv2.stride[0] for unit in self.bottlenecks]
+        self.multi_grid = [1] * (len(self.bottlenecks) - len(self.layer4)) + list(multi_grid)
         self.set_output_stride(output_stride)
         self.out_channels = net.num_features
 
@@ -97,18 +97,18 @@ class ResNet101BetaEncoder(Encoder):
         return [self.layer1, self.layer2, self.layer3, self.layer4]
 
     @property
-    def units(self) -> list[nn.Module]:
+    def bottlenecks(self) -> list[nn.Module]:
         return [unit for layer in self.layers for unit in layer]
 
     def set_output_stride(self, output_stride: int) -> ResNet101BetaEncoder:
         schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
-        for unit, (stride, rate), mult in zip(self.units, schedule, self.multi_grid, strict=True):
+        for unit, (stride, rate), mult in zip(self.bottlenecks, schedule, self.multi_grid, strict=True):
             set_conv_geometry(unit.conv2, stride, rate * mult)
             if isinstance(unit.downsample, Subsample):
                 unit.downsample.stride = stride
         self.output_stride = check_output_stride(output_stride)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    def units(self) -> list[tuple[nn.Module, int]]:
+        stem = [(self.conv1, 2), (self.bn1, 1), (self.act1, 1), (self.maxpool, 2)]
+        return stem + list(zip(self.bottlenecks, self.nominal_strides, strict=True))

@@ -1,0 +1,100 @@
+"""MobileNetV3-Large encoder (Howard et al., ICCV 2019), dilated by the same TensorFlow rule as the MobileNetV2 one.
+
+Built on torchvision's ``MobileNetV3`` modules, so torchvision's ImageNet weights (and those of its LR-ASPP
+segmentation model) load unchanged. torchvision's own ``dilated=True`` is not used: it dilates every block of the
+last stage including the first (rate 2 at its depthwise conv), where TensorFlow's rule (``atrous_schedule``) keeps
+the first block that loses its stride at the rate reached so far, and it knows OS16 only. Here the depthwise convs
+get their stride and dilation from ``atrous_schedule`` at 8, 16 or 32, and ``set_output_stride`` changes them in
+place. The 5x5 depthwise convs keep "same" padding at any rate.
+
+Taps:
+    ``last`` (default): the final 1x1 conv, 960*width channels (LR-ASPP's "high" feature in the MobileNetV3 paper).
+    ``second_last``: the 160*width-channel output of the last bottleneck; the 960-channel conv is not built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from torchvision.models import MobileNet_V3_Large_Weights, MobileNetV3
+from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
+
+from ..weights import load_encoder_weights
+from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
+
+WIDTHS = (0.5, 0.75, 1.0, 1.25)
+N_BOTTLENECKS = 15
+STEM_STRIDE = 2
+
+
+def depthwise_conv(block: nn.Module) -> nn.Conv2d:
+    """The depthwise conv (3x3 or 5x5) of an inverted residual block."""
+    return next(m for m in block.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
+
+
+class MobileNetV3Encoder(Encoder):
+    """Dilated MobileNetV3-Large body.
+
+    Args:
+        width: width multiplier, one of 0.5, 0.75, 1.0, 1.25 (torchvision's channel rounding).
+        output_stride: 8, 16 or 32.
+        tap: ``last`` (default, 960*width channels) or ``second_last`` (160*width channels).
+        weights: ``None``, ``"imagenet"`` (torchvision's, width 1.0 only) or a local state dict path.
+        bn: ``torch`` keeps torchvision's BatchNorm (momentum 0.01, epsilon 1e-3, as MobileNetV3 was trained);
+            ``deeplab``: decay 0.9997, epsilon 1e-3.
+    """
+
+    name = "mobilenet_v3"
+    taps = ("last", "second_last")
+
+    def __init__(
+        self,
+        width: float = 1.0,
+        output_stride: int = 16,
+        tap: str | None = None,
+        weights: str | Path | None = None,
+        bn: str = "torch",
+    ) -> None:
+        super().__init__()
+        if width not in WIDTHS:
+            raise ValueError(f"MobileNetV3 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
+        self.tap = self.resolve_tap(tap)
+        check_output_stride(output_stride)
+        self.width = float(width)
+
+        setting, last_channel = _mobilenet_v3_conf("mobilenet_v3_large", width_mult=width)
+        net = MobileNetV3(setting, last_channel)
+        # features[0] is the stem (stride 2), features[1:16] the 15 bottlenecks, features[16] the 1x1 960 conv.
+        self.features = net.features if self.tap == "last" else net.features[: 1 + N_BOTTLENECKS]
+        self.out_channels = self.features[-1].out_channels
+        self.nominal_strides = [cfg.stride for cfg in setting]
+        self.set_output_stride(output_stride)
+
+        set_batchnorm(self, bn, self.deeplab_bn_eps)
+
+        imagenet = None
+        if width == 1.0:
+            imagenet = lambda: MobileNet_V3_Large_Weights.IMAGENET1K_V1.get_state_dict(progress=True)  # noqa: E731
+        ignore = ("classifier.",) + (() if self.tap == "last" else ("features.16.",))
+        load_encoder_weights(self, weights, imagenet=imagenet, host="download.pytorch.org", ignore=ignore,
+                             source=MobileNet_V3_Large_Weights.IMAGENET1K_V1.url)  # fmt: skip
+
+    @property
+    def bottlenecks(self) -> list[nn.Module]:
+        return list(self.features[1 : 1 + N_BOTTLENECKS])
+
+    @property
+    def base_label(self) -> str:
+        return "MNet V3" if self.tap == "last" else "MNet V3 (160 tap)"
+
+    def set_output_stride(self, output_stride: int) -> MobileNetV3Encoder:
+        schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
+        for block, (stride, dilation) in zip(self.bottlenecks, schedule, strict=True):
+            set_conv_geometry(depthwise_conv(block), stride, dilation)
+        self.output_stride = check_output_stride(output_stride)
+        return self
+
+    def units(self) -> list[tuple[nn.Module, int]]:
+        body = [(self.features[0], STEM_STRIDE), *zip(self.bottlenecks, self.nominal_strides, strict=True)]
+        return body + [(m, 1) for m in self.features[1 + N_BOTTLENECKS :]]
