@@ -19,6 +19,16 @@ from .runs import TRAIN, Run
 # Table 7's order: its networks (encoder and tap) in the order the table lists them, then any other network.
 NETWORKS = dict.fromkeys((row.encoder, row.tap) for row in (*TABLE7, table7.LAST_TAP_ROW))
 NETWORK_ORDER = {network: i for i, network in enumerate(NETWORKS)}
+# Heads: Table 7's two, then the others (experiment=heads), by name in tables and plots
+HEAD_NAMES = {
+    "aspp": "ASPP", "no_aspp": "no ASPP", "deeplabv3plus": "V3+ (ASPP)", "deeplabv3plus_no_aspp": "V3+ (no ASPP)",
+    "lraspp": "LR-ASPP",
+}  # fmt: skip
+HEAD_ORDER = {head: i for i, head in enumerate(HEAD_NAMES)}
+
+
+def head_name(head: str | None) -> str:
+    return HEAD_NAMES.get(head, str(head))
 
 
 @dataclass
@@ -46,8 +56,7 @@ class Row:
         """``MNet V2* OS16 ASPP MF``: names the variant in plots and notes."""
         if self.arch is None:
             return self.network
-        head = "ASPP" if self.arch["head"] == "aspp" else "no ASPP"
-        return f"{self.network} OS{self.arch['os']} {head}{' MF' if self.mf else ''}"
+        return f"{self.network} OS{self.arch['os']} {head_name(self.arch['head'])}{' MF' if self.mf else ''}"
 
 
 def paper_row(arch: dict, mf: bool, mf_scales: tuple[float, ...] | None = None) -> Table7Row | None:
@@ -108,14 +117,14 @@ def int8_miou(quant: dict | None, row: Row, mode: str) -> float | None:
 
 
 def order_key(row: Row):
-    """Table 7's order: encoder (V1, V2, R101), tap, width (widest first), ASPP before none, OS 32-16-8, SS
-    before MF; runs that could not be read come last."""
+    """Table 7's order: encoder (V1, V2, R101, then others), tap, width (widest first), head (ASPP, none, then
+    DeepLabV3+ and LR-ASPP), OS 32-16-8, SS before MF; runs that could not be read come last."""
     a = row.arch
     if a is None:
         return (9, row.run)
     return (
-        NETWORK_ORDER.get((a["encoder"], a["tap"]), len(NETWORK_ORDER)), -a["width"], a["head"] != "aspp", -a["os"],
-        row.mf, row.run, row.evaluation != TRAIN, row.evaluation,
+        NETWORK_ORDER.get((a["encoder"], a["tap"]), len(NETWORK_ORDER)), -a["width"], HEAD_ORDER.get(a["head"], 9),
+        -a["os"], row.mf, row.run, row.evaluation != TRAIN, row.evaluation,
     )  # fmt: skip
 
 
@@ -156,7 +165,8 @@ def columns(rows: list[Row]) -> dict[str, bool]:
     """Optional column groups present in this table (the evaluation's name where not only the trainings' own)."""
     return {"latency": any(r.latency_ms is not None for r in rows), "paper": any(r.paper for r in rows),
             "evaluation": any(r.evaluation != TRAIN for r in rows),
-            "int8": any(r.int8_miou is not None for r in rows)}  # fmt: skip
+            "int8": any(r.int8_miou is not None for r in rows),
+            "heads": any(r.arch and r.arch["head"] not in ("aspp", "no_aspp") for r in rows)}  # fmt: skip
 
 
 def _os_cell(arch: dict | None) -> str:
@@ -173,7 +183,9 @@ def _os_cell(arch: dict | None) -> str:
 def to_cells(row: Row, cols: dict[str, bool], check: str) -> list[str]:
     a = row.arch
     cells = [
-        row.network, _os_cell(a), check if a and a["head"] == "aspp" else "", check if row.mf else "",
+        row.network, _os_cell(a),
+        (head_name(a["head"]) if a else "") if cols.get("heads") else (check if a and a["head"] == "aspp" else ""),
+        check if row.mf else "",
         _pct(row.miou), _millions(row.params), _billions(row.madds),
     ]  # fmt: skip
     if cols["int8"]:
@@ -190,7 +202,7 @@ def to_cells(row: Row, cols: dict[str, bool], check: str) -> list[str]:
 
 
 def header(cols: dict[str, bool], latency_device: str | None) -> list[str]:
-    head = ["Network", "OS", "ASPP", "MF", "mIoU", "Params", "MAdds"]
+    head = ["Network", "OS", "Head" if cols.get("heads") else "ASPP", "MF", "mIoU", "Params", "MAdds"]
     if cols["int8"]:
         head.append("INT8 mIoU")
     if cols["latency"]:
@@ -234,7 +246,7 @@ def to_markdown(rows: list[Row], extra_notes: list[str] = ()) -> str:
 
 CSV_FIELDS = [
     "run", "evaluation", "split", "state", "reason", "network", "encoder", "width", "tap", "os", "train_os",
-    "final_os", "aspp", "mf", "data", "miou", "int8_miou", "params", "madds", "latency_ms", "latency_device",
+    "final_os", "head", "aspp", "mf", "data", "miou", "int8_miou", "params", "madds", "latency_ms", "latency_device",
     "paper_miou", "paper_params_m", "paper_madds_b",
 ]  # fmt: skip
 
@@ -251,7 +263,8 @@ def to_csv(rows: list[Row]) -> str:
             "state": r.state, "reason": _one_line(r.reason), "network": r.network,
             "encoder": a.get("encoder"), "width": a.get("width"), "tap": a.get("tap"), "os": a.get("os"),
             "train_os": a.get("train_os"), "final_os": a.get("final_os"),
-            "aspp": None if not a else a["head"] == "aspp", "mf": r.mf, "data": r.data, "miou": r.miou,
+            "head": a.get("head"), "aspp": None if not a else a["head"] == "aspp", "mf": r.mf, "data": r.data,
+            "miou": r.miou,
             "int8_miou": r.int8_miou,
             "params": r.params, "madds": r.madds, "latency_ms": r.latency_ms, "latency_device": r.latency_device,
             "paper_miou": _paper_miou(r), "paper_params_m": r.paper.params_m if r.paper else None,

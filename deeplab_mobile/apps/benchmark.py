@@ -4,6 +4,7 @@ against their peers, at 513x513, batch 1, random weights.
     python scripts/benchmark.py                                   # every network, CPU, 1 and 2 threads
     python scripts/benchmark.py --models candidate smp_deeplabv3_mnv2 --threads 1 2
     python scripts/benchmark.py --size 129 --repeats 3            # a quick look
+    python scripts/benchmark.py --models heads tv_lraspp_mnv3     # the heads side by side (DeepLabV3+, LR-ASPP)
 
 For each network and thread count: eager PyTorch (contiguous and channels_last), ONNX Runtime (BN folded), its
 INT8 twin for the Table 7 networks (static QDQ, per-channel int8 weights; --no-int8 skips it), and torch.compile
@@ -29,11 +30,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..ablation.table import head_name
 from ..complexity import count_madds, count_params
 from ..deploy import ChunkedInvertedResidual, export_onnx, make_memory_efficient
 from ..deploy.peak import peak_activation_bytes
 from ..deploy.quantize import quantize_model
 from ..latency import matmul_gflops, measure_latency, ort_latency, timings
+from ..models import HEADS, build_model
 from ..table7 import CANDIDATE, build_row
 from ..table7 import NETWORKS as TABLE7_NETWORKS
 
@@ -57,11 +60,25 @@ class OutTensor(nn.Module):
 
 # The eight networks of Table 7 and the 1280-channel tap (deeplab_mobile/table7.py), by variant name
 NETWORKS = list(TABLE7_NETWORKS)
+# Every head on MobileNetV2 (its Table 7 tap, 320 channels) and MobileNetV3-Large (960 channels) at OS16, width 1,
+# for choosing a head by its measured cost (the MobileNetV2 rows with Table 7's heads are Table 7's own)
+HEAD_ENCODERS = {"mnv2": ("mobilenet_v2", "second_last"), "mnv3": ("mobilenet_v3", None)}
+HEAD_NETWORKS = {
+    f"{short}_os16_{head}": (encoder, tap, head)
+    for short, (encoder, tap) in HEAD_ENCODERS.items()
+    for head in HEADS
+    if f"{short}_os16_{head}" not in TABLE7_NETWORKS
+}
+OURS = {*TABLE7_NETWORKS, *HEAD_NETWORKS}
+OURS_BY_HEAD = [f"{short}_os16_{head}" for short in HEAD_ENCODERS for head in HEADS]  # --models heads
 
 
 def build(name: str) -> nn.Module:
     if name in TABLE7_NETWORKS:
         return build_row(TABLE7_NETWORKS[name])
+    if name in HEAD_NETWORKS:
+        encoder, tap, head = HEAD_NETWORKS[name]
+        return build_model(encoder, head, 16, tap=tap, num_classes=21)
     if name == "smp_deeplabv3_mnv2":
         import segmentation_models_pytorch as smp
 
@@ -73,10 +90,13 @@ def build(name: str) -> nn.Module:
     if name == "tv_deeplabv3_mnv3":
         model = segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
         return OutTensor(model)
-    raise ValueError(f"unknown network {name!r}; choose from {sorted(NETWORKS) + sorted(REFERENCES)}")
+    raise ValueError(f"unknown network {name!r}; choose from {sorted(OURS) + sorted(REFERENCES)}")
 
 
 def label(name: str) -> str:
+    if name in HEAD_NETWORKS:
+        encoder, tap, head = HEAD_NETWORKS[name]
+        return f"{'MNet V2*' if encoder == 'mobilenet_v2' else 'MNet V3'} OS16 {head_name(head)}"
     if name not in TABLE7_NETWORKS:
         return REFERENCES[name]
     row = TABLE7_NETWORKS[name]
@@ -122,10 +142,10 @@ def cpu_rows(
             path = onnx_dir / f"{name}_{size}.onnx"
             if not path.is_file():  # peers as they are (SMP's forward cannot be traced): ORT fuses conv + BN itself
                 net = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
-                export_onnx(net, path, (size, size), fold_bn=name in TABLE7_NETWORKS)
+                export_onnx(net, path, (size, size), fold_bn=name in OURS)
             row["onnxruntime"] = ort_latency(path, (size, size), threads, warmup, repeats)
             row["onnx_mb"] = path.stat().st_size / 1e6
-            if int8 and name in TABLE7_NETWORKS:
+            if int8 and name in OURS:
                 quantized = int8_model(path, size)
                 row["onnxruntime_int8"] = ort_latency(quantized, (size, size), threads, warmup, repeats)
                 row["int8_mb"] = quantized.stat().st_size / 1e6
@@ -269,12 +289,13 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    choices = [*NETWORKS, *REFERENCES]
+    choices = [*NETWORKS, *HEAD_NETWORKS, *REFERENCES]
     slow = {n for n, row in TABLE7_NETWORKS.items() if (row.params_m or 0) > 50}  # ResNet-101: ~10 min on 2 cores
     default = [n for n in choices if n not in slow]
     parser.add_argument("--models", nargs="+", default=default,
                         help=f"networks, or 'all' (default: all but ResNet-101, which alone takes ~10 min on 2 "
-                             f"cores); 'candidate' = {CANDIDATE}")  # fmt: skip
+                             f"cores); 'candidate' = {CANDIDATE}; 'heads' = every head on MobileNetV2 and V3 at "
+                             "OS16")  # fmt: skip
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--size", type=int, default=513)
     parser.add_argument("--warmup", type=int, default=3)
@@ -284,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-int8", action="store_true", help="skip the INT8 ONNX Runtime rows")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    names = choices if "all" in args.models else [CANDIDATE if m == "candidate" else m for m in args.models]
+    groups = {"candidate": [CANDIDATE], "heads": OURS_BY_HEAD}
+    names = choices if "all" in args.models else [n for m in args.models for n in groups.get(m, [m])]
+    names = list(dict.fromkeys(names))
     unknown = sorted(set(names) - set(choices))
     if unknown:
         parser.error(f"unknown network(s) {unknown}; choose from {choices}")

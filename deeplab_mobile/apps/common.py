@@ -15,6 +15,8 @@ from hydra.types import RunMode
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..data.datasets import classes_file
+from ..data.folder import read_classes
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.evaluator import Protocol
 from ..engine.run import FinalStage, SettingError, flatten
@@ -67,27 +69,79 @@ def command_line_keys() -> set[str]:
     return keys
 
 
-def adopt_model_file(cfg: DictConfig) -> tuple[ModelFile, dict] | None:
-    """With ``weights=FILE``: ``cfg.model`` becomes the file's network (``build_model`` arguments: encoder, head,
-    width, tap, BatchNorm, geometry and input normalisation, at ``cfg.os``), so that the run's config rebuilds it
-    without the file; returns the file's description and weights. Refused: a design key given with it on the
-    command line, or a class count that differs from the file's."""
+@dataclass
+class Adopted:
+    """Weights a run starts from (``weights=``): what they are, their state dict, and their class count."""
+
+    description: str
+    state: dict
+    num_classes: int
+
+
+def run_folder_of(path: str | Path) -> Path | None:
+    """The training run folder ``path`` is, or whose checkpoint it is (``<run>/checkpoints/*.pt``)."""
+    path = Path(path)
+    for folder in (path, path.parent.parent):
+        if (folder / ".hydra" / "config.yaml").is_file() and (path.is_dir() or path.suffix == ".pt"):
+            return folder
+    return None
+
+
+def retarget(model: dict, num_classes: int, os: int) -> dict:
+    """A resolved model config (a Hydra ``DeepLabV3`` node, or ``build_model``'s arguments) at another class count
+    and output stride, its weights to come from elsewhere."""
+    if "head" in model and isinstance(model["head"], dict):
+        model["head"]["num_classes"] = num_classes
+        model["encoder"]["output_stride"] = os
+        model["encoder"]["weights"] = None
+    else:
+        model.update(num_classes=num_classes, output_stride=os)
+    return model
+
+
+def adopt_weights(cfg: DictConfig) -> Adopted | None:
+    """With ``weights=`` a model file, a training run folder or one of its checkpoints: ``cfg.model`` becomes that
+    network (a model file's ``build_model`` arguments, or the run's model config, at ``cfg.os``), so the run's
+    config rebuilds it without the source. The class count is the data's: where it differs from the weights',
+    training re-initialises the classifier (``load_weights(..., other_classes=True)``). Refused: a design key given
+    with it on the command line."""
     path = OmegaConf.select(cfg, "weights", default=None)
     if not path:
         return None
-    info, state = read_model_file(path)
+    run_dir = run_folder_of(path)
+    if run_dir is not None:
+        run = load_run_config(run_dir)
+        checkpoint = Path(path) if Path(path).is_file() else last_checkpoint(run_dir)
+        state = model_state(load_checkpoint(checkpoint, map_location="cpu"), checkpoint)
+        model = OmegaConf.to_container(run.model, resolve=True)
+        n_weights = int(run.num_classes)
+        description = f"the network of run {run_dir} ({n_weights} classes), {checkpoint.name}"
+    else:
+        info, state = read_model_file(path)
+        model = {"_target_": "deeplab_mobile.models.build_model", **info.build_args()}
+        n_weights = int(info.config["num_classes"])
+        description = describe_file(info)
     clash = sorted(command_line_keys() & set(MODEL_FILE_DECIDES))
     if clash:
-        raise SettingError(f"weights={path} decides the network ({describe_file(info)}); drop {', '.join(clash)}")
-    n = int(cfg.num_classes)
-    if n != info.config["num_classes"]:
-        raise SettingError(
-            f"weights={path} has {info.config['num_classes']} classes, the data {n}: starting another class set "
-            "from a model file is not supported yet"
-        )
+        raise SettingError(f"weights={path} decides the network ({description}); drop {', '.join(clash)}")
     with open_dict(cfg):
-        cfg.model = OmegaConf.create({"_target_": "deeplab_mobile.models.build_model", **info.build_args(cfg.os)})
-    return info, state
+        cfg.model = OmegaConf.create(retarget(model, int(cfg.num_classes), int(cfg.os)))
+    return Adopted(description, state, n_weights)
+
+
+def adopt_data_classes(cfg: DictConfig) -> None:
+    """A folder dataset's classes file decides the class count and names: ``num_classes`` and ``data.classes``
+    become the file's (so the run's config holds them). ``num_classes`` given on the command line and differing is
+    refused."""
+    path = classes_file(cfg.data)
+    if path is None:
+        return
+    names = read_classes(path).names
+    if "num_classes" in command_line_keys() and int(cfg.num_classes) != len(names):
+        raise SettingError(f"num_classes={cfg.num_classes}, but {path} names {len(names)} classes; drop num_classes")
+    with open_dict(cfg):
+        cfg.num_classes = len(names)
+        cfg.data.classes = list(names)
 
 
 def describe_file(info: ModelFile) -> str:
@@ -96,13 +150,13 @@ def describe_file(info: ModelFile) -> str:
 
 
 def class_names(cfg: DictConfig) -> tuple[str, ...]:
-    """The class names ``data.classes`` points at (a Python sequence, e.g. ``deeplab_mobile.data.voc.CLASSES``),
-    or the class indices for a config without one."""
+    """The class names ``data.classes`` lists or points at (a Python sequence, e.g.
+    ``deeplab_mobile.data.voc.CLASSES``), or the class indices for a config without one."""
     where = OmegaConf.select(cfg, "data.classes", default=None)
     n = int(cfg.num_classes)
     if where is None:
         return tuple(map(str, range(n)))
-    names = tuple(get_object(str(where)))
+    names = tuple(where) if OmegaConf.is_list(where) else tuple(get_object(str(where)))
     if len(names) != n:
         raise ValueError(f"data.classes ({where}) names {len(names)} classes, but num_classes is {n}")
     return names

@@ -21,7 +21,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..complexity import TABLE7_SIZE
-from ..data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
+from ..data import DatasetError, EvalTransform, Normalize, mean_pixel
+from ..data.datasets import open_split
 from ..data.loader import eval_loader
 from ..data.synthetic import write_synthetic_voc
 from ..engine.checkpoint import CheckpointError
@@ -80,7 +81,9 @@ def run_subject(cfg: DictConfig) -> Subject:
     loaded = load_run(run_dir, cfg.checkpoint)
     run = loaded.config
     split = cfg.split or run.data.val_split
-    data = OmegaConf.create({"root": cfg.data_root or run.data.root, "val_split": split, "name": run.data.name})
+    data = run.data.copy()
+    with open_dict(data):
+        data.root, data.val_split = cfg.data_root or run.data.root, split
     stage = final_stage(run)
     return Subject(
         model=loaded.model, classes=class_names(run), data=data, defaults=run.get("eval") or OmegaConf.create({}),
@@ -126,7 +129,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
 
     name = subject.name if cfg.name else "_".join(p for p in (proto.name(model), subject.name) if p)
     num_classes = len(subject.classes)
-    dataset = VOCSegmentation(data.root, data.val_split, EvalTransform(), num_classes=num_classes)
+    dataset = open_split(data, data.val_split, EvalTransform(), num_classes=num_classes)
     loader = eval_loader(shard(dataset, env), cfg.eval.batch_size, cfg.eval.workers, mean_pixel(model.encoder.mean),
                          subject.pad_to)  # fmt: skip
     normalize = Normalize(model.encoder.mean, model.encoder.std).to(env.device)

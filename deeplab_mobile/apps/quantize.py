@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE
-from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, mean_pixel
+from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
+from ..data.datasets import open_split
 from ..data.loader import eval_loader, train_loader
 from ..data.synthetic import write_synthetic_voc
 from ..data.transforms import pad_collate
@@ -93,7 +94,7 @@ def float_model(cfg: DictConfig) -> FloatModel:
     scales = OmegaConf.select(run, "eval.mf_scales", default=None) if cfg.run_dir else None
     out_dir.mkdir(parents=True, exist_ok=True)
     path = export_onnx(model.eval(), out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
-    output = {"name": "logits", "dtype": "float32", "stride": model.output_stride}  # feature resolution
+    output = {"name": "logits", "dtype": "float32", "stride": model.logits_stride}  # the logits' own resolution
     meta = export_meta(model, classes, ["N", 3, "H", "W"], output)
     (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
     crop = OmegaConf.select(run, "data.crop_size", default=None) if cfg.run_dir else None
@@ -105,7 +106,7 @@ def calibration_batches(source: FloatModel, n: int, split: str, seed: int, progr
     the largest of them, so that every batch has one size, as ONNX Runtime's histogram calibrators need) and
     normalised as evaluation feeds them."""
     mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
-    dataset = VOCSegmentation(source.data.root, split, EvalTransform(), num_classes=len(source.meta["classes"]))
+    dataset = open_split(source.data, split, EvalTransform(), num_classes=len(source.meta["classes"]))
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     samples = [dataset[i] for i in tqdm(order, desc="calibration images", leave=False, disable=not progress)]
     side = max([source.pad_to, *(max(mask.shape) for _, mask in samples)])
@@ -155,7 +156,7 @@ def quantize(cfg: DictConfig) -> dict:
         log.info("wrote %s", files["qat"])
     normalize = Normalize(source.meta["input"]["mean"], source.meta["input"]["std"])
     classes = source.meta["classes"]
-    val = VOCSegmentation(data.root, cfg.split or data.val_split, EvalTransform(), num_classes=len(classes))
+    val = open_split(data, cfg.split or data.val_split, EvalTransform(), num_classes=len(classes))
     loader = eval_loader(val, cfg.eval.batch_size, cfg.eval.workers, mean_pixel(source.meta["input"]["mean"]),
                          source.pad_to)  # fmt: skip
     modes = {"ss": {}}
@@ -224,8 +225,8 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
     data = source.data
     scales = tuple(OmegaConf.select(data, "scales", default=None) or (1.0,))
     transform = TrainTransform(crop, mean, scales=scales, seed=int(cfg.qat.seed))
-    train_set = VOCSegmentation(data.root, cfg.calibration.split or data.train_split, transform,
-                                num_classes=len(source.meta["classes"]))  # fmt: skip
+    train_set = open_split(data, cfg.calibration.split or data.train_split, transform,
+                           num_classes=len(source.meta["classes"]))  # fmt: skip
     if len(train_set) < int(cfg.qat.batch_size):
         raise QuantizationError(f"qat.batch_size={cfg.qat.batch_size} is more than the {len(train_set)} train images")
     generator = torch.Generator().manual_seed(int(cfg.qat.seed))

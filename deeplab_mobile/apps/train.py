@@ -15,8 +15,10 @@ import torch
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
 
-from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, VOCSegmentation, mean_pixel
+from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
+from ..data.datasets import open_split
 from ..data.loader import eval_loader
 from ..data.synthetic import write_synthetic_voc
 from ..engine.board import Board
@@ -30,12 +32,12 @@ from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
 from ..models.weights import WeightsError
 from .common import (
-    adopt_model_file,
+    adopt_data_classes,
+    adopt_weights,
     build_model,
     build_scheduler,
     check_protocol,
     class_names,
-    describe_file,
     final_stage,
     identity,
     protocol,
@@ -105,18 +107,23 @@ class TrainingRun:
         # Settings are checked before anything is built, downloaded or written
         self.resuming = resuming(cfg, self.out_dir)
         self.stage = final_stage(cfg)
+        adopt_data_classes(cfg)  # a folder dataset: the class count and names are its classes file's
         self.names = class_names(cfg)
         check_batch(cfg, env)
-        self.model_file = adopt_model_file(cfg)  # weights=FILE: the file's network, its weights below
+        self.adopted = adopt_weights(cfg)  # weights=: that network, its weights below
         # a resume takes every weight from its checkpoint
         self.model = build_model(cfg.model, weights=not self.resuming)
-        if self.model_file and not self.resuming:
-            load_weights(self.model, self.model_file[1], cfg.weights)
-            if env.main:
-                log.info("weights=%s: %s, every weight from the file", cfg.weights, describe_file(self.model_file[0]))
+        if self.adopted and not self.resuming:
+            skipped = load_weights(self.model, self.adopted.state, cfg.weights, other_classes=True)
+            if env.main and skipped:
+                log.info("weights=%s: %s; %d classes -> %d: every weight but the classifier (%s), re-initialised",
+                         cfg.weights, self.adopted.description, self.adopted.num_classes, cfg.num_classes,
+                         ", ".join(skipped))  # fmt: skip
+            elif env.main:
+                log.info("weights=%s: %s, every weight from it", cfg.weights, self.adopted.description)
         weights = OmegaConf.select(cfg, "model.encoder.weights", default=None)
         note = OmegaConf.select(cfg, "data.random_init_cost", default=None)
-        if note and not self.resuming and not self.model_file and weights in (None, "random") and env.main:
+        if note and not self.resuming and not self.adopted and weights in (None, "random") and env.main:
             log.warning("encoder_weights=%s: %s", weights, note)
         self.protocol = check_protocol(protocol(cfg.eval), self.model, cfg.eval)
         self.normalize = Normalize(self.model.encoder.mean, self.model.encoder.std)
@@ -141,7 +148,7 @@ class TrainingRun:
             evaluate=self.periodic_eval, on_log=self.board.scalars, config=identity(cfg), final_stage=self.stage,
         )  # fmt: skip
 
-    def datasets(self) -> tuple[VOCSegmentation, VOCSegmentation]:
+    def datasets(self) -> tuple[Dataset, Dataset]:
         data, env = self.cfg.data, self.env
         if data.generate:  # the generated dataset is written once (by the first process), then read by all
             if env.main:
@@ -149,8 +156,8 @@ class TrainingRun:
             barrier(env)
         try:
             transform = TrainTransform(data.crop_size, self.model.encoder.mean, scales=data.scales)
-            train_set = VOCSegmentation(data.root, data.train_split, transform, num_classes=self.cfg.num_classes)
-            val_set = VOCSegmentation(data.root, data.val_split, EvalTransform(), num_classes=self.cfg.num_classes)
+            train_set = open_split(data, data.train_split, transform, num_classes=self.cfg.num_classes)
+            val_set = open_split(data, data.val_split, EvalTransform(), num_classes=self.cfg.num_classes)
         except DatasetError as exc:
             raise DatasetError(f"{exc}\n\n{data.help}") from exc
         return train_set, val_set
@@ -181,8 +188,10 @@ class TrainingRun:
             check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
             log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
         saved_config = self.out_dir / ".hydra" / "config.yaml"
-        # Hydra writes it; a direct call of train() gets one too; with weights=FILE it records the file's network
-        if self.env.main and (not saved_config.is_file() or self.model_file):
+        # Hydra writes it; a direct call of train() gets one too; it records the network of weights= and the classes
+        # of a folder dataset, which Hydra's copy does not have
+        rewrite = self.adopted or OmegaConf.select(cfg, "data.format", default=None) == "folder"
+        if self.env.main and (not saved_config.is_file() or rewrite):
             saved_config.parent.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, saved_config)
 

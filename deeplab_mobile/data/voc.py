@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -177,6 +178,9 @@ class VOCSegmentation(Dataset):
         name = self.ids[index]
         return self.image_dir / f"{name}.jpg", self.mask_dir / f"{name}.png"
 
+    def read_mask(self, path: Path) -> np.ndarray:
+        return read_mask(path, self.num_classes)
+
     def __getitem__(self, index: int):
         image, mask = load_pair(*self.paths(index), self.num_classes)
         return (image, mask) if self.transform is None else self.transform(image, mask)
@@ -188,8 +192,14 @@ def check_dataset(root: str | Path, split: str, mask_dir: str | None = None) -> 
         dataset = VOCSegmentation(root, split, mask_dir=mask_dir)
     except DatasetError as exc:
         return 0, [str(exc)]
+    return len(dataset), check_samples(dataset)
+
+
+def check_samples(dataset, progress: bool = False) -> list[str]:
+    """Every problem of every sample of a dataset that has ``paths(i)`` and ``read_mask(path)`` (VOC, folder,
+    Cityscapes): a missing or unreadable image or mask, a bad label, a size mismatch; never stopping early."""
     problems = []
-    for i in range(len(dataset)):
+    for i in tqdm(range(len(dataset)), desc="checking", unit="sample", disable=not progress, leave=False):
         image_path, mask_path = dataset.paths(i)
         image = mask = None
         try:
@@ -197,9 +207,9 @@ def check_dataset(root: str | Path, split: str, mask_dir: str | None = None) -> 
         except DatasetError as exc:
             problems.append(str(exc))
         try:
-            mask = read_mask(mask_path)
+            mask = dataset.read_mask(mask_path)
         except DatasetError as exc:
             problems.append(str(exc))
         if image is not None and mask is not None and image.shape[:2] != mask.shape:
             problems.append(size_mismatch(mask_path, image, mask))
-    return len(dataset), problems
+    return problems

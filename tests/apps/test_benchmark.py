@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from deeplab_mobile.apps.benchmark import NETWORKS, label, main
+from deeplab_mobile.apps.benchmark import NETWORKS, OURS_BY_HEAD, build, label, main
+from deeplab_mobile.models import HEADS
 from deeplab_mobile.table7 import LAST_TAP_ROW, TABLE7
 
 
@@ -32,3 +33,16 @@ def test_benchmark_writes_its_tables(tmp_path):
 def test_the_benchmark_networks_are_table7s():
     assert NETWORKS == [row.variant for row in (*TABLE7, LAST_TAP_ROW)]
     assert label("mnv2_os16_no_aspp") == "MNet V2* OS16 (candidate)" and label("r101_os8_aspp") == "ResNet-101 OS8 ASPP"
+
+
+def test_the_heads_group_is_every_head_on_both_encoders():
+    """``--models heads``: each head on MobileNetV2 (Table 7's tap) and MobileNetV3-Large at OS16, built as named."""
+    assert len(OURS_BY_HEAD) == 2 * len(HEADS)
+    for name in OURS_BY_HEAD:
+        model = build(name)
+        short, _, head = name.split("_", 2)
+        assert model.head.name == head.removeprefix("os16_") and model.output_stride == 16
+        assert model.encoder.name == {"mnv2": "mobilenet_v2", "mnv3": "mobilenet_v3"}[short]
+        assert model.encoder.out_channels == {"mnv2": 320, "mnv3": 960}[short]
+    assert label("mnv3_os16_lraspp") == "MNet V3 OS16 LR-ASPP"
+    assert label("mnv2_os16_deeplabv3plus") == "MNet V2* OS16 V3+ (ASPP)"
