@@ -255,6 +255,22 @@ def test_an_int8_column_where_a_run_was_quantized(tmp_path):
     assert "| INT8 mIoU |" in table and "| 49.00 |" in table
 
 
+def test_other_heads_get_a_head_column_in_order(tmp_path):
+    """experiment=heads: the heads are named (a Head column instead of ASPP's tick), Table 7's two first."""
+    metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.1}}
+    for head in ("lraspp", "no_aspp", "deeplabv3plus", "aspp"):
+        fake_run(tmp_path / f"v3_{head}", ["experiment=heads", "encoder=mobilenet_v3", f"head={head}"], metrics)
+    fake_run(tmp_path / "v2_lraspp", ["experiment=heads", "encoder=mobilenet_v2", "head=lraspp"], metrics)
+    rows, out = report(tmp_path)
+    assert [(r["network"], r["head"]) for r in rows] == [
+        ("MNet V2*", "lraspp"), ("MNet V3", "aspp"), ("MNet V3", "no_aspp"), ("MNet V3", "deeplabv3plus"),
+        ("MNet V3", "lraspp"),
+    ]  # fmt: skip
+    table = (out / "table.md").read_text()
+    assert "| Network | OS | Head | MF |" in table and "| MNet V3 | 16 | V3+ (ASPP) |" in table
+    assert "| MNet V3 | 16 | LR-ASPP |" in table
+
+
 def test_latency_is_measured_and_reported(tmp_path):
     fake_run(
         tmp_path / "a", ["variant=mnv2_os16_no_aspp", "width=0.35"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}}
@@ -296,6 +312,10 @@ def test_empty_missing_and_foreign_folders_are_refused(tmp_path, capsys):
         ("head_os", {"head": ["aspp", "no_aspp"], "os": ["16", "8"]}),
         ("width", {"width": ["0.35", "0.5", "0.75", "1.0"]}),
         ("tap", {"tap": ["second_last", "last"]}),
+        (
+            "heads",
+            {"encoder": ["mobilenet_v2", "mobilenet_v3"], "head": ["aspp", "no_aspp", "deeplabv3plus", "lraspp"]},
+        ),
     ],
 )
 def test_experiments_sweep_their_grid(experiment, grid):

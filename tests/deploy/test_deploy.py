@@ -31,7 +31,13 @@ def model(encoder="mobilenet_v2", head="no_aspp", os_=16, width=0.35, seed=0, ge
 
 @pytest.mark.parametrize(
     "encoder, head, width",
-    [("mobilenet_v2", "aspp", 0.35), ("mobilenet_v2", "no_aspp", 0.5), ("mobilenet_v1", "aspp", 0.25)],
+    [
+        ("mobilenet_v2", "aspp", 0.35),
+        ("mobilenet_v2", "no_aspp", 0.5),
+        ("mobilenet_v1", "aspp", 0.25),
+        ("mobilenet_v2", "deeplabv3plus", 0.35),
+        ("mobilenet_v3", "lraspp", 0.5),
+    ],
 )
 def test_folding_removes_every_batchnorm_and_keeps_the_function(encoder, head, width):
     net = model(encoder, head, width=width)
@@ -79,7 +85,9 @@ def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("head, geometry", [("aspp", "torch"), ("no_aspp", "deeplab")])
+@pytest.mark.parametrize(
+    "head, geometry", [("aspp", "torch"), ("no_aspp", "deeplab"), ("deeplabv3plus", "deeplab"), ("lraspp", "torch")]
+)
 def test_onnx_parity_dynamic_sizes(tmp_path, head, geometry):
     """Also under DeepLab's geometry, whose strided convs pad by the input's size ("SAME"): the even size checks
     that the padding follows the size at run time and was not frozen at the export size."""
