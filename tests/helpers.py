@@ -38,6 +38,16 @@ def tiny(voc, *extra):
     )  # fmt: skip
 
 
+def folder_train(folder, *extra):
+    """A few iterations of a small model on a folder dataset (``write_folder_dataset``)."""
+    return composed("train", [
+        "recipe=cpu_synthetic", "data=folder", f"data.root={folder}", "width=0.35", "head=no_aspp",
+        "data.crop_size=65", "data.batch_size=4", "data.workers=0", "progress=false", "trainer.final_stage=null",
+        "trainer.iters=3", "trainer.eval_every=3", "trainer.ckpt_every=3", "eval.workers=0", "eval.batch_size=2",
+        "eval.mf_scales=[1.0]", *extra,
+    ])  # fmt: skip
+
+
 def blocks_mask(h, w, rng, block=8, num_classes=21):
     """A mask of constant blocks (so a mask derived from the image stays derivable after linear resizing)."""
     small = rng.integers(0, num_classes, (-(-h // block), -(-w // block)))

@@ -17,7 +17,7 @@ from deeplab_mobile.engine.run import SettingError
 from deeplab_mobile.models import build_model
 from deeplab_mobile.models.pretrained import load_weights
 from deeplab_mobile.models.weights import WeightsError
-from tests.helpers import FOLDER_CLASSES, composed, tiny, write_folder_dataset
+from tests.helpers import FOLDER_CLASSES, composed, folder_train, tiny, write_folder_dataset
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +33,10 @@ def folder(tmp_path_factory):
     return write_folder_dataset(tmp_path_factory.mktemp("folder") / "mine")
 
 
-def folder_run(folder, *extra):
-    return composed("train", [
-        "recipe=cpu_synthetic", "data=folder", f"data.root={folder}", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "data.workers=0", "progress=false", "trainer.final_stage=null",
-        "trainer.iters=3", "trainer.eval_every=3", "trainer.ckpt_every=3", "eval.workers=0", "eval.batch_size=2",
-        "eval.mf_scales=[1.0]", *extra,
-    ])  # fmt: skip
-
-
 def test_fine_tune_a_21_class_run_to_a_5_class_folder(voc_run, folder, tmp_path, caplog):
     source = model_state(load_checkpoint(last_checkpoint(voc_run)), last_checkpoint(voc_run))
     with caplog.at_level(logging.INFO):
-        run = TrainingRun(folder_run(folder, f"weights={voc_run}"), tmp_path)
+        run = TrainingRun(folder_train(folder, f"weights={voc_run}"), tmp_path)
     lines = [r.getMessage() for r in caplog.records if "re-initialised" in r.getMessage()]
     assert len(lines) == 1 and "21 classes -> 5: every weight but the classifier (head.classifier)" in lines[0]
     state = run.model.state_dict()
@@ -66,7 +57,7 @@ def test_fine_tune_a_21_class_run_to_a_5_class_folder(voc_run, folder, tmp_path,
 
 
 def test_fine_tune_from_a_checkpoint_path_and_the_class_count_follows_the_data(voc_run, folder, tmp_path):
-    run = TrainingRun(folder_run(folder, f"weights={last_checkpoint(voc_run)}"), tmp_path)
+    run = TrainingRun(folder_train(folder, f"weights={last_checkpoint(voc_run)}"), tmp_path)
     assert run.model.head.num_classes == 5 and run.cfg.num_classes == 5
 
 
@@ -92,9 +83,9 @@ def test_what_else_does_not_fit_is_an_error(voc_run):
 
 
 def test_num_classes_against_the_classes_file(folder, tmp_path):
-    run = TrainingRun(folder_run(folder), tmp_path)
+    run = TrainingRun(folder_train(folder), tmp_path)
     assert run.cfg.num_classes == 5 and run.names == FOLDER_CLASSES
     # num_classes given on the command line (Hydra's task overrides) and differing from the file is refused
     with mock.patch("deeplab_mobile.apps.common.command_line_keys", return_value={"num_classes"}):
         with pytest.raises(SettingError, match="num_classes=7, but .*classes.txt names 5 classes"):
-            TrainingRun(folder_run(folder, "num_classes=7"), tmp_path / "seven")
+            TrainingRun(folder_train(folder, "num_classes=7"), tmp_path / "seven")

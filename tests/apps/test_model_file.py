@@ -2,6 +2,7 @@
 folder with an unreadable image."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from deeplab_mobile.apps.common import load_run
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.export import export
 from deeplab_mobile.apps.predict import main as predict_main
-from deeplab_mobile.apps.train import train
+from deeplab_mobile.apps.train import TrainingRun, train
 from deeplab_mobile.data import Normalize
 from deeplab_mobile.data.synthetic import CLASS_NAMES
 from deeplab_mobile.data.voc import read_image, read_mask
@@ -23,7 +24,7 @@ from deeplab_mobile.deploy import randomize_batchnorm
 from deeplab_mobile.models import build_model
 from deeplab_mobile.models.pretrained import ModelFile, save_model_file
 from deeplab_mobile.predict import Segmenter
-from tests.helpers import ROOT, composed, tiny
+from tests.helpers import ROOT, composed, folder_train, tiny, write_folder_dataset
 
 DEEPLAB = {
     "encoder": "mobilenet_v2", "head": "no_aspp", "output_stride": 16, "width": 0.35, "tap": "second_last",
@@ -179,3 +180,18 @@ def test_predict_script_on_a_folder_with_an_unreadable_image(deeplab_file, synth
     )
     assert predict_main([str(photos / "missing.jpg"), "--weights", str(tmp_path / "none.pt"), "--no-progress"]) == 1
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_a_model_file_fine_tunes_to_another_class_set(deeplab_file, tmp_path, caplog):
+    """A converted checkpoint (21 classes) into a 5-class folder dataset: the file's network and every weight but the
+    classifier, which is re-initialised, in one log line."""
+    folder = write_folder_dataset(tmp_path / "mine", n_train=4, n_val=2)
+    with caplog.at_level(logging.INFO):
+        run = TrainingRun(folder_train(folder, f"weights={deeplab_file}"), tmp_path / "run")
+    (line,) = [r.getMessage() for r in caplog.records if "re-initialised" in r.getMessage()]
+    assert "21 classes -> 5: every weight but the classifier (head.classifier)" in line
+    model = run.model
+    assert model.geometry == "deeplab" and model.head.classifier.out_channels == 5
+    file_state = torch.load(deeplab_file, weights_only=True)["state_dict"]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in file_state.items() if not k.startswith("head.classifier."))
