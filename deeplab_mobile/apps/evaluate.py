@@ -26,7 +26,7 @@ from ..data.datasets import open_split
 from ..data.loader import eval_loader
 from ..data.synthetic import write_synthetic_voc
 from ..engine.checkpoint import CheckpointError
-from ..engine.distributed import cleanup, init_distributed, shard
+from ..engine.distributed import Dist, barrier, cleanup, init_distributed, shard
 from ..engine.evaluator import run_protocol
 from ..engine.report import write_metrics
 from ..engine.trainer import autocast_dtype, memory_format
@@ -95,7 +95,7 @@ def run_subject(cfg: DictConfig) -> Subject:
     )  # fmt: skip
 
 
-def file_subject(cfg: DictConfig) -> Subject:
+def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     """A model file (``weights=FILE``) on the composed ``data``: at the file's output stride unless ``eval.os``,
     padded to DeepLab's 513 unless ``eval.pad_to``, MF at VOC's six scales unless ``eval.mf_scales``."""
     model, info = load_model_file(cfg.weights)
@@ -103,8 +103,11 @@ def file_subject(cfg: DictConfig) -> Subject:
     with open_dict(data):
         data.root = cfg.data_root or data.root
         data.val_split = cfg.split or data.val_split
-    if data.get("generate"):
-        write_synthetic_voc(**data.generate, progress=cfg.progress)
+    if data.get("generate"):  # written once (by the first process under torchrun), then read by all
+        if env is None or env.main:
+            write_synthetic_voc(**data.generate, progress=cfg.progress)
+        if env is not None:
+            barrier(env)
     out_root = Path(cfg.out_dir) if cfg.out_dir else Path("outputs/eval") / Path(cfg.weights).stem
     return Subject(
         model=model, classes=info.classes, data=data, defaults=OmegaConf.create({"mf": True, "mf_scales": MF_SCALES}),
@@ -119,7 +122,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     if bool(cfg.get("run_dir")) == bool(cfg.get("weights")):
         raise ValueError("give one of run_dir=<training run folder> or weights=<model file>")
     env = init_distributed(cfg.device)
-    subject = run_subject(cfg) if cfg.get("run_dir") else file_subject(cfg)
+    subject = run_subject(cfg) if cfg.get("run_dir") else file_subject(cfg, env)
     model, data = subject.model, subject.data
     ev = settings(cfg, subject.defaults)
     if ev.mf and ev.mf_scales is None:
