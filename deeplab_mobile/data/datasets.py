@@ -20,6 +20,8 @@ def data_format(data: Mapping) -> str:
     fmt = data.get("format") or "voc"
     if fmt not in FORMATS:
         raise DatasetError(f"data.format={fmt!r} is not supported; choose one of {FORMATS}")
+    if not data.get("root"):
+        raise DatasetError(f"data.root is not set: data={data.get('name') or fmt} needs data.root=<dataset folder>")
     return fmt
 
 

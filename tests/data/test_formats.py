@@ -165,3 +165,10 @@ def test_check_data_app(folder, tmp_path):
     bad.unlink()
     shutil.copy(folder / "masks/val/val001.png", bad)
     assert subprocess.run(cmd, capture_output=True, cwd=ROOT).returncode == 0
+
+
+def test_a_folder_dataset_needs_its_root():
+    with pytest.raises(DatasetError, match="data.root is not set: data=folder needs data.root=<dataset folder>"):
+        open_split({"name": "folder", "format": "folder", "root": None}, "train")
+    with pytest.raises(DatasetError, match="data.format='coco' is not supported"):
+        open_split({"format": "coco", "root": "x"}, "train")
