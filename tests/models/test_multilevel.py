@@ -175,3 +175,43 @@ def test_heads_follow_the_geometry():
 def test_lraspp_has_no_separable_option():
     with pytest.raises(ValueError, match="no separable"):
         build_model("mobilenet_v3", "lraspp", separable=True)
+
+
+# MobileNetV3-Large, the paper's Table 1: (kernel, expansion size, out channels, squeeze-excite, stride)
+MNV3_LARGE = [
+    (3, 16, 16, False, 1), (3, 64, 24, False, 2), (3, 72, 24, False, 1), (5, 72, 40, True, 2), (5, 120, 40, True, 1),
+    (5, 120, 40, True, 1), (3, 240, 80, False, 2), (3, 200, 80, False, 1), (3, 184, 80, False, 1),
+    (3, 184, 80, False, 1), (3, 480, 112, True, 1), (3, 672, 112, True, 1), (5, 672, 160, True, 2),
+    (5, 960, 160, True, 1), (5, 960, 160, True, 1),
+]  # fmt: skip
+
+
+def divisible(v, d=8):
+    new = max(d, int(v + d / 2) // d * d)
+    return new + d if new < 0.9 * v else new
+
+
+def mobilenet_v3_params(tap):
+    """Conv weights, BN scale/shift and the squeeze-excite convs' biases, from the paper's table."""
+    c = 16
+    total = 3 * 9 * c + bn(c)  # stem 3x3 conv, 16 channels
+    for k, exp, out, se, _ in MNV3_LARGE:
+        if exp != c:
+            total += c * exp + bn(exp)
+        total += k * k * exp + bn(exp)
+        if se:
+            sq = divisible(exp // 4)
+            total += exp * sq + sq + sq * exp + exp
+        total += exp * out + bn(out)
+        c = out
+    if tap == "last":
+        total += c * 960 + bn(960)
+    return total
+
+
+@pytest.mark.parametrize("tap", ["last", "second_last"])
+def test_mobilenet_v3_params_from_the_paper_table(tap):
+    enc = MobileNetV3Encoder(width=1.0, tap=tap)
+    assert count_params(enc) == mobilenet_v3_params(tap)
+    strides = [s for *_, s in MNV3_LARGE]
+    assert enc.nominal_strides == strides and enc.out_channels == (960 if tap == "last" else 160)
