@@ -215,3 +215,11 @@ def test_mobilenet_v3_params_from_the_paper_table(tap):
     assert count_params(enc) == mobilenet_v3_params(tap)
     strides = [s for *_, s in MNV3_LARGE]
     assert enc.nominal_strides == strides and enc.out_channels == (960 if tap == "last" else 160)
+
+
+def test_mobilenet_v3_batchnorm_settings():
+    """bn=torch: PyTorch's momentum 0.1 (torchvision's 0.01 lags a short training) with the weights' epsilon 1e-3;
+    bn=deeplab: DeepLab's decay 0.9997."""
+    for bn_setting, momentum in (("torch", 0.1), ("deeplab", 1 - 0.9997)):
+        norms = [m for m in MobileNetV3Encoder(width=0.5, bn=bn_setting).modules() if isinstance(m, nn.BatchNorm2d)]
+        assert norms and all(m.momentum == pytest.approx(momentum) and m.eps == 1e-3 for m in norms)
