@@ -18,7 +18,7 @@ from deeplab_mobile.models.encoders import (
     MobileNetV3Encoder,
     ResNet101BetaEncoder,
 )
-from deeplab_mobile.models.encoders.mobilenet_v3 import depthwise_conv
+from deeplab_mobile.models.encoders.mobilenet_v2 import depthwise_conv
 
 # (encoder, width, channels at strides 4 and 8 from each architecture table)
 ENCODER_CASES = [

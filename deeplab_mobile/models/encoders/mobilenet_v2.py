@@ -28,11 +28,34 @@ STEM_STRIDE = 2
 
 
 def depthwise_conv(block: nn.Module) -> nn.Conv2d:
-    """The 3x3 depthwise conv of an inverted residual block."""
+    """The depthwise conv (3x3; 5x5 in MobileNetV3) of an inverted residual block."""
     return next(m for m in block.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
 
 
-class MobileNetV2Encoder(Encoder):
+class InvertedResidualBody(Encoder):
+    """A torchvision MobileNet body in ``features``: the stem (stride 2), ``n_bottlenecks`` inverted residual
+    blocks whose depthwise convs take the output-stride rule, then the final 1x1 conv when tapped (MobileNetV2 and
+    MobileNetV3). Subclasses set ``features``, ``nominal_strides`` and ``n_bottlenecks``."""
+
+    n_bottlenecks: int
+
+    @property
+    def bottlenecks(self) -> list[nn.Module]:
+        return list(self.features[1 : 1 + self.n_bottlenecks])
+
+    def set_output_stride(self, output_stride: int) -> InvertedResidualBody:
+        schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
+        for block, (stride, dilation) in zip(self.bottlenecks, schedule, strict=True):
+            set_conv_geometry(depthwise_conv(block), stride, dilation)
+        self.output_stride = check_output_stride(output_stride)
+        return self
+
+    def units(self) -> list[tuple[nn.Module, int]]:
+        body = [(self.features[0], STEM_STRIDE), *zip(self.bottlenecks, self.nominal_strides, strict=True)]
+        return body + [(m, 1) for m in self.features[1 + self.n_bottlenecks :]]
+
+
+class MobileNetV2Encoder(InvertedResidualBody):
     """Dilated MobileNetV2 body.
 
     Args:
@@ -49,6 +72,7 @@ class MobileNetV2Encoder(Encoder):
 
     name = "mobilenet_v2"
     taps = ("second_last", "last")
+    n_bottlenecks = N_BOTTLENECKS
 
     def __init__(
         self,
@@ -87,20 +111,5 @@ class MobileNetV2Encoder(Encoder):
                              source=MobileNet_V2_Weights.IMAGENET1K_V1.url)  # fmt: skip
 
     @property
-    def bottlenecks(self) -> list[nn.Module]:
-        return list(self.features[1 : 1 + N_BOTTLENECKS])
-
-    @property
     def base_label(self) -> str:
         return "MNet V2*" if self.tap == "second_last" else "MNet V2 (1280 tap)"
-
-    def set_output_stride(self, output_stride: int) -> MobileNetV2Encoder:
-        schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
-        for block, (stride, dilation) in zip(self.bottlenecks, schedule, strict=True):
-            set_conv_geometry(depthwise_conv(block), stride, dilation)
-        self.output_stride = check_output_stride(output_stride)
-        return self
-
-    def units(self) -> list[tuple[nn.Module, int]]:
-        body = [(self.features[0], STEM_STRIDE), *zip(self.bottlenecks, self.nominal_strides, strict=True)]
-        return body + [(m, 1) for m in self.features[1 + N_BOTTLENECKS :]]

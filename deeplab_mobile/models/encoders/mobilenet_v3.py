@@ -21,20 +21,15 @@ from torchvision.models import MobileNet_V3_Large_Weights, MobileNetV3
 from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
 
 from ..weights import load_encoder_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
+from ._base import check_output_stride, set_batchnorm
+from .mobilenet_v2 import InvertedResidualBody
 
 WIDTHS = (0.5, 0.75, 1.0, 1.25)
 N_BOTTLENECKS = 15
-STEM_STRIDE = 2
 TORCH_BN_MOMENTUM = 0.1  # PyTorch's default, as every other encoder here trains with (see ``bn`` below)
 
 
-def depthwise_conv(block: nn.Module) -> nn.Conv2d:
-    """The depthwise conv (3x3 or 5x5) of an inverted residual block."""
-    return next(m for m in block.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
-
-
-class MobileNetV3Encoder(Encoder):
+class MobileNetV3Encoder(InvertedResidualBody):
     """Dilated MobileNetV3-Large body.
 
     Args:
@@ -51,6 +46,7 @@ class MobileNetV3Encoder(Encoder):
 
     name = "mobilenet_v3"
     taps = ("last", "second_last")
+    n_bottlenecks = N_BOTTLENECKS
 
     def __init__(
         self,
@@ -89,20 +85,5 @@ class MobileNetV3Encoder(Encoder):
                              source=MobileNet_V3_Large_Weights.IMAGENET1K_V1.url)  # fmt: skip
 
     @property
-    def bottlenecks(self) -> list[nn.Module]:
-        return list(self.features[1 : 1 + N_BOTTLENECKS])
-
-    @property
     def base_label(self) -> str:
         return "MNet V3" if self.tap == "last" else "MNet V3 (160 tap)"
-
-    def set_output_stride(self, output_stride: int) -> MobileNetV3Encoder:
-        schedule = atrous_schedule(self.nominal_strides, output_stride, current_stride=STEM_STRIDE)
-        for block, (stride, dilation) in zip(self.bottlenecks, schedule, strict=True):
-            set_conv_geometry(depthwise_conv(block), stride, dilation)
-        self.output_stride = check_output_stride(output_stride)
-        return self
-
-    def units(self) -> list[tuple[nn.Module, int]]:
-        body = [(self.features[0], STEM_STRIDE), *zip(self.bottlenecks, self.nominal_strides, strict=True)]
-        return body + [(m, 1) for m in self.features[1 + N_BOTTLENECKS :]]
