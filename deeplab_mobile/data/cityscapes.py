@@ -14,10 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
 
-from .voc import IGNORE_INDEX, DatasetError, read_image, size_mismatch
+from .voc import BAD_LABEL, IGNORE_INDEX, DatasetError, PairedFiles, map_labels, open_mask
 
 # label id -> train id, from cityscapesScripts' labels.py; ids not listed are ignored (255)
 TRAIN_IDS = {
@@ -39,9 +37,9 @@ MASK_SUFFIX = "_gtFine_labelIds.png"
 
 
 def label_table() -> np.ndarray:
-    """Pixel value -> train id: the 19 classes, 255 for the other label ids and 255 itself, 256 for a value that
-    is no label id."""
-    lut = np.full(256, 256, np.int32)
+    """Pixel value -> train id: the 19 classes, 255 for the other label ids and 255 itself, ``BAD_LABEL`` for a
+    value that is no label id."""
+    lut = np.full(256, BAD_LABEL, np.int32)
     lut[:NUM_LABEL_IDS] = IGNORE_INDEX
     for label_id, train_id in TRAIN_IDS.items():
         lut[label_id] = train_id
@@ -53,14 +51,13 @@ LUT = label_table()
 
 
 def to_train_ids(mask: np.ndarray, path: Path) -> np.ndarray:
-    out = LUT[mask]
-    if (out == 256).any():
-        bad = sorted(set(np.unique(mask[out == 256]).tolist()))
+    out, bad = map_labels(mask, LUT)
+    if bad:
         raise DatasetError(f"{path}: values {bad[:10]} are no Cityscapes label id (0-{NUM_LABEL_IDS - 1}, 255)")
-    return out.astype(np.uint8)
+    return out
 
 
-class CityscapesSegmentation(Dataset):
+class CityscapesSegmentation(PairedFiles):
     """One split (``train``, ``val``, ``test``) of Cityscapes' fine annotations, in train ids.
 
     Args:
@@ -86,27 +83,8 @@ class CityscapesSegmentation(Dataset):
         mask_dir = self.root / "gtFine" / split
         self.pairs = [(p, mask_dir / p.parent.name / p.name.replace(IMAGE_SUFFIX, MASK_SUFFIX)) for p in images]
 
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def paths(self, index: int) -> tuple[Path, Path]:
-        return self.pairs[index]
-
     def read_mask(self, path: Path) -> np.ndarray:
-        if not path.is_file():
-            raise DatasetError(f"{path}: mask not found")
-        try:
-            with Image.open(path) as im:
-                mode, mask = im.mode, np.array(im)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means an unreadable file
-            raise DatasetError(f"{path}: unreadable mask ({exc})") from exc
+        mode, mask = open_mask(path)
         if mode not in ("L", "P"):
             raise DatasetError(f"{path}: mask is {mode}; Cityscapes' *{MASK_SUFFIX} are 8-bit label ids")
         return to_train_ids(mask, path)
-
-    def __getitem__(self, index: int):
-        image_path, mask_path = self.paths(index)
-        image, mask = read_image(image_path), self.read_mask(mask_path)
-        if image.shape[:2] != mask.shape:
-            raise DatasetError(size_mismatch(mask_path, image, mask))
-        return (image, mask) if self.transform is None else self.transform(image, mask)

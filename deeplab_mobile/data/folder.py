@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
 
-from .voc import IGNORE_INDEX, DatasetError, read_image, size_mismatch
+from .voc import BAD_LABEL, IGNORE_INDEX, DatasetError, PairedFiles, map_labels, open_mask
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 CLASSES_FILE = "classes.txt"
@@ -91,7 +89,7 @@ def find_image(folder: Path, name: str) -> Path:
     return folder / f"{name}.jpg"  # reported as missing when read
 
 
-class FolderSegmentation(Dataset):
+class FolderSegmentation(PairedFiles):
     """One split of a folder dataset (module docstring).
 
     Args:
@@ -151,41 +149,28 @@ class FolderSegmentation(Dataset):
         return pairs
 
     def label_table(self) -> np.ndarray:
-        """Pixel value -> label: the classes as they are, the ignore label to 255, anything else to 256 (bad)."""
-        lut = np.full(256, 256, np.int32)
+        """Pixel value -> label: the classes as they are, the ignore label to 255, anything else ``BAD_LABEL``."""
+        lut = np.full(256, BAD_LABEL, np.int32)
         lut[: self.num_classes] = np.arange(self.num_classes)
         lut[self.classes.ignore_index] = IGNORE_INDEX
         if self.classes.ignore_index != IGNORE_INDEX:
-            lut[IGNORE_INDEX] = 256
+            lut[IGNORE_INDEX] = BAD_LABEL
         return lut
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def paths(self, index: int) -> tuple[Path, Path]:
-        return self.pairs[index]
 
     def read_mask(self, path: Path) -> np.ndarray:
         """Class indices (H, W) uint8 with 255 for ignored pixels; bad values name the file."""
-        if not path.is_file():
-            raise DatasetError(f"{path}: mask not found")
-        try:
-            with Image.open(path) as im:
-                mode, mask = im.mode, np.array(im)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means an unreadable file
-            raise DatasetError(f"{path}: unreadable mask ({exc})") from exc
+        mode, mask = open_mask(path)
         if mode in ("RGB", "RGBA"):
             return self.colors_to_labels(path, mask[..., :3])
         if mode not in ("P", "L"):
             raise DatasetError(f"{path}: mask is {mode}; expected a palette or grey-level PNG of class indices")
-        out = self.lut[mask]
-        if (out == 256).any():
-            bad = sorted(set(np.unique(mask[out == 256]).tolist()))
+        out, bad = map_labels(mask, self.lut)
+        if bad:
             raise DatasetError(
                 f"{path}: labels {bad[:10]} outside 0-{self.num_classes - 1} and the ignore label "
                 f"{self.classes.ignore_index}"
             )
-        return out.astype(np.uint8)
+        return out
 
     def colors_to_labels(self, path: Path, rgb: np.ndarray) -> np.ndarray:
         if self.classes.colors is None:
@@ -198,10 +183,3 @@ class FolderSegmentation(Dataset):
             shown = [((k >> 16) & 255, (k >> 8) & 255, k & 255) for k in unknown[:5]]
             raise DatasetError(f"{path}: colours {shown} are no class's colour in the classes file")
         return np.array([table[int(k)] for k in keys], np.uint8)[inverse].reshape(codes.shape)
-
-    def __getitem__(self, index: int):
-        image_path, mask_path = self.paths(index)
-        image, mask = read_image(image_path), self.read_mask(mask_path)
-        if image.shape[:2] != mask.shape:
-            raise DatasetError(size_mismatch(mask_path, image, mask))
-        return (image, mask) if self.transform is None else self.transform(image, mask)

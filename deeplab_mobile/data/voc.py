@@ -77,17 +77,21 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: str | Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """A class-index mask (H, W) uint8 from a palette-indexed (or single-channel) PNG; labels are checked."""
+def open_mask(path: str | Path) -> tuple[str, np.ndarray]:
+    """A mask file's PIL mode and pixels, as they are; a missing or unreadable file names itself."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: mask not found")
     try:
         with Image.open(path) as im:
-            mode = im.mode
-            mask = np.array(im)
+            return im.mode, np.array(im)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means an unreadable file
         raise DatasetError(f"{path}: unreadable mask ({exc})") from exc
+
+
+def read_mask(path: str | Path, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """A class-index mask (H, W) uint8 from a palette-indexed (or single-channel) PNG; labels are checked."""
+    mode, mask = open_mask(path)
     if mode not in ("P", "L"):
         raise DatasetError(
             f"{path}: mask is {mode}, not a palette-indexed PNG; VOC masks store class indices "
@@ -136,6 +140,43 @@ def load_pair(image_path: Path, mask_path: Path, num_classes: int = NUM_CLASSES)
 
 def size_mismatch(mask_path: Path, image: np.ndarray, mask: np.ndarray) -> str:
     return f"{mask_path}: mask size {mask.shape[::-1]} differs from image size {image.shape[1::-1]}"
+
+
+BAD_LABEL = 256  # a label table's entry for a pixel value that is no label
+
+
+def map_labels(mask: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """A mask through a 256-entry label table (class index, 255 for ignored, ``BAD_LABEL`` for a value that is
+    no label): the uint8 labels and the bad values found (sorted; empty when there are none)."""
+    out = table[mask]
+    bad = out == BAD_LABEL
+    if bad.any():
+        return out.astype(np.uint8), np.unique(mask[bad]).tolist()
+    return out.astype(np.uint8), []
+
+
+class PairedFiles(Dataset):
+    """A split as ``pairs`` of (image, mask) paths, read with ``read_image`` and the subclass's ``read_mask`` (which
+    decodes a mask to class indices with 255 for ignored pixels); a size mismatch names the mask."""
+
+    pairs: list[tuple[Path, Path]]
+    transform: Callable | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def paths(self, index: int) -> tuple[Path, Path]:
+        return self.pairs[index]
+
+    def read_mask(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        image_path, mask_path = self.paths(index)
+        image, mask = read_image(image_path), self.read_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise DatasetError(size_mismatch(mask_path, image, mask))
+        return (image, mask) if self.transform is None else self.transform(image, mask)
 
 
 def mask_dir_for(split: str) -> str:
