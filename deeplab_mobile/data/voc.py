@@ -130,14 +130,6 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def load_pair(image_path: Path, mask_path: Path, num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
-    image = read_image(image_path)
-    mask = read_mask(mask_path, num_classes)
-    if image.shape[:2] != mask.shape:
-        raise DatasetError(size_mismatch(mask_path, image, mask))
-    return image, mask
-
-
 def size_mismatch(mask_path: Path, image: np.ndarray, mask: np.ndarray) -> str:
     return f"{mask_path}: mask size {mask.shape[::-1]} differs from image size {image.shape[1::-1]}"
 
@@ -183,7 +175,7 @@ def mask_dir_for(split: str) -> str:
     return "SegmentationClassAug" if split == AUG_SPLIT else "SegmentationClass"
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation(PairedFiles):
     """PASCAL VOC 2012 (or a tree in its layout) for one split.
 
     Args:
@@ -209,22 +201,12 @@ class VOCSegmentation(Dataset):
         self.ids = read_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
         self.image_dir = self.root / "JPEGImages"
         self.mask_dir = self.root / (mask_dir or mask_dir_for(split))
+        self.pairs = [(self.image_dir / f"{name}.jpg", self.mask_dir / f"{name}.png") for name in self.ids]
         self.transform = transform
         self.num_classes = num_classes
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def paths(self, index: int) -> tuple[Path, Path]:
-        name = self.ids[index]
-        return self.image_dir / f"{name}.jpg", self.mask_dir / f"{name}.png"
-
     def read_mask(self, path: Path) -> np.ndarray:
         return read_mask(path, self.num_classes)
-
-    def __getitem__(self, index: int):
-        image, mask = load_pair(*self.paths(index), self.num_classes)
-        return (image, mask) if self.transform is None else self.transform(image, mask)
 
 
 def check_dataset(root: str | Path, split: str, mask_dir: str | None = None) -> tuple[int, list[str]]:
