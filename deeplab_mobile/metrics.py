@@ -21,9 +21,24 @@ def confusion_matrix(
 ) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts of (ground truth, prediction) pairs, on the inputs' device."""
     pred, target = torch.as_tensor(pred).reshape(-1), torch.as_tensor(target).reshape(-1)
-    keep = target != ignore_index
-    pairs = target[keep].long() * num_classes + pred[keep].long()
-    return torch.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    cells = num_classes * num_classes
+    # ignored pixels go to one extra bin that is dropped: cheaper than selecting the others (a copy)
+    pairs = torch.where(target != ignore_index, target.long() * num_classes + pred.long(), cells)
+    return torch.bincount(pairs, minlength=cells + 1)[:cells].reshape(num_classes, num_classes)
+
+
+def per_image_confusion(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """(N, num_classes, num_classes) int64: each image's own confusion matrix for a batch of (N, H, W) predictions
+    and targets, counted in one pass (each image's pairs offset into a block of bins of its own)."""
+    n = pred.shape[0]
+    cells = num_classes * num_classes
+    pred, target = pred.reshape(n, -1), target.reshape(n, -1)
+    pairs = torch.where(target != ignore_index, target.long() * num_classes + pred.long(), cells)
+    pairs = pairs + torch.arange(n, device=pairs.device)[:, None] * (cells + 1)
+    counts = torch.bincount(pairs.reshape(-1), minlength=n * (cells + 1)).reshape(n, cells + 1)
+    return counts[:, :cells].reshape(n, num_classes, num_classes)
 
 
 def scores(conf: torch.Tensor | np.ndarray) -> dict:

@@ -13,6 +13,7 @@ settings (strides, scales, flip, and the split, checkpoint and data when not the
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     loader = eval_loader(shard(dataset, env), cfg.eval.batch_size, cfg.eval.workers, mean_pixel(model.encoder.mean),
                          subject.pad_to)  # fmt: skip
     normalize = Normalize(model.encoder.mean, model.encoder.std).to(env.device)
-    results, record = run_protocol(
+    results, record, per_image = run_protocol(
         model, normalize, loader, num_classes, proto, device=env.device,
         autocast_dtype=autocast_dtype(cfg.amp, env.device), env=env, progress=env.main and cfg.progress,
     )  # fmt: skip
@@ -151,7 +152,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     }
     out_dir = subject.out_root / name
     if env.main:
-        path = write_metrics(out_dir, results, subject.classes, metrics)
+        path = write_metrics(out_dir, results, subject.classes, metrics, per_image)
         strides = {"ss": record["eval"]["os"], "mf": record["eval"].get("mf_os")}
         for mode, r in results.items():
             print(f"{data.val_split} {mode} (OS{strides[mode]}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
@@ -160,10 +161,53 @@ def evaluate_run(cfg: DictConfig) -> dict:
     return {**metrics, **results, "record": str(out_dir)}
 
 
+EXPECTED = (FileNotFoundError, DatasetError, CheckpointError, WeightsError, ValueError)
+
+
+def sweep_runs(folder: Path) -> list[Path]:
+    """The training runs of a sweep folder (``outputs/multirun/<date>``): its sub-folders holding a run's config
+    (not ``eval/``, where this app keeps its own), in name order; [] when ``folder`` is itself a run or holds none."""
+    if (folder / ".hydra" / "config.yaml").is_file():
+        return []
+    found = sorted(p.parent.parent for p in folder.glob("**/.hydra/config.yaml") if p.parent.parent.name != "eval")
+    return [p for p in found if not any(q != p and q in p.parents for q in found)]
+
+
+def evaluate_sweep(cfg: DictConfig, runs: list[Path]) -> list[str]:
+    """Evaluate every finished run of a sweep with the same settings (each into its own record); returns one line
+    per run that was skipped or failed."""
+    problems = []
+    for i, run in enumerate(runs, 1):
+        status = run / "status.json"
+        state = json.loads(status.read_text()).get("state") if status.is_file() else None
+        if state != "done":
+            problems.append(f"{run}: skipped, its training is {state or 'without status.json'}")
+            continue
+        print(f"[{i}/{len(runs)}] {run}")
+        one = cfg.copy()
+        with open_dict(one):
+            one.run_dir = str(run)
+        try:
+            evaluate_run(one)
+        except EXPECTED as exc:
+            problems.append(f"{run}: {exc}")
+    return problems
+
+
 def main(cfg: DictConfig) -> None:
-    """``scripts/eval.py``: a problem with the folder, checkpoint, data or a setting ends with its message."""
+    """``scripts/eval.py``: a problem with the folder, checkpoint, data or a setting ends with its message; a sweep
+    folder as ``run_dir`` evaluates each of its finished runs and lists those it could not."""
+    runs = sweep_runs(Path(cfg.run_dir)) if cfg.get("run_dir") and not cfg.get("weights") else []
+    if runs:
+        problems = evaluate_sweep(cfg, runs)
+        for line in problems:
+            log.error("%s", line)
+        print(f"evaluated {len(runs) - len(problems)} of {len(runs)} runs of {cfg.run_dir}")
+        if problems:
+            sys.exit(1)
+        return
     try:
         evaluate_run(cfg)
-    except (FileNotFoundError, DatasetError, CheckpointError, WeightsError, ValueError) as exc:
+    except EXPECTED as exc:
         log.error("%s", exc)
         sys.exit(1)

@@ -89,6 +89,23 @@ def check_batch(cfg: DictConfig, env: Dist) -> None:
                     "consider %s", statistics, BN_MIN_BATCH, fix)  # fmt: skip
 
 
+def check_seeds(cfg: DictConfig, sweep: bool) -> None:
+    """``seeds=N`` sweeps ``trainer.seed`` over 0..N-1 (conf/train.yaml's ``hydra.sweeper.params``): refused for a
+    single run, which it would not change, and beside a ``trainer.seed`` outside that range, which replaced it."""
+    n = cfg.get("seeds", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SettingError(f"seeds must be a positive integer, got {n!r}")
+    if n == 1:
+        return
+    if not sweep:
+        raise SettingError(f"seeds={n} runs every setting with trainer.seed 0..{n - 1} in a sweep: add -m")
+    if not 0 <= cfg.trainer.seed < n:
+        raise SettingError(
+            f"seeds={n} sweeps trainer.seed over 0..{n - 1}, but trainer.seed={cfg.trainer.seed} was given too: "
+            "give one of them"
+        )
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -172,8 +189,9 @@ class TrainingRun:
         kwargs = self.eval_kwargs()
         stride = self.protocol.strides(self.model)[0]  # the protocol's single-scale stride
         with output_stride(self.model, stride) as model:
-            s, _, examples = evaluate(model, self.normalize, self.val_loader, self.cfg.num_classes,
-                                      keep=self.cfg.eval.examples, **kwargs)  # fmt: skip
+            s, _, examples, *_ = evaluate(
+                model, self.normalize, self.val_loader, self.cfg.num_classes, keep=self.cfg.eval.examples, **kwargs
+            )
         log.info("iteration %d: val mIoU %.4f (single scale, OS%d)", iteration, s["miou"], stride)
         values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
         values.update({f"val_iou/{name}": v for name, v in zip(self.names, s["iou"], strict=True) if v == v})
@@ -200,8 +218,9 @@ class TrainingRun:
         ``metrics.json`` content."""
         cfg = self.cfg
         kwargs = self.eval_kwargs(progress=self.env.main and cfg.progress)
-        results, record = run_protocol(self.model, self.normalize, self.val_loader, cfg.num_classes, self.protocol,
-                                       **kwargs)  # fmt: skip
+        results, record, per_image = run_protocol(
+            self.model, self.normalize, self.val_loader, cfg.num_classes, self.protocol, **kwargs
+        )
         record["eval"]["pad_to"] = cfg.eval.pad_to
         metrics = {
             **describe_model(self.model),  # its "os" is the stride training ended at
@@ -212,7 +231,7 @@ class TrainingRun:
             "split": cfg.data.val_split,
         }
         if self.env.main:
-            write_metrics(self.out_dir, results, self.names, metrics)
+            write_metrics(self.out_dir, results, self.names, metrics, per_image)
             hparams = {**describe_model(self.model), "train_os": cfg.os, "eval_os": record["eval"]["os"],
                        "mf": cfg.eval.mf, "data": cfg.data.name}  # fmt: skip
             summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": record["params"] / 1e6,
@@ -246,9 +265,11 @@ def main(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     sweep a failed job raises (Hydra records it and goes on with the next job); a single run exits with status 1
     and the message alone."""
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
 
     def job() -> dict:
+        check_seeds(cfg, sweep)
         share_machine(cfg, hydra_cfg)
         return train(cfg, out_dir)
 
-    run_guarded(job, out_dir, EXPECTED_ERRORS, sweep=hydra_cfg.mode == RunMode.MULTIRUN)
+    run_guarded(job, out_dir, EXPECTED_ERRORS, sweep=sweep)

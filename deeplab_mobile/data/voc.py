@@ -163,12 +163,25 @@ class PairedFiles(Dataset):
     def read_mask(self, path: Path) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def names(self) -> list[str]:
+        """Each sample's id: its image file's stem, or its path where two stems are alike (nested folders)."""
+        stems = [image.stem for image, _ in self.pairs]
+        if len(set(stems)) == len(stems):
+            return stems
+        return [image.as_posix() for image, _ in self.pairs]
+
     def __getitem__(self, index: int):
         image_path, mask_path = self.paths(index)
         image, mask = read_image(image_path), self.read_mask(mask_path)
         if image.shape[:2] != mask.shape:
             raise DatasetError(size_mismatch(mask_path, image, mask))
         return (image, mask) if self.transform is None else self.transform(image, mask)
+
+
+def sample_names(dataset) -> list[str]:
+    """The ids of a dataset's samples, in order: its ``names()`` (``PairedFiles``), else their positions."""
+    names = getattr(dataset, "names", None)
+    return list(names()) if callable(names) else [str(i) for i in range(len(dataset))]
 
 
 def mask_dir_for(split: str) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,10 +18,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE, count_madds, count_madds_mf, count_params
-from ..data.voc import IGNORE_INDEX
-from ..metrics import confusion_matrix, scores
+from ..data.voc import IGNORE_INDEX, sample_names
+from ..metrics import confusion_matrix, per_image_confusion, scores
 from ..models import output_stride
 from ..models.geometry import scale_dimension
+from ..stats import LEVEL, SAMPLES, SEED, bootstrap_miou
 from .distributed import Dist, all_reduce_sum
 
 
@@ -69,6 +72,30 @@ def mean_padded(x: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     return x
 
 
+class Evaluation(NamedTuple):
+    """What ``evaluate`` returns: ``scores`` (``metrics.scores``), the set's ``confusion`` matrix, up to ``keep``
+    ``examples`` (image, mask, prediction) uint8 arrays cropped to their original sizes (for TensorBoard), and with
+    ``per_image`` each image's own confusion matrix, (images, C, C) int64 in the dataset's order, and ``names``,
+    the images' ids in that order."""
+
+    scores: dict
+    confusion: torch.Tensor
+    examples: list
+    per_image: np.ndarray | None = None
+    names: list[str] | None = None
+
+
+def _positions(loader) -> tuple[list[int], int, list[str]]:
+    """Where each sample the loader yields sits in the whole set (a ``shard``'s ``Subset`` holds every
+    ``world_size``-th one), the set's size and its image ids."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None:
+        raise ValueError("per-image matrices need a DataLoader over a dataset (its image ids name the rows)")
+    whole = getattr(dataset, "dataset", dataset)
+    positions = list(getattr(dataset, "indices", range(len(dataset))))
+    return positions, len(whole), sample_names(whole)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -84,33 +111,44 @@ def evaluate(
     env: Dist | None = None,
     progress: bool = False,
     keep: int = 0,
-) -> tuple[dict, torch.Tensor, list]:
+    per_image: bool = False,
+) -> Evaluation:
     """Scores over the whole loader (summed over distributed ranks). The loader yields ``pad_collate`` batches:
-    (uint8 NHWC images, int64 masks with ``ignore_index`` on padding, original sizes).
-
-    Returns ``(scores, confusion matrix, examples)``: ``examples`` holds up to ``keep`` (image, mask, prediction)
-    uint8 arrays cropped to their original sizes, for TensorBoard.
+    (uint8 NHWC images, int64 masks with ``ignore_index`` on padding, original sizes), in the order of its dataset
+    (``per_image`` needs the loader's dataset: its ids name the matrices, and a distributed shard's are put back in
+    the whole set's order).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    if per_image:
+        positions, total, names = _positions(loader)
+        images = torch.zeros(total, num_classes, num_classes, dtype=torch.int64, device=device)
+    seen = 0
     examples = []
     amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     desc = "eval MF+flip" if len(scales) > 1 or flip else "eval"
-    for images, masks, sizes in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+    for batch, masks, sizes in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        batch, masks = batch.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with amp:
-            probs = predict_probs(model, mean_padded(normalize(images), sizes), scales, flip)
+            probs = predict_probs(model, mean_padded(normalize(batch), sizes), scales, flip)
         pred = probs.argmax(1)
         conf += confusion_matrix(pred, masks, num_classes, ignore_index)
-        for i in range(min(keep - len(examples), len(images))):
+        if per_image:
+            rows = torch.as_tensor(positions[seen : seen + len(pred)], device=device)
+            images[rows] = per_image_confusion(pred, masks, num_classes, ignore_index)
+        seen += len(pred)
+        for i in range(min(keep - len(examples), len(batch))):
             h, w = sizes[i].tolist()
-            examples.append(tuple(t[i, :h, :w].to("cpu", torch.uint8).numpy() for t in (images, masks, pred)))
+            examples.append(tuple(t[i, :h, :w].to("cpu", torch.uint8).numpy() for t in (batch, masks, pred)))
     model.train(was_training)
     conf = all_reduce_sum(conf, env) if env is not None else conf
     conf = conf.cpu()
-    return scores(conf), conf, examples
+    if not per_image:
+        return Evaluation(scores(conf), conf, examples)
+    images = (all_reduce_sum(images, env) if env is not None else images).cpu().numpy()
+    return Evaluation(scores(conf), conf, examples, images, names)
 
 
 @dataclass(frozen=True)
@@ -160,6 +198,15 @@ class Protocol:
         return record
 
 
+@dataclass
+class PerImage:
+    """An evaluation record's per-image confusion matrices: ``names`` (image ids, in evaluation order) and one
+    (images, C, C) int64 array per evaluation mode (``ss``, ``mf``)."""
+
+    names: list[str]
+    matrices: dict[str, np.ndarray]
+
+
 def run_protocol(
     model: nn.Module,
     normalize: nn.Module,
@@ -167,18 +214,34 @@ def run_protocol(
     num_classes: int,
     protocol: Protocol,
     size: int = TABLE7_SIZE,
+    per_image: bool = True,
     **kwargs,
-) -> tuple[dict[str, dict], dict]:
-    """``({"ss": scores[, "mf": scores]}, record)``: each evaluation at its stride, and the record of what ran:
-    the protocol, Params, and the MAdds at ``size`` of each evaluation as it ran (stride, scales, flip)."""
+) -> tuple[dict[str, dict], dict, PerImage | None]:
+    """``({"ss": scores[, "mf": scores]}, record, per-image matrices)``: each evaluation at its stride, and the
+    record of what ran: the protocol, Params, and the MAdds at ``size`` of each evaluation as it ran (stride, scales,
+    flip). With ``per_image`` (it needs a DataLoader), each mode's scores carry ``miou_ci95``, the 95% bootstrap
+    interval of its mIoU over the images (``stats.bootstrap_miou``), and the record says how it was drawn."""
     ss_os, mf_os = protocol.strides(model)
+    runs = {}
     with output_stride(model, ss_os) as at:
-        results = {"ss": evaluate(at, normalize, loader, num_classes, **kwargs)[0]}
+        runs["ss"] = evaluate(at, normalize, loader, num_classes, per_image=per_image, **kwargs)
         record = {"params": count_params(at), "madds": count_madds(at, size)}
     if protocol.mf:
         scales = list(protocol.mf_scales)
         with output_stride(model, mf_os) as at:
-            results["mf"] = evaluate(at, normalize, loader, num_classes, scales=scales, flip=protocol.flip,
-                                     **kwargs)[0]  # fmt: skip
+            runs["mf"] = evaluate(at, normalize, loader, num_classes, scales=scales, flip=protocol.flip,
+                                  per_image=per_image, **kwargs)  # fmt: skip
             record["madds_mf"] = count_madds_mf(at, scales, protocol.flip)
-    return results, {**record, "eval": protocol.record(model)}
+    results = {mode: run.scores for mode, run in runs.items()}
+    record["eval"] = protocol.record(model)
+    if not per_image:
+        return results, record, None
+    for mode, run in runs.items():
+        results[mode]["miou_ci95"] = list(bootstrap_miou(run.per_image))
+    record["bootstrap"] = bootstrap_record()
+    return results, record, PerImage(runs["ss"].names, {mode: run.per_image for mode, run in runs.items()})
+
+
+def bootstrap_record() -> dict:
+    """How ``miou_ci95`` was drawn (``stats``): resamples, seed, level, and what was resampled."""
+    return {"samples": SAMPLES, "seed": SEED, "level": LEVEL, "over": "images"}

@@ -1,4 +1,5 @@
-"""Evaluation results as files: ``metrics.json`` (scores, model complexity, settings) and a per-class IoU CSV."""
+"""Evaluation results as files: ``metrics.json`` (scores, model complexity, settings), a per-class IoU CSV and
+``per_image_confusion.npz`` (each image's confusion matrix, for intervals and paired comparisons)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+
+PER_IMAGE = "per_image_confusion.npz"
 
 
 def _clean(value):
@@ -20,8 +25,37 @@ def _clean(value):
     return value
 
 
-def write_metrics(out_dir: str | Path, results: dict[str, dict], classes: Sequence[str], extra: dict) -> Path:
-    """Write ``metrics.json`` and ``per_class_iou.csv`` into ``out_dir``.
+def write_per_image(path: str | Path, names: Sequence[str], matrices: dict[str, np.ndarray]) -> Path:
+    """``per_image_confusion.npz`` (compressed, written atomically): ``names`` (image ids in evaluation order),
+    ``confusion`` (single scale) and ``confusion_mf`` (MF + flip, where it ran), each (images, C, C) int64 with rows
+    = ground truth, columns = prediction."""
+    path = Path(path)
+    arrays = {"names": np.asarray(list(names), dtype=str)}
+    for mode, matrix in matrices.items():
+        if len(matrix) != len(names):
+            raise ValueError(f"{path}: {len(matrix)} {mode} matrices for {len(names)} images")
+        arrays["confusion" if mode == "ss" else f"confusion_{mode}"] = np.asarray(matrix, dtype=np.int64)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def read_per_image(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``per_image_confusion.npz`` -> (image ids, {``ss``: matrices[, ``mf``: matrices]})."""
+    with np.load(path, allow_pickle=False) as data:
+        names = [str(n) for n in data["names"]]
+        keys = [key for key in data.files if key.startswith("confusion")]
+        matrices = {"ss" if key == "confusion" else key.removeprefix("confusion_"): data[key] for key in keys}
+    return names, matrices
+
+
+def write_metrics(
+    out_dir: str | Path, results: dict[str, dict], classes: Sequence[str], extra: dict, per_image=None
+) -> Path:
+    """Write ``metrics.json`` and ``per_class_iou.csv`` into ``out_dir``, and with ``per_image`` (an
+    ``evaluator.PerImage``) ``per_image_confusion.npz``.
 
     Args:
         results: evaluation mode (``ss``, ``mf``) -> ``metrics.scores`` output.
@@ -30,6 +64,8 @@ def write_metrics(out_dir: str | Path, results: dict[str, dict], classes: Sequen
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if per_image is not None:  # first: a metrics.json is never seen beside a stale or missing npz
+        write_per_image(out_dir / PER_IMAGE, per_image.names, per_image.matrices)
     payload = {**extra}
     for mode, s in results.items():
         payload[mode] = {**s, "iou": dict(zip(classes, s["iou"], strict=True))}

@@ -29,9 +29,12 @@ from deeplab_mobile.engine import trainer as trainer_module
 from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
 from deeplab_mobile.engine.distributed import Dist
 from deeplab_mobile.engine.evaluator import evaluate
+from deeplab_mobile.engine.report import read_per_image
 from deeplab_mobile.engine.run import ConfigMismatch, SettingError
 from deeplab_mobile.engine.trainer import NonFiniteLoss
+from deeplab_mobile.metrics import scores
 from deeplab_mobile.models.weights import WeightsError
+from deeplab_mobile.stats import bootstrap_miou
 from tests.helpers import ITERS, LR, ROOT, composed, small_run, tiny
 
 
@@ -58,8 +61,22 @@ def test_run_folder_holds_checkpoint_metrics_and_status(reference, synthetic_voc
     assert state["iteration"] == ITERS
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["ss"]["iou"]) == set(CLASS_NAMES)
-    assert 0 <= metrics["ss"]["miou"] <= 1 and 0 <= metrics["mf"]["miou"] <= 1
     assert metrics["ss"]["miou"] == pytest.approx(returned["ss"]["miou"])
+    # Each image's confusion matrix, in the val list's order: summed, they are the set's matrix, so they give back
+    # every score the record holds, and the bootstrap interval around its mIoU
+    names, matrices = read_per_image(out / "per_image_confusion.npz")
+    assert names == VOCSegmentation(synthetic_voc, "val").ids and set(matrices) == {"ss", "mf"}
+    for mode, per_image in matrices.items():
+        assert per_image.shape == (30, 21, 21) and per_image.dtype == np.int64
+        again = scores(per_image.sum(0))
+        assert again["miou"] == pytest.approx(metrics[mode]["miou"], abs=1e-12)
+        assert again["pixel_acc"] == pytest.approx(metrics[mode]["pixel_acc"], abs=1e-12)
+        assert [again["iou"][i] for i in range(21)] == pytest.approx(
+            [np.nan if v is None else v for v in metrics[mode]["iou"].values()], abs=1e-12, nan_ok=True
+        )
+        low, high = metrics[mode]["miou_ci95"]  # (this barely trained model's mIoU may lie outside it: resamples
+        assert low < high and (low, high) == pytest.approx(bootstrap_miou(per_image))  # drop rare classes)
+    assert metrics["bootstrap"] == {"samples": 1000, "seed": 0, "level": 0.95, "over": "images"}
     # Trained at OS16, evaluated at OS8 (the synthetic recipe's eval.os): MAdds are those of the network evaluated
     model = instantiate(tiny(synthetic_voc, "os=8").model)
     assert metrics["params"] == count_params(model) and metrics["madds"] == count_madds(model, 513)
@@ -185,7 +202,7 @@ def test_training_evaluates_at_eval_os_with_the_trained_weights(reference, synth
     norm_mean = at[8].encoder.mean
     norm = Normalize(norm_mean, at[8].encoder.std)
     loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 2, 0, mean_pixel(norm_mean), 65)
-    scores, _, _ = evaluate(at[8], norm, loader, 21)
+    scores, *_ = evaluate(at[8], norm, loader, 21)
     assert scores["miou"] == returned["ss"]["miou"]
     x = torch.randint(0, 256, (1, 65, 65, 3), dtype=torch.uint8)  # an NHWC uint8 batch, as Normalize takes
     with torch.no_grad():
@@ -275,7 +292,7 @@ def test_eval_app_agrees_with_training_and_with_a_plain_loop(reference, syntheti
     model.eval()
     norm = Normalize(model.encoder.mean, model.encoder.std)
     val_loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 1, 0, (0, 0, 0), 65)
-    library, library_conf, _ = evaluate(model, norm, val_loader, 21)
+    library, library_conf, *_ = evaluate(model, norm, val_loader, 21)
     conf = np.zeros((21, 21), np.int64)
     for image, mask in VOCSegmentation(synthetic_voc, "val"):
         with torch.no_grad():
@@ -283,6 +300,9 @@ def test_eval_app_agrees_with_training_and_with_a_plain_loop(reference, syntheti
         keep = mask != 255
         np.add.at(conf, (mask[keep].astype(int), pred[keep]), 1)
     library_conf = library_conf.numpy()
+    per_image = evaluate(model, norm, val_loader, 21, per_image=True)
+    assert (per_image.per_image.sum(0) == per_image.confusion.numpy()).all()  # exactly the set's matrix
+    assert (per_image.confusion.numpy() == library_conf).all() and len(per_image.per_image) == 30
     assert library_conf.sum() == conf.sum() and library_conf.sum(1).tolist() == conf.sum(1).tolist()
     assert np.abs(library_conf - conf).sum() <= 1e-4 * conf.sum()
     tp, union = np.diag(library_conf), library_conf.sum(0) + library_conf.sum(1) - np.diag(library_conf)
@@ -321,7 +341,7 @@ def test_every_evaluation_is_its_own_record_with_the_madds_it_ran(reference, syn
     mean = at[16].encoder.mean
     norm = Normalize(mean, at[16].encoder.std)
     loader = eval_loader(VOCSegmentation(synthetic_voc, "val", EvalTransform()), 1, 0, mean_pixel(mean), 65)
-    want, _, _ = evaluate(at[16].to(memory_format=torch.channels_last), norm, loader, 21)
+    want, *_ = evaluate(at[16].to(memory_format=torch.channels_last), norm, loader, 21)
     assert zoo["ss"]["miou"] == plain["ss"]["miou"] == want["miou"]
     assert zoo["eval"] == {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0], "flip": True, "pad_to": 65}
     with pytest.raises(ValueError, match="eval.os=12: output stride 12 is not supported"):
@@ -451,6 +471,11 @@ def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_
     ddp = json.loads((tmp_path / "metrics.json").read_text())
     single = evaluate_run(composed("eval", [f"run_dir={tmp_path}", "eval.workers=0", "eval.mf=false"]))
     assert ddp["ss"]["miou"] == pytest.approx(single["ss"]["miou"], abs=1e-12)
+    # each rank scored every other image: the per-image matrices come back in the val list's order
+    names, ddp_images = read_per_image(tmp_path / "per_image_confusion.npz")
+    single_names, single_images = read_per_image(Path(single["record"]) / "per_image_confusion.npz")
+    assert names == single_names == VOCSegmentation(synthetic_voc, "val").ids
+    assert (ddp_images["ss"] == single_images["ss"]).all() and ddp_images["ss"].sum((1, 2)).min() > 0
     assert final_state(tmp_path)["iteration"] == 2
     log = (tmp_path / "train.log").read_text()
     assert log.count("iteration 1: val mIoU") == 1  # both ranks evaluate; only rank 0 logs (rank 1: warnings)

@@ -62,7 +62,7 @@ def pixel_pairs(*samples):
 def test_miou_from_one_confusion_matrix_over_the_set(batch_size, pad_to):
     batch = [sample(PRED_A, TRUTH_A), sample(PRED_B, TRUTH_B)]
     loader = [pad_collate(batch[i : i + batch_size], fill=(0, 0, 0), min_size=pad_to) for i in range(0, 2, batch_size)]
-    s, conf, _ = evaluate(RedIsTheClass(), identity, loader, C)
+    s, conf, *_ = evaluate(RedIsTheClass(), identity, loader, C)
     ious, miou = hand_scores(pixel_pairs((PRED_A, TRUTH_A), (PRED_B, TRUTH_B)))
     assert ious[4] is None and np.isnan(s["iou"][4])  # absent from both: excluded, not counted as 0 or 1
     np.testing.assert_allclose([v for v in s["iou"] if v == v], [v for v in ious if v is not None])
@@ -71,6 +71,60 @@ def test_miou_from_one_confusion_matrix_over_the_set(batch_size, pad_to):
     # A per-image average would differ: the matrix is accumulated over the whole set.
     per_image = np.mean([hand_scores(pixel_pairs(x))[1] for x in [(PRED_A, TRUTH_A), (PRED_B, TRUTH_B)]])
     assert abs(per_image - miou) > 0.01
+
+
+class Pairs(torch.utils.data.Dataset):
+    """The two samples above as a dataset with image ids (what ``per_image`` names its rows by)."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+    def names(self):
+        return [f"img{i}" for i in range(len(self.samples))]
+
+
+def hand_confusion(pred, truth):
+    conf = np.zeros((C, C), np.int64)
+    for t, p in pixel_pairs((pred, truth)):
+        conf[t, p] += 1
+    return conf
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_per_image_matrices_are_each_images_own_and_sum_to_the_set(batch_size):
+    pairs = [(PRED_A, TRUTH_A), (PRED_B, TRUTH_B), (PRED_B, TRUTH_B)]
+    dataset = Pairs([sample(p, t) for p, t in pairs])
+    loader = torch.utils.data.DataLoader(dataset, batch_size, collate_fn=lambda b: pad_collate(b, fill=(0, 0, 0)))
+    result = evaluate(RedIsTheClass(), identity, loader, C, per_image=True)
+    assert result.names == ["img0", "img1", "img2"] and result.per_image.dtype == np.int64
+    for got, (pred, truth) in zip(result.per_image, pairs, strict=True):
+        assert (got == hand_confusion(pred, truth)).all()  # padding never counts
+    assert (result.per_image.sum(0) == result.confusion.numpy()).all()
+
+
+def test_a_shard_puts_its_images_back_in_the_whole_sets_order():
+    """Under torchrun each process scores every world_size-th image; its rows land at their places in the whole
+    set (the others stay zero until the ranks' matrices are summed)."""
+    pairs = [(PRED_A, TRUTH_A), (PRED_B, TRUTH_B), (PRED_A, TRUTH_A)]
+    dataset = Pairs([sample(p, t) for p, t in pairs])
+    shard = torch.utils.data.Subset(dataset, [1])
+    loader = torch.utils.data.DataLoader(shard, 1, collate_fn=lambda b: pad_collate(b, fill=(0, 0, 0)))
+    result = evaluate(RedIsTheClass(), identity, loader, C, per_image=True)
+    assert result.names == ["img0", "img1", "img2"]
+    assert result.per_image[0].sum() == result.per_image[2].sum() == 0
+    assert (result.per_image[1] == hand_confusion(PRED_B, TRUTH_B)).all()
+
+
+def test_per_image_matrices_need_a_dataset():
+    loader = [pad_collate([sample(PRED_A, TRUTH_A)], fill=(0, 0, 0))]
+    with pytest.raises(ValueError, match="DataLoader over a dataset"):
+        evaluate(RedIsTheClass(), identity, loader, C, per_image=True)
 
 
 class LeftRightAsymmetric(nn.Module):
@@ -157,7 +211,7 @@ def test_a_protocol_runs_single_scale_and_mf_each_at_its_stride():
     loader = [pad_collate([sample([[0, 0], [0, 0]], truth)], fill=(0, 0, 0))]
     model = StrideMarked()
     proto = Protocol(os=None, mf=True, mf_os=8, mf_scales=(1.0, 1.5), flip=True)
-    results, record = run_protocol(model, identity, loader, 2, proto, size=65)
+    results, record, _ = run_protocol(model, identity, loader, 2, proto, size=65, per_image=False)
     assert results["ss"]["miou"] == pytest.approx(0.5 * (0 + 0))  # all predicted 0 at OS16: IoU 0 for both
     assert results["mf"]["iou"][1] == 1.0  # all predicted 1 at OS8
     assert model.output_stride == 16
