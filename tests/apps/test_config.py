@@ -146,3 +146,25 @@ def test_unsupported_values_are_refused_by_the_train_config():
         instantiate(composed("train", ["os=12", "encoder_weights=random"]).model)
     with pytest.raises(ConfigCompositionException):
         composed("train", ["head=no_such_head"])
+
+
+def test_seeds_add_a_seed_axis_to_any_sweep():
+    """seeds=3 sweeps trainer.seed over 0, 1, 2 beside an experiment's own grid; one run refuses it, and a seed
+    outside that range given beside it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from deeplab_mobile.apps.train import check_seeds
+    from deeplab_mobile.engine.run import SettingError
+
+    cfg = composed("train", ["experiment=head_os", "seeds=3"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    assert params == {"trainer.seed": "range(3)", "head": "aspp,no_aspp", "os": "16,8"}
+    (seed,) = OverridesParser.create().parse_overrides([f"trainer.seed={params['trainer.seed']}"])
+    assert list(seed.sweep_iterator()) == [0, 1, 2]
+    check_seeds(composed("train", ["seeds=3", "trainer.seed=2"]), sweep=True)
+    with pytest.raises(SettingError, match="seeds=3 runs every setting with trainer.seed 0..2 in a sweep: add -m"):
+        check_seeds(composed("train", ["seeds=3"]), sweep=False)
+    with pytest.raises(SettingError, match="trainer.seed=5 was given too"):
+        check_seeds(composed("train", ["seeds=3", "trainer.seed=5"]), sweep=True)
+    with pytest.raises(SettingError, match="positive integer"):
+        check_seeds(composed("train", ["seeds=0"]), sweep=True)
