@@ -21,11 +21,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from .. import stats
 from ..apps.common import build_model
 from ..latency import measure_latency
 from .plot import plot_tradeoff
-from .runs import TRAIN, Run, SweepError, architecture, find_runs
-from .table import build_rows, to_csv, to_latex, to_markdown
+from .rows import build_rows
+from .runs import TRAIN, Run, SweepError, architecture, find_runs, identify
+from .table import per_class_csv, per_class_markdown, to_csv, to_latex, to_markdown
 
 
 def expected_jobs(record) -> list[list[str]]:
@@ -63,6 +65,7 @@ def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
                 with initialize_config_dir(version_base="1.3", config_dir=sources[0]):
                     cfg = compose(hydra_cfg.job.config_name, overrides=job)
                 run.arch, run.data = architecture(cfg), OmegaConf.select(cfg, "data.name", default=None)
+                identify(run, cfg)
             except Exception as exc:  # the conf folder changed since the sweep: list the job without it
                 run.reason += f"; its config no longer composes ({type(exc).__name__})"
         result.append(run)
@@ -80,13 +83,12 @@ def measure(runs: list[Run], device: str, size: int) -> None:
         (run.path / "latency.json").write_text(json.dumps(run.latency, indent=2))
 
 
-def other_evaluations(runs: list[Run], shown: list[str]) -> list[str]:
-    """A note per run listing its evaluation records that are not in the table."""
-    if "all" in shown:
-        return []
+def other_evaluations(runs: list[Run], rows: list) -> list[str]:
+    """A note per run listing its evaluation records that no row of the table shows."""
+    used = {record for row in rows for split in row.splits.values() for record in split.records}
     lines = []
     for run in runs:
-        hidden = [name for name in run.evaluations if name not in shown]
+        hidden = [name for name in run.evaluations if f"{run.name}/{name}" not in used]
         if hidden:
             lines.append(
                 f"{run.name}: other evaluations {', '.join(hidden)} (--eval NAME ... or --eval all shows them)"
@@ -100,10 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the report (default: <sweep>/report)")
     parser.add_argument("--latency", choices=["cpu", "cuda"], help="measure each model's latency first")
     parser.add_argument("--latency-size", type=int, default=513, help="input size for --latency (default 513)")
-    parser.add_argument("--eval", nargs="+", default=[TRAIN], metavar="NAME",
-                        help=f"the evaluation records that fill the table: {TRAIN} (the training's own, default), "
-                             "names of <run>/eval/<name>/ records, or all")  # fmt: skip
+    evaluations = (
+        f"the evaluations that make rows: {TRAIN} (the training's own, default), names of <run>/eval/<name>/ "
+        "records, or all; each row shows its protocol on every split it was evaluated on"
+    )
+    parser.add_argument("--eval", nargs="+", default=[TRAIN], metavar="NAME", help=evaluations)
+    reference = (
+        "the row differences are taken from: its number or label (default: the best single-scale row for "
+        "single-scale rows and the best MF row for MF rows, on the val split)"
+    )
+    parser.add_argument("--reference", metavar="ROW", help=reference)
+    parser.add_argument("--samples", type=int, default=stats.SAMPLES, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=stats.SEED, help="the bootstrap's random seed (default 0)")
     args = parser.parse_args(argv)
+    if args.samples < 1000:
+        print(f"error: --samples {args.samples}: at least 1000 resamples", file=sys.stderr)
+        return 2
     try:
         runs = find_runs(args.sweep)
     except SweepError as exc:
@@ -112,17 +126,27 @@ def main(argv: list[str] | None = None) -> int:
     runs += not_started(args.sweep, runs)
     if args.latency:
         measure(runs, args.latency, args.latency_size)
-    rows = build_rows(runs, tuple(args.eval))
+    try:
+        rows = build_rows(runs, tuple(args.eval), args.reference, args.samples, args.seed)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = args.out or args.sweep / "report"
     out.mkdir(parents=True, exist_ok=True)
-    others = other_evaluations(runs, args.eval)
-    markdown = to_markdown(rows, others)
-    (out / "table.md").write_text(markdown)
-    (out / "table.csv").write_text(to_csv(rows))
-    (out / "table.tex").write_text(to_latex(rows, others))
+    others = other_evaluations(runs, rows)
+    markdown = to_markdown(rows, others, args.samples)
+    files = {
+        "table.md": markdown,
+        "table.csv": to_csv(rows),
+        "table.tex": to_latex(rows, others, args.samples),
+        "per_class_iou.md": per_class_markdown(rows),
+        "per_class_iou.csv": per_class_csv(rows),
+    }
+    for name, text in files.items():
+        (out / name).write_text(text)
     plot = plot_tradeoff(rows, out / "miou_vs_madds.png", title=str(args.sweep))
     print(markdown)
     done = sum(r.state == "done" for r in runs)
-    print(f"{done} of {len(runs)} runs finished; wrote {out}/table.md, table.csv, table.tex", end="")
+    print(f"{done} of {len(runs)} runs finished; wrote {out}/{', '.join(files)}", end="")
     print(", miou_vs_madds.png" if plot else " (no plot: no finished run)")
     return 0

@@ -1,6 +1,10 @@
 """The runs of a sweep folder, read from their files: ``.hydra/config.yaml`` (the composed config),
 ``.hydra/overrides.yaml``, ``status.json``, ``metrics.json`` (the training's own evaluation), ``eval/*/metrics.json``
-(each later evaluation's record, ``scripts/eval.py``) and ``latency.json``.
+(each later evaluation's record, ``scripts/eval.py``), beside each its ``per_image_confusion.npz``, and
+``latency.json``.
+
+Runs that differ only in their training seed are one variant: ``Run.variant`` is the run's config without the seed
+and without the settings that do not change a result (``NOT_SETTINGS``), so the report can group them.
 
 A run is any folder with ``.hydra/config.yaml`` that is not inside another run (``scripts/eval.py`` keeps its own
 ``eval/.hydra`` inside the run it evaluates). Nothing is dropped: a run that failed, stopped or never finished is
@@ -10,6 +14,7 @@ returned with its state and reason so the report can list it.
 from __future__ import annotations
 
 import json
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +44,48 @@ class Run:
     latency: dict | None = None
     evaluations: dict[str, dict] = field(default_factory=dict)  # record name ("train": metrics.json) -> record
     quant: dict | None = None  # quant/quant.json: the INT8 model's scores (scripts/quantize.py)
+    seed: int | None = None  # trainer.seed
+    variant: str | None = None  # the config without the seed (``variant_key``): runs alike in all else share it
+    val_split: str | None = None  # data.val_split: the split of the training's own evaluation
+
+    def record_dir(self, name: str) -> Path:
+        """The folder of an evaluation record (its metrics.json and per_image_confusion.npz)."""
+        return self.path if name == TRAIN else self.path / "eval" / name
+
+
+# Keys that do not change what a run computes (how it shows progress, threads, workers, where it runs), the seed,
+# and ``seeds`` (how many seeds its sweep ran): runs that differ only in these are one variant.
+NOT_SETTINGS = (
+    "trainer.seed",
+    "seeds",
+    "resume",
+    "progress",
+    "data.workers",
+    "eval.workers",
+    "trainer.threads",
+    "trainer.device",
+)
+
+
+def variant_key(cfg) -> str:
+    """The config as a canonical string, without ``NOT_SETTINGS`` (interpolations as written, not resolved)."""
+    tree = deepcopy(OmegaConf.to_container(cfg, resolve=False))
+    for key in NOT_SETTINGS:
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return json.dumps(tree, sort_keys=True, default=str)
+
+
+def identify(run: Run, cfg) -> None:
+    """Set the run's seed, variant and val split from its composed config."""
+    seed = OmegaConf.select(cfg, "trainer.seed", default=None)
+    run.seed = int(seed) if isinstance(seed, int) else None
+    run.variant = variant_key(cfg)
+    run.val_split = OmegaConf.select(cfg, "data.val_split", default=None)
 
 
 def _read_json(path: Path) -> tuple[dict | None, str]:
@@ -65,9 +112,15 @@ def architecture(cfg) -> dict | None:
             arch = describe_model(build_model(cfg.model, weights=False))
     except Exception:  # noqa: BLE001 - whatever the model refused, the run's own status says why
         encoder = cfg.model.encoder
-        arch = {"network": str(target).rsplit(".", 1)[-1], "encoder": None, "head": None, "os": trained,
-                "width": float(encoder.get("width") or 1.0), "tap": encoder.get("tap"),
-                "num_classes": OmegaConf.select(cfg, "model.head.num_classes", default=None)}  # fmt: skip
+        arch = {
+            "network": str(target).rsplit(".", 1)[-1],
+            "encoder": None,
+            "head": None,
+            "os": trained,
+            "width": float(encoder.get("width") or 1.0),
+            "tap": encoder.get("tap"),
+            "num_classes": OmegaConf.select(cfg, "model.head.num_classes", default=None),
+        }
     try:
         stage = final_stage(cfg)
     except ValueError:
@@ -105,6 +158,7 @@ def read_run(path: Path, root: Path) -> Run:
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
     run = Run(path, name, "unfinished", arch=arch, overrides=overrides)
     run.data = OmegaConf.select(cfg, "data.name", default=None)
+    identify(run, cfg)
     status, problem = _read_json(path / "status.json")
     metrics, metrics_problem = _read_json(path / "metrics.json")
     run.latency, _ = _read_json(path / "latency.json")
@@ -136,7 +190,8 @@ def find_runs(folder: str | Path) -> list[Run]:
     root = Path(folder)
     if not root.is_dir():
         raise SweepError(f"{root}: no such folder")
-    found = sorted(p.parent.parent for p in root.rglob(".hydra/config.yaml"))
+    # scripts/eval.py keeps its own config in <run or sweep>/eval/.hydra: not a run
+    found = sorted(p.parent.parent for p in root.rglob(".hydra/config.yaml") if p.parent.parent.name != "eval")
     runs = [p for p in found if not any(q != p and q in p.parents for q in found)]
     if not runs:
         raise SweepError(

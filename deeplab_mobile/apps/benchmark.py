@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..ablation.table import head_name
+from ..ablation.rows import head_name
 from ..complexity import count_madds, count_params
 from ..deploy import ChunkedInvertedResidual, export_onnx, make_memory_efficient
 from ..deploy.peak import peak_activation_bytes

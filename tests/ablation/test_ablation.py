@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from deeplab_mobile.ablation import SweepError, build_rows, find_runs
 from deeplab_mobile.ablation import report as ablation_table
 from deeplab_mobile.ablation.runs import architecture
+from deeplab_mobile.apps import evaluate
 from deeplab_mobile.complexity import count_madds, count_params
 from deeplab_mobile.models import build_model
 from deeplab_mobile.table7 import TABLE7, build_row
@@ -70,23 +71,47 @@ def test_two_by_two_sweep_table_has_four_rows_from_the_run_files(head_os_sweep):
     assert [(r["aspp"], r["os"]) for r in rows] == [("True", "16"), ("True", "8"), ("False", "16"), ("False", "8")]
     for row in rows:
         head = "aspp" if row["aspp"] == "True" else "no_aspp"
-        folder = head_os_sweep / row["run"]
-        assert {("head", head), ("os", row["os"])} <= {tuple(kv.split("=", 1)) for kv in row["run"].split(",")}
+        folder = head_os_sweep / row["runs"]  # one seed: one run a row
+        settings = {tuple(kv.split("=", 1)) for kv in row["runs"].split(",")}
+        assert {("head", head), ("os", row["os"]), ("trainer.seed", "0")} <= settings
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert float(row["miou"]) == pytest.approx(metrics["ss"]["miou"], abs=1e-12)
+        assert float(row["val_miou"]) == pytest.approx(metrics["ss"]["miou"], abs=1e-12)
+        assert (row["val_n"], row["val_sd"], row["seeds"]) == ("1", "", "0")
+        low, high = metrics["ss"]["miou_ci95"]  # one seed: the record's own interval over images
+        assert (float(row["val_ci_low"]), float(row["val_ci_high"])) == pytest.approx((low, high), abs=1e-12)
+        assert row["val_ci_method"] == "images"
         model = build_model("mobilenet_v2", head, int(row["os"]), width=0.35)  # counted independently
         assert int(row["params"]) == count_params(model) and int(row["madds"]) == count_madds(model, 513)
         assert row["network"] == "MNet V2* x0.35" and row["state"] == "done" and row["mf"] == "False"
     markdown = (out / "table.md").read_text().splitlines()
-    body = [line for line in markdown if line.startswith("| MNet")]
-    assert [line.split(" | ")[1:4] for line in body] == [["16", "✓", ""], ["8", "✓", ""], ["16", "", ""], ["8", "", ""]]
-    assert body[0].split(" | ")[4] == f"{100 * float(rows[0]['miou']):.2f}"
+    body = [line for line in markdown if "| MNet" in line]
+    assert [line.split(" | ")[2:5] for line in body] == [["16", "✓", ""], ["8", "✓", ""], ["16", "", ""], ["8", "", ""]]
+    assert [line.split(" | ")[0] for line in body] == ["| 1", "| 2", "| 3", "| 4"]
+    assert body[0].split(" | ")[6] == f"{100 * float(rows[0]['val_miou']):.2f}"
     tex = (out / "table.tex").read_text()
     assert tex.count("\\checkmark") == 2 and tex.count("\\\\") == 5 and "\\_" not in tex.split("\\midrule")[0]
     png = (out / "miou_vs_madds.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape[0] > 200 and image.shape[1] > 200
+
+
+def test_a_sweep_is_evaluated_on_its_test_split_and_reported_beside_val(head_os_sweep, tmp_path):
+    """scripts/eval.py run_dir=<sweep> split=test: every run gets its test record, which joins its row."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(head_os_sweep, sweep, ignore=shutil.ignore_patterns("report", "tb"))
+    cfg = composed("eval", [f"run_dir={sweep}", "split=test", "eval.mf=false", "eval.workers=0", "progress=false"])
+    evaluate.main(cfg)
+    rows, out = report(sweep)
+    for row in rows:
+        record = sweep / row["runs"] / "eval" / "os16_split-test"
+        if row["os"] == "8":
+            record = record.with_name("os8_split-test")
+        metrics = json.loads((record / "metrics.json").read_text())
+        assert float(row["test_miou"]) == pytest.approx(metrics["ss"]["miou"], abs=1e-12) and row["test_n"] == "1"
+        assert metrics["split"] == "test" and (record / "per_image_confusion.npz").is_file()
+    assert "| test mIoU |" in (out / "table.md").read_text()
+    assert not (sweep / "eval" / ".hydra").exists() or all(r["network"] != "?" for r in rows)
 
 
 def test_never_started_and_failed_runs_are_listed(head_os_sweep, tmp_path):
@@ -100,10 +125,10 @@ def test_never_started_and_failed_runs_are_listed(head_os_sweep, tmp_path):
     by_state = {r["state"]: r for r in rows}
     assert len(rows) == 4 and set(by_state) == {"not started", "failed", "unfinished", "done"}
     not_started = by_state["not started"]
-    assert not_started["run"] == runs[0].name  # the folder Hydra would have written
+    assert not_started["runs"] == runs[0].name  # the folder Hydra would have written
     assert (not_started["network"], not_started["os"], not_started["aspp"]) == ("MNet V2* x0.35", "16", "True")
-    assert by_state["failed"]["reason"] == "loss is nan at iteration 2" and by_state["failed"]["miou"] == ""
-    assert by_state["unfinished"]["run"] == runs[2].name
+    assert by_state["failed"]["reason"] == "loss is nan at iteration 2" and by_state["failed"]["val_miou"] == ""
+    assert by_state["unfinished"]["runs"] == runs[2].name
     markdown = (out / "table.md").read_text()
     assert "loss is nan at iteration 2" in markdown and markdown.count("| failed |") == 1
     assert f"{runs[0].name.split(',')[0]}" in markdown and "not started" in markdown
@@ -117,7 +142,8 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert proc.returncode != 0  # Hydra reports the failed job at the end
     rows, _ = report(tmp_path / "sweep")
     states = {r["train_os"]: r for r in rows}
-    assert states["16"]["state"] == "done" and float(states["16"]["miou"]) >= 0
+    metrics = json.loads((tmp_path / "sweep" / states["16"]["runs"] / "metrics.json").read_text())
+    assert states["16"]["state"] == "done" and float(states["16"]["val_miou"]) == metrics["ss"]["miou"]
     assert states["16"]["os"] == "8"  # the synthetic recipe evaluates at OS8 (eval.os)
     assert "| 8 (trained 16) |" in (tmp_path / "sweep" / "report" / "table.md").read_text()
     assert states["12"]["state"] == "failed" and "output stride 12 is not supported" in states["12"]["reason"]
@@ -154,12 +180,13 @@ def test_table7_per_stride_rows_match_the_paper_in_its_order(tmp_path):
     matched = [r for r in rows if r.paper is not None]
     assert [r.paper for r in matched] == list(TABLE7)
     for r in matched:
-        m = expected[r.run.split("=")[1]]
+        m = expected[r.runs[0].split("=")[1]]
         assert r.miou == m["mf" if r.mf else "ss"]["miou"] and r.madds == m["madds_mf" if r.mf else "madds"]
         assert (r.arch["os"], r.arch["head"] == "aspp", r.mf) == (r.paper.os, r.paper.aspp, r.paper.mf)
     assert [r.network for r in matched] == [p.network for p in TABLE7]
     markdown = ablation_table.to_markdown(rows)
     assert "| MNet V2* | 16 |  |  | " in markdown and "| 75.32 | 2.11M | 2.75B |" in markdown
+    assert "| 50.00 |  | -7.00 |" in markdown  # one seed of a record without per-image matrices: no interval
 
 
 def test_table7_as_the_model_zoo_ran_it_fills_eight_rows_from_four_runs(tmp_path):
@@ -184,27 +211,35 @@ def test_table7_as_the_model_zoo_ran_it_fills_eight_rows_from_four_runs(tmp_path
     assert "MF = scales 0.5, 0.75, 1, 1.25, 1.5, 1.75 x flip" in markdown
 
 
-def test_the_report_picks_which_evaluations_fill_the_table(tmp_path, capsys):
-    """The training's own record fills the table by default and the run's other records are listed; --eval picks
-    records by name (or all), each row at the stride its evaluation ran."""
-    metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.25}, "eval": {"os": 16, "mf": False}}
+def test_the_report_picks_which_evaluations_make_rows(tmp_path, capsys):
+    """The training's own protocol makes the rows by default, with the same protocol on another split in that
+    split's columns; the run's other records are listed; --eval picks records by name (or all), each row at the
+    stride its evaluation ran."""
+    metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.25}, "eval": {"os": 16, "mf": False}, "split": "val"}
     fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp"], metrics)
     later = {"params": 1, "madds": 3, "madds_mf": 4, "ss": {"miou": 0.3}, "mf": {"miou": 0.4}, "split": "val",
              "eval": {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0], "flip": True}}  # fmt: skip
-    (tmp_path / "a" / "eval" / "zoo").mkdir(parents=True)
-    (tmp_path / "a" / "eval" / "zoo" / "metrics.json").write_text(json.dumps(later))
+    test = {"params": 1, "madds": 2, "ss": {"miou": 0.2}, "split": "test", "eval": {"os": 16, "mf": False}}
+    for name, record in (("os16_mf-os8-1-flip", later), ("os16_split-test", test)):
+        (tmp_path / "a" / "eval" / name).mkdir(parents=True)
+        (tmp_path / "a" / "eval" / name / "metrics.json").write_text(json.dumps(record))
     rows, out = report(tmp_path)
-    assert [(r["evaluation"], r["os"], r["miou"]) for r in rows] == [("train", "16", "0.25")]
-    assert "a: other evaluations zoo" in (out / "table.md").read_text()
+    got = [(r["evaluation"], r["os"], r["val_miou"], r["test_miou"], r["test_records"]) for r in rows]
+    assert got == [("os16", "16", "0.25", "0.2", "a/os16_split-test")]
+    assert "a: other evaluations os16_mf-os8-1-flip" in (out / "table.md").read_text()
     rows, out = report(tmp_path, "--eval", "all")
-    got = [(r["evaluation"], r["os"], r["mf"], r["miou"], r["madds"]) for r in rows]
-    assert got == [("train", "16", "False", "0.25", "2"), ("zoo", "16", "False", "0.3", "3"),
-                   ("zoo", "8", "True", "0.4", "4")]  # fmt: skip
-    assert "| Evaluation |" in (out / "table.md").read_text()
+    got = [(r["evaluation"], r["os"], r["mf"], r["val_miou"], r["test_miou"], r["madds"]) for r in rows]
+    assert got == [("os16", "16", "False", "0.25", "0.2", "2"), ("mf-os8-1-flip", "8", "True", "0.4", "", "4")]
+    table = (out / "table.md").read_text()
+    assert "| Network | OS | ASPP | MF | Evaluation | n | val mIoU |" in table and "| test mIoU |" in table
+    assert "| MF 1 + flip |" in table and "rows 1, 2: records without per_image_confusion.npz" in table
+    assert "other evaluations" not in table
     # Table 7's MF rows are at the paper's six scales: an MF evaluation at others has no paper values beside it
-    assert [r["paper_params_m"] for r in rows] == ["2.11", "2.11", ""]
-    rows, _ = report(tmp_path, "--eval", "zoo")
-    assert [r["evaluation"] for r in rows] == ["zoo", "zoo"]
+    assert [r["paper_params_m"] for r in rows] == ["2.11", ""]
+    rows, _ = report(tmp_path, "--eval", "os16_mf-os8-1-flip")
+    assert [(r["evaluation"], r["val_records"]) for r in rows] == [
+        ("os16", "a/train"), ("mf-os8-1-flip", "a/os16_mf-os8-1-flip")
+    ]  # fmt: skip
 
 
 def test_paper_miou_only_beside_voc_runs(tmp_path):
@@ -249,7 +284,7 @@ def test_an_int8_column_where_a_run_was_quantized(tmp_path):
     (tmp_path / "a" / "quant").mkdir()
     (tmp_path / "a" / "quant" / "quant.json").write_text(json.dumps(quant))
     rows, out = report(tmp_path)
-    got = {(r["run"], r["mf"]): r["int8_miou"] for r in rows}
+    got = {(r["runs"], r["mf"]): r["int8_miou"] for r in rows}
     assert got == {("a", "False"): "0.49", ("a", "True"): "", ("b", "False"): "", ("b", "True"): ""}
     table = (out / "table.md").read_text()
     assert "| INT8 mIoU |" in table and "| 49.00 |" in table
@@ -321,6 +356,7 @@ def test_empty_missing_and_foreign_folders_are_refused(tmp_path, capsys):
 def test_experiments_sweep_their_grid(experiment, grid):
     cfg = composed("train", [f"experiment={experiment}"], return_hydra_config=True)
     params = {k: sorted(str(v).split(",")) for k, v in cfg.hydra.sweeper.params.items()}
+    assert params.pop("trainer.seed") == ["range(1)"]  # every sweep names its seed (seeds=N: N of them)
     assert params == {k: sorted(v) for k, v in grid.items()}
     rows = {row.variant: row for row in TABLE7}
     for key, values in grid.items():  # every point composes to the network it names
