@@ -2,8 +2,8 @@
 
 Sources (``convert_checkpoint(src, out)``; ``src`` may be any of them, or a folder or ``.tar.gz`` holding one):
 
-- the model zoo's TensorFlow checkpoint, ``model.ckpt-30000`` (``.index`` + ``.data-00000-of-00001``), read with
-  TensorFlow (the ``convert`` extra: ``pip install -e ".[convert]"``);
+- the model zoo's TensorFlow checkpoint, ``model.ckpt-30000`` (``.index`` + ``.data-00000-of-00001``), read by
+  ``tf_checkpoint`` (no TensorFlow needed);
 - the model zoo's ``frozen_inference_graph.pb``, read with the protobuf classes that the tensorboard package ships
   (no TensorFlow needed);
 - Hugging Face's port (``model.safetensors`` / ``pytorch_model.bin``, e.g. ``google/deeplabv3_mobilenet_v2_1.0_513``)
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import tarfile
 import tempfile
@@ -34,6 +33,7 @@ from ..models.encoders.mobilenet_v2 import WIDTHS
 from ..models.pretrained import ModelFile, save_model_file
 from ..models.weights import WeightsError, host_reachable, read_state_dict
 from . import layout
+from .tf_checkpoint import CheckpointReader, TFCheckpointError
 
 DEEPLAB_MEAN = DEEPLAB_STD = (0.5, 0.5, 0.5)  # (x / 255 - 0.5) / 0.5 = (x - 127.5) / 127.5
 HUB_HOST = "huggingface.co"
@@ -147,25 +147,18 @@ def locate(src: str | Path) -> Iterator[Source]:
 
 
 def read_tf_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
-    """The checkpoint's variables that the model needs (and their moving-average twins), by TensorFlow."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The checkpoint's variables that the model needs (and their moving-average twins), read without TensorFlow
+    (``tf_checkpoint``); every other name maps to None, for the architecture checks."""
     try:
-        import tensorflow as tf
-    except ImportError as exc:
-        raise ConversionError(
-            f"{prefix}: reading a TensorFlow checkpoint needs TensorFlow: pip install -e '.[convert]' "
-            "(or convert the tarball's frozen_inference_graph.pb, which needs none)"
-        ) from exc
-    try:
-        reader = tf.train.load_checkpoint(str(prefix))
-        shapes = reader.get_variable_to_shape_map()
+        reader = CheckpointReader(prefix)
+        shapes = reader.shapes()
         wanted = set(layout.required_tf_names())
         wanted |= {f"{n}/ExponentialMovingAverage" for n in wanted}
-        variables = {name: None for name in shapes}  # every name, for the architecture checks
+        variables = {name: None for name in shapes}
         for name in wanted & set(shapes):
-            variables[name] = reader.get_tensor(name)
-    except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types for a damaged checkpoint
-        raise ConversionError(f"{prefix}: not a readable TensorFlow checkpoint ({type(exc).__name__}: {exc})") from exc
+            variables[name] = reader.tensor(name)
+    except TFCheckpointError as exc:
+        raise ConversionError(str(exc)) from exc
     return variables
 
 

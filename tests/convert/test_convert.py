@@ -4,7 +4,6 @@ statistics). Its weights are written in each source format the model zoo uses, w
 layouts (spelled out here, not taken from the converter), converted, and the logits compared."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -22,6 +21,7 @@ from deeplab_mobile.data.voc import CLASSES
 from deeplab_mobile.models import build_model
 from deeplab_mobile.models.pretrained import load_model_file
 from deeplab_mobile.models.weights import WeightsError
+from tests.convert.tf_bundle import write_checkpoint
 from tests.helpers import ROOT
 
 SIZE = 513
@@ -114,23 +114,16 @@ def write_frozen_graph(variables, path):
 
 
 def write_tf_checkpoint(variables, prefix, ema=()):
-    """A TF1 checkpoint (``model.ckpt-30000.index`` / ``.data-00000-of-00001``) with these variables; for names in
-    ``ema`` the true value goes to the ``ExponentialMovingAverage`` twin and a wrong one to the variable."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    with tf.Graph().as_default():
-        tf_vars = [tf.compat.v1.Variable(np.int64(30000), name="global_step")]
-        for name, array in variables.items():
-            if name in ema:
-                tf_vars.append(tf.compat.v1.Variable(array, name=f"{name}/ExponentialMovingAverage"))
-                array = array + 1.0
-            tf_vars.append(tf.compat.v1.Variable(array, name=name))
-        saver = tf.compat.v1.train.Saver(tf_vars)
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, str(prefix), global_step=30000)
-    return prefix.parent / f"{prefix.name}-30000"
+    """A TF1 checkpoint (``model.ckpt-30000.index`` / ``.data-00000-of-00001``) with these variables, laid out as
+    TensorFlow lays it out (``tf_bundle``, held to TensorFlow's own bytes); for names in ``ema`` the true value goes
+    to the ``ExponentialMovingAverage`` twin and a wrong one to the variable."""
+    out = {"global_step": np.int64(30000)}
+    for name, array in variables.items():
+        if name in ema:
+            out[f"{name}/ExponentialMovingAverage"] = array
+            array = array + 1.0
+        out[name] = array
+    return write_checkpoint(out, prefix.parent / f"{prefix.name}-30000", checksum=False)
 
 
 @pytest.fixture(scope="module")
