@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .extras import require
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -76,6 +78,7 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, device: str | torch.device =
 
 def ort_latency(onnx_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
     """ONNX Runtime (CPU, all graph optimisations, ``threads`` intra-op threads) on one random image."""
+    require("ONNX Runtime latency", "onnxruntime")
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data.voc import IGNORE_INDEX
+from .data.base import IGNORE_INDEX
 
 
 def confusion_matrix(

@@ -10,7 +10,6 @@ image before the argmax.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .data import Normalize
 from .data.transforms import mean_pixel, pad_collate
 from .data.voc import CLASSES as VOC_CLASSES
 from .data.voc import PALETTE
+from .deploy.exported import read_export_meta
 from .deploy.onnx import OnnxSegmentor
 from .engine.evaluator import mean_padded, predict_probs
 
@@ -53,31 +53,28 @@ class Segmenter:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu", output_stride: int | None = None) -> Segmenter:
-        """A model file (``.pt``), a training run folder, or an ``.onnx`` file with its ``export.json``."""
+        """A model file (``.pt``) or an ``.onnx`` file with its ``export.json`` (a training run folder:
+        ``deeplab_mobile.config.run.load_segmenter``)."""
         path = Path(path)
         if path.is_dir():
-            from .apps.common import class_names, load_run  # a run folder's config is Hydra's
-
-            loaded = load_run(path)
-            model, classes = loaded.model, class_names(loaded.config)
-        elif path.suffix == ".onnx":
+            raise ValueError(
+                f"{path}: a folder; this reads a model file (.pt) or an ONNX export. A training run folder loads with "
+                "deeplab_mobile.config.run.load_segmenter(path), which builds the run's network from its config"
+            )
+        if path.suffix == ".onnx":
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: ONNX file not found")
-            meta = path.with_name("export.json")
-            if not meta.is_file():
-                raise FileNotFoundError(f"{meta}: not found; an exported model needs the export.json written with it")
-            info = json.loads(meta.read_text())
+            info = read_export_meta(path)
             if output_stride is not None and output_stride != info.get("os"):
                 raise ValueError(f"{path}: exported at output stride {info.get('os')}; re-export for another")
             stride = info.get("output", {}).get("stride")  # a feature-resolution export (scripts/quantize.py)
             model = OnnxSegmentor(path, info.get("geometry", "torch"), output_stride=stride)
             classes = info.get("classes") or _default_classes(info.get("num_classes", 21))
             return cls(model, classes, info["input"]["mean"], info["input"]["std"], "cpu")
-        else:
-            from .models.pretrained import load_model_file
+        from .models.pretrained import load_model_file
 
-            model, file_info = load_model_file(path)
-            classes = file_info.classes
+        model, file_info = load_model_file(path)
+        classes = file_info.classes
         if output_stride is not None:
             model.set_output_stride(output_stride)
         return cls(model, classes, model.encoder.mean, model.encoder.std, device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..files import atomic_path
 from .rows import Row
 from .table import _paper_miou, split_names
 
@@ -197,6 +198,7 @@ def plot_tradeoff(rows: list[Row], path: str | Path, title: str = "") -> Path | 
         boxes.append(legend.get_window_extent(renderer))
     place_numbers(trade, anchors, boxes)
     path = Path(path)
-    fig.savefig(path, format="png")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

@@ -9,7 +9,6 @@ but that never started are listed as "not started". Exit status 2 for a folder w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from .. import stats
-from ..apps.common import build_model
+from ..config.model import build_model
+from ..files import write_json, write_text
 from ..latency import measure_latency
 from .plot import plot_tradeoff
 from .rows import build_rows
@@ -80,7 +80,7 @@ def measure(runs: list[Run], device: str, size: int) -> None:
         torch.manual_seed(0)
         model = build_model(model_cfg, weights=False).set_output_stride(run.arch["os"])  # the stride evaluated at
         run.latency = measure_latency(model, size=size, device=device)
-        (run.path / "latency.json").write_text(json.dumps(run.latency, indent=2))
+        write_json(run.path / "latency.json", run.latency)
 
 
 def other_evaluations(runs: list[Run], rows: list) -> list[str]:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_class_iou.csv": per_class_csv(rows),
     }
     for name, text in files.items():
-        (out / name).write_text(text)
+        write_text(out / name, text)
     plot = plot_tradeoff(rows, out / "miou_vs_madds.png", title=str(args.sweep))
     print(markdown)
     done = sum(r.state == "done" for r in runs)

@@ -17,26 +17,15 @@ import numpy as np
 
 from .. import stats, table7
 from ..engine.report import PER_IMAGE, read_per_image
+from ..models import HEAD_LABELS, head_label
 from ..table7 import TABLE7, Table7Row
 from .runs import TRAIN, Run
 
 # Table 7's order: its networks (encoder and tap) in the order the table lists them, then any other network.
 NETWORKS = dict.fromkeys((row.encoder, row.tap) for row in (*TABLE7, table7.LAST_TAP_ROW))
 NETWORK_ORDER = {network: i for i, network in enumerate(NETWORKS)}
-# Heads: Table 7's two, then the others (experiment=heads), by name in tables and plots
-HEAD_NAMES = {
-    "aspp": "ASPP",
-    "no_aspp": "no ASPP",
-    "deeplabv3plus": "V3+ (ASPP)",
-    "deeplabv3plus_no_aspp": "V3+ (no ASPP)",
-    "lraspp": "LR-ASPP",
-}
-HEAD_ORDER = {head: i for i, head in enumerate(HEAD_NAMES)}
+HEAD_ORDER = {head: i for i, head in enumerate(HEAD_LABELS)}
 SIMILAR = "≈"  # a difference whose interval contains 0: not distinguishable from the reference
-
-
-def head_name(head: str | None) -> str:
-    return HEAD_NAMES.get(head, str(head))
 
 
 @dataclass
@@ -100,7 +89,7 @@ class Row:
         """``MNet V2* OS16 ASPP MF``: names the variant in plots and notes."""
         if self.arch is None:
             return self.network
-        return f"{self.network} OS{self.arch['os']} {head_name(self.arch['head'])}{' MF' if self.mf else ''}"
+        return f"{self.network} OS{self.arch['os']} {head_label(self.arch['head'])}{' MF' if self.mf else ''}"
 
     @property
     def title(self) -> str:
@@ -108,7 +97,7 @@ class Row:
         the evaluation."""
         if self.arch is None:
             return self.network
-        name = f"{self.network} OS{self.arch['os']} {head_name(self.arch['head'])}"
+        name = f"{self.network} OS{self.arch['os']} {head_label(self.arch['head'])}"
         return f"{name} {self.short_eval}" if self.mf or self.extra else name
 
     @property

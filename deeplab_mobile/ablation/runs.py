@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from ..apps.common import build_model, final_stage
+from ..config.model import build_model
+from ..config.run import final_stage
 from ..models import describe_model
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from .. import stats, table7
 from ..engine.report import PER_IMAGE
-from .rows import SIMILAR, Row, Split, head_name
+from ..models import head_label
+from .rows import SIMILAR, Row, Split
 
 
 # Formatting
@@ -121,7 +122,7 @@ def delta_cell(row: Row, split: Split | None) -> str:
 def head_cell(row: Row, cols: dict[str, bool], check: str) -> str:
     a = row.arch
     if cols.get("heads"):
-        return head_name(a["head"]) if a else ""
+        return head_label(a["head"]) if a else ""
     return check if a and a["head"] == "aspp" else ""
 
 

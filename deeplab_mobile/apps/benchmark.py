@@ -21,7 +21,7 @@ import argparse
 import copy
 import csv
 import datetime as dt
-import json
+import io
 import platform
 from pathlib import Path
 
@@ -30,13 +30,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..ablation.rows import head_name
 from ..complexity import count_madds, count_params
 from ..deploy import ChunkedInvertedResidual, export_onnx, make_memory_efficient
 from ..deploy.peak import peak_activation_bytes
 from ..deploy.quantize import quantize_model
+from ..files import write_json, write_text
 from ..latency import matmul_gflops, measure_latency, ort_latency, timings
-from ..models import HEADS, build_model
+from ..models import HEADS, build_model, head_label
 from ..table7 import CANDIDATE, build_row
 from ..table7 import NETWORKS as TABLE7_NETWORKS
 
@@ -96,7 +96,7 @@ def build(name: str) -> nn.Module:
 def label(name: str) -> str:
     if name in HEAD_NETWORKS:
         encoder, tap, head = HEAD_NETWORKS[name]
-        return f"{'MNet V2*' if encoder == 'mobilenet_v2' else 'MNet V3'} OS16 {head_name(head)}"
+        return f"{'MNet V2*' if encoder == 'mobilenet_v2' else 'MNet V3'} OS16 {head_label(head)}"
     if name not in TABLE7_NETWORKS:
         return REFERENCES[name]
     row = TABLE7_NETWORKS[name]
@@ -287,6 +287,26 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
     return "\n".join(out) + "\n"
 
 
+CSV_FIELDS = (
+    "network threads gflop floor_ms eager_ms channels_last_ms onnxruntime_ms compile_ms best best_ms floor_ratio "
+    "onnxruntime_int8_ms onnx_mb int8_mb"
+).split()
+
+
+def csv_table(cpu: list[dict]) -> str:
+    """benchmark.csv: one line per network and thread count."""
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for r in cpu:
+        times = [r[k]["median_ms"] for k in ("eager", "channels_last", "onnxruntime")]
+        extra = [r.get("compile", {}).get("median_ms", ""), r["best"], r["best_ms"], r["floor_ratio"]]
+        int8 = r.get("onnxruntime_int8", {}).get("median_ms", "")
+        sizes = [r["onnx_mb"], r.get("int8_mb", "")]
+        writer.writerow([r["network"], r["threads"], r["gflop"], r["floor_ms"], *times, *extra, int8, *sizes])
+    return table.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     choices = [*NETWORKS, *HEAD_NETWORKS, *REFERENCES]
@@ -326,33 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu, "memory": memory, "cuda": cuda, "goals": goal_lines,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__},
     }  # fmt: skip
-    (out / "benchmark.json").write_text(json.dumps(result, indent=2))
-    with open(out / "benchmark.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["network", "threads", "gflop", "floor_ms", "eager_ms", "channels_last_ms", "onnxruntime_ms",
-                         "compile_ms", "best", "best_ms", "floor_ratio", "onnxruntime_int8_ms", "onnx_mb",
-                         "int8_mb"])  # fmt: skip
-        for r in cpu:
-            writer.writerow(
-                [
-                    r["network"],
-                    r["threads"],
-                    r["gflop"],
-                    r["floor_ms"],
-                    r["eager"]["median_ms"],
-                    r["channels_last"]["median_ms"],
-                    r["onnxruntime"]["median_ms"],
-                    r.get("compile", {}).get("median_ms", ""),
-                    r["best"],
-                    r["best_ms"],
-                    r["floor_ratio"],
-                    r.get("onnxruntime_int8", {}).get("median_ms", ""),
-                    r["onnx_mb"],
-                    r.get("int8_mb", ""),
-                ]
-            )
+    write_json(out / "benchmark.json", result)
+    write_text(out / "benchmark.csv", csv_table(cpu))
     text = markdown(cpu, rates, memory, cuda, args.size, goal_lines)
-    (out / "benchmark.md").write_text(text)
+    write_text(out / "benchmark.md", text)
     print(text)
     print(f"wrote {out}/benchmark.json, benchmark.csv, benchmark.md")
     return 0

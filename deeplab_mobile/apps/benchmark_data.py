@@ -11,7 +11,6 @@ per-worker (per-core) rate. Writes data_benchmark.json to outputs/benchmark_data
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from datetime import datetime
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from ..data import TrainTransform, VOCSegmentation
 from ..data.loader import train_loader
 from ..data.synthetic import write_synthetic_voc
+from ..files import write_json
 from ..models.encoders import IMAGENET_MEAN
 
 
@@ -67,5 +67,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"workers={workers}: {rate:.1f} crops/s ({per:.1f} per worker)")
     out = Path("outputs/benchmark_data") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "data_benchmark.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "data_benchmark.json", results)
     print(f"wrote {out / 'data_benchmark.json'}")

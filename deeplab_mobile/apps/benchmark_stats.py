@@ -32,6 +32,7 @@ from ..data.loader import eval_loader
 from ..data.synthetic import write_synthetic_voc
 from ..engine import evaluator
 from ..engine.report import write_per_image
+from ..files import write_json, write_text
 from ..metrics import scores
 from ..models import build_model
 from ..stats import SAMPLES, bootstrap_miou
@@ -72,7 +73,7 @@ def fake_sweep(root: Path, per_image: np.ndarray, names: list[str], runs: int, r
             (folder / ".hydra").mkdir(parents=True, exist_ok=True)
             OmegaConf.save(compose("train", overrides=overrides), folder / ".hydra" / "config.yaml")
             OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
-            (folder / "status.json").write_text(json.dumps({"state": "done"}))
+            write_text(folder / "status.json", json.dumps({"state": "done"}))
             for where, split in ((folder, "val"), (folder / "eval" / "os8_split-test", "test")):
                 where.mkdir(parents=True, exist_ok=True)
                 matrices = per_image.copy()
@@ -84,7 +85,7 @@ def fake_sweep(root: Path, per_image: np.ndarray, names: list[str], runs: int, r
                 matrices[:, idx, 0] += moved
                 s = scores(matrices.sum(0))
                 record = {"params": 1, "madds": 1, "split": split, "eval": {"os": 8, "mf": False}, "ss": s}
-                (where / "metrics.json").write_text(json.dumps(record, default=lambda v: None))
+                write_text(where / "metrics.json", json.dumps(record, default=lambda v: None))
                 write_per_image(where / "per_image_confusion.npz", names, {"ss": matrices})
 
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     voc = write_synthetic_voc(args.data, n_train=1, n_val=args.images, size=tuple(args.size), seed=0)
     if args.run:
-        from .common import load_run
+        from ..config.run import load_run
 
         model = load_run(args.run).model.eval()
     else:
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "miou": result.scores["miou"], "miou_ci95": list(interval),
         "report": {"runs": args.runs, "command_s": report, "startup_s": imports},
     }  # fmt: skip
-    (out / "stats_benchmark.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "stats_benchmark.json", results)
     print(json.dumps(results, indent=2))
     print(f"wrote {out / 'stats_benchmark.json'}")
     return 0

@@ -3,13 +3,13 @@ with its file, and ``check.json`` in the run folder (``scripts/check_data.py``; 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.datasets import check_split
+from ..files import write_json
 
 
 def check(cfg: DictConfig, out_dir: str | Path) -> dict:
@@ -27,7 +27,7 @@ def check(cfg: DictConfig, out_dir: str | Path) -> dict:
     report["ok"] = not any(s["problems"] for s in report["splits"].values())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "check.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "check.json", report)
     return report
 
 

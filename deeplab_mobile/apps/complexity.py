@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 from pathlib import Path
 
@@ -12,9 +12,10 @@ import torch
 from omegaconf import DictConfig
 
 from ..complexity import count_madds, count_madds_mf, count_params
+from ..config.model import build_model
+from ..files import write_json, write_text
 from ..models import describe_model
 from ..table7 import LAST_TAP_ROW, TABLE7, recount, to_markdown
-from .common import build_model
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,13 @@ def write_table7(out: Path) -> None:
     results = [recount(row) for row in (*TABLE7, LAST_TAP_ROW)]
     table = to_markdown(results)
     print(table)
-    (out / "table7.md").write_text(table)
-    (out / "table7.json").write_text(json.dumps(results, indent=2))
-    with open(out / "table7.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_text(out / "table7.md", table)
+    write_json(out / "table7.json", results)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(results[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    write_text(out / "table7.csv", table.getvalue())
     log.info("wrote table7.md/.json/.csv to %s", out)
 
 
@@ -53,4 +55,4 @@ def main(cfg: DictConfig, out: Path) -> None:
     if cfg.mf:
         line += f", MAdds MF {r['madds_mf'] / 1e9:.1f}B"
     print(line)
-    (out / "complexity.json").write_text(json.dumps(r, indent=2))
+    write_json(out / "complexity.json", r)

@@ -22,6 +22,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..complexity import TABLE7_SIZE
+from ..config.evaluation import check_protocol, protocol
+from ..config.model import class_names
+from ..config.run import final_stage, load_run
 from ..data import DatasetError, EvalTransform, Normalize, mean_pixel
 from ..data.datasets import open_split
 from ..data.loader import eval_loader
@@ -35,7 +38,6 @@ from ..models import DeepLabV3, describe_model
 from ..models.pretrained import load_model_file
 from ..models.weights import WeightsError
 from ..table7 import MF_SCALES
-from .common import check_protocol, class_names, final_stage, load_run, protocol
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ max |logit difference| and argmax agreement on random inputs).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -18,13 +17,15 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..config.model import build_model, class_names
+from ..config.run import load_run
 from ..data.voc import CLASSES as VOC_CLASSES
 from ..deploy import export_onnx
+from ..deploy.exported import export_meta, write_export_meta
 from ..engine.checkpoint import CheckpointError
-from ..models import describe_model
+from ..extras import MissingExtra, require
 from ..models.pretrained import load_model_file
 from ..models.weights import WeightsError
-from .common import build_model, class_names, load_run
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, seed: int = 0) -> list[dict]:
     """ONNX Runtime against the same module in PyTorch (unfolded, so the folding is checked too) on random
     inputs of each size."""
+    require("The ONNX parity check", "onnxruntime")
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -52,15 +54,6 @@ def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, s
             row["argmax_agreement"] = float(np.mean(out.argmax(1) == expected))
         results.append(row)
     return results
-
-
-def export_meta(model: torch.nn.Module, classes, shape: list, output: dict) -> dict:
-    """What ``export.json`` says of an exported model for whoever runs it (``scripts/predict.py``,
-    ``scripts/quantize.py``): the network, the input with its normalisation, the output, the class names."""
-    input_ = {"name": "image", "shape": shape, "dtype": "float32", "mean": list(model.encoder.mean),
-              "std": list(model.encoder.std)}  # fmt: skip
-    return {**describe_model(model), "input": input_, "output": output,
-            "classes": list(classes) if classes else None}  # fmt: skip
 
 
 def export(cfg: DictConfig, out_dir: Path) -> dict:
@@ -94,7 +87,7 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         "fold_bn": cfg.fold_bn,
         "parity": checks,
     }
-    (out_dir / "export.json").write_text(json.dumps(info, indent=2))
+    write_export_meta(path, info)
     for c in checks:
         diff = f"max |diff| {c['max_abs_diff']:.2e}, " if "max_abs_diff" in c else ""
         log.info("ONNX Runtime vs PyTorch at %dx%d: %sargmax agreement %.5f", *c["size"], diff, c["argmax_agreement"])
@@ -105,6 +98,6 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
 def main(cfg: DictConfig, out_dir: Path) -> None:
     try:
         export(cfg, out_dir)
-    except (FileNotFoundError, CheckpointError, WeightsError, ValueError) as exc:
+    except (FileNotFoundError, CheckpointError, WeightsError, ValueError, MissingExtra) as exc:
         log.error("%s", exc)
         sys.exit(1)

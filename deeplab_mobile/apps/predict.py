@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,10 +19,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..config.run import load_segmenter
 from ..data import DatasetError
-from ..data.voc import read_image
+from ..data.base import read_image
+from ..extras import MissingExtra
+from ..files import atomic_path, write_json
 from ..models.weights import WeightsError
-from ..predict import MAX_SIZE, PAD_TO, Segmenter
+from ..predict import MAX_SIZE, PAD_TO
 from ..table7 import MF_SCALES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -77,8 +79,8 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        segmenter = Segmenter.from_pretrained(args.weights, device=args.device, output_stride=args.os)
-    except (WeightsError, FileNotFoundError, ValueError) as exc:
+        segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os)
+    except (WeightsError, FileNotFoundError, ValueError, MissingExtra) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     images = find_images(args.inputs)
@@ -107,14 +109,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 1
         stem = names[path]
-        segmenter.colorize(labels).save(out / f"{stem}.png")
+        with atomic_path(out / f"{stem}.png") as tmp:
+            segmenter.colorize(labels).save(tmp, format="PNG")
         if not args.no_overlay:
             overlay = segmenter.overlay(image, labels)
-            cv2.imwrite(str(out / f"{stem}_overlay.jpg"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            with atomic_path(out / f"{stem}_overlay.jpg", suffix=".jpg") as tmp:  # OpenCV encodes by the extension
+                cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         counts = np.bincount(labels.ravel(), minlength=len(segmenter.classes))
         present = {segmenter.classes[c]: round(float(n) / labels.size, 5) for c, n in enumerate(counts) if n}
         record["images"].append({"image": str(path), "mask": f"{stem}.png", "classes": present})
-    (out / "predictions.json").write_text(json.dumps(record, indent=2))
+    write_json(out / "predictions.json", record)
     print(f"{len(record['images'])} of {len(images)} images segmented -> {out}")
     if record["errors"]:
         print(f"{len(record['errors'])} could not be read: " + ", ".join(e["image"] for e in record["errors"]),

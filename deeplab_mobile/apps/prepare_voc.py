@@ -15,8 +15,9 @@ import json
 import sys
 from dataclasses import asdict
 
+from ..data.base import DatasetError
 from ..data.prepare import prepare_trainaug
-from ..data.voc import DatasetError, check_dataset
+from ..data.voc import check_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

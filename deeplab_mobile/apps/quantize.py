@@ -16,7 +16,6 @@ accuracy cost measured by the evaluator (``scripts/quantize.py`` is its command 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -27,22 +26,25 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE
+from ..config.model import class_names
+from ..config.run import load_run
 from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
 from ..data.datasets import open_split
 from ..data.loader import eval_loader, train_loader
 from ..data.synthetic import write_synthetic_voc
 from ..data.transforms import pad_collate
 from ..deploy import OnnxSegmentor, export_onnx
+from ..deploy.exported import export_meta, read_export_meta, write_export_meta
 from ..deploy.qat import convert_and_export, finetune, prepare_qat
 from ..deploy.quantize import METHODS, QuantizationError, check_float_model, quantize_model
 from ..engine.checkpoint import CheckpointError
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
+from ..extras import MissingExtra
+from ..files import write_json
 from ..latency import ort_latency
 from ..models.pretrained import load_model_file
 from ..models.weights import WeightsError
 from ..table7 import MF_SCALES
-from .common import class_names, load_run
-from .export import export_meta
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +84,10 @@ def float_model(cfg: DictConfig) -> FloatModel:
     else:
         path = Path(cfg.onnx)
         static = check_float_model(path)["static"]
-        meta_path = path.with_name("export.json")
-        if not meta_path.is_file():
-            raise QuantizationError(f"{meta_path}: not found; the ONNX file needs the export.json written with it")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = read_export_meta(path)
+        except FileNotFoundError as exc:
+            raise QuantizationError(str(exc)) from None
         out_dir = Path(cfg.out_dir or Path("outputs/quantize") / path.parent.name)
         pad_to = cfg.eval.pad_to or (static[0] if static else TABLE7_SIZE)
         if static and (static[0] != static[1] or static[0] != pad_to):
@@ -96,7 +98,7 @@ def float_model(cfg: DictConfig) -> FloatModel:
     path = export_onnx(model.eval(), out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
     output = {"name": "logits", "dtype": "float32", "stride": model.logits_stride}  # the logits' own resolution
     meta = export_meta(model, classes, ["N", 3, "H", "W"], output)
-    (out_dir / "export.json").write_text(json.dumps(meta, indent=2))
+    write_export_meta(path, meta)
     crop = OmegaConf.select(run, "data.crop_size", default=None) if cfg.run_dir else None
     return FloatModel(path, meta, data, int(pad_to), out_dir, tuple(scales) if scales else MF_SCALES, model, crop)
 
@@ -198,9 +200,7 @@ def quantize(cfg: DictConfig) -> dict:
             "miou_drop": {mode: scores["float"][mode]["miou"] - scores["qat"][mode]["miou"] for mode in modes},
             "argmax_agreement": agree["qat"],
         }  # fmt: skip
-    tmp = source.out_dir / ".quant.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(source.out_dir / "quant.json")
+    write_json(source.out_dir / "quant.json", record)
     for mode in modes:
         log.info("%s mIoU float %.4f, int8 %.4f (drop %.4f)", mode, scores["float"][mode]["miou"],
                  scores["int8"][mode]["miou"], record["miou_drop"][mode])  # fmt: skip
@@ -247,6 +247,6 @@ def main(cfg: DictConfig) -> None:
     """``scripts/quantize.py``: a problem with the input, the data or a setting ends with its message."""
     try:
         quantize(cfg)
-    except (QuantizationError, FileNotFoundError, DatasetError, CheckpointError, WeightsError) as exc:
+    except (QuantizationError, FileNotFoundError, DatasetError, CheckpointError, WeightsError, MissingExtra) as exc:
         log.error("%s", exc)
         sys.exit(1)

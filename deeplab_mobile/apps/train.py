@@ -17,6 +17,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from ..config.evaluation import check_protocol, protocol
+from ..config.machine import share_machine
+from ..config.model import adopt_data_classes, adopt_weights, build_model, class_names
+from ..config.run import build_scheduler, final_stage, identity
 from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
 from ..data.datasets import open_split
 from ..data.loader import eval_loader
@@ -28,21 +32,10 @@ from ..engine.evaluator import evaluate, run_protocol
 from ..engine.report import write_metrics
 from ..engine.run import ConfigMismatch, SettingError, check_same_run, run_guarded, write_status
 from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
+from ..files import write_text
 from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
 from ..models.weights import WeightsError
-from .common import (
-    adopt_data_classes,
-    adopt_weights,
-    build_model,
-    build_scheduler,
-    check_protocol,
-    class_names,
-    final_stage,
-    identity,
-    protocol,
-    share_machine,
-)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +204,7 @@ class TrainingRun:
         rewrite = self.adopted or OmegaConf.select(cfg, "data.format", default=None) == "folder"
         if self.env.main and (not saved_config.is_file() or rewrite):
             saved_config.parent.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(cfg, saved_config)
+            write_text(saved_config, OmegaConf.to_yaml(cfg))
 
     def finish(self) -> dict:
         """The final evaluation (the protocol's single scale, and MF + flip) and its files; returns the

@@ -1,7 +1,8 @@
 """Data: VOC/SBD readers, trainaug preparation, the generated dataset, and the OpenCV transforms."""
 
+from .base import IGNORE_INDEX, DatasetError
 from .transforms import EvalTransform, Normalize, TrainTransform, mean_pixel, pad_collate
-from .voc import CLASSES, IGNORE_INDEX, NUM_CLASSES, PALETTE, DatasetError, VOCSegmentation, check_dataset
+from .voc import CLASSES, NUM_CLASSES, PALETTE, VOCSegmentation, check_dataset
 
 __all__ = [
     "CLASSES",

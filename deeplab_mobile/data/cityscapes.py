@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .voc import BAD_LABEL, IGNORE_INDEX, DatasetError, PairedFiles, map_labels, open_mask
+from .base import BAD_LABEL, IGNORE_INDEX, DatasetError, PairedFiles, map_labels, open_mask
 
 # label id -> train id, from cityscapesScripts' labels.py; ids not listed are ignored (255)
 TRAIN_IDS = {

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from .base import DatasetError, check_samples
 from .cityscapes import CityscapesSegmentation
 from .folder import FolderSegmentation
-from .voc import DatasetError, VOCSegmentation, check_samples
+from .voc import VOCSegmentation
 
 FORMATS = ("voc", "folder", "cityscapes")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .voc import BAD_LABEL, IGNORE_INDEX, DatasetError, PairedFiles, map_labels, open_mask
+from .base import BAD_LABEL, IGNORE_INDEX, DatasetError, PairedFiles, map_labels, open_mask
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 CLASSES_FILE = "classes.txt"

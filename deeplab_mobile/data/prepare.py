@@ -10,7 +10,6 @@ does what is left.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,9 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .voc import AUG_SPLIT, IGNORE_INDEX, NUM_CLASSES, DatasetError, invalid_labels, read_list, write_mask, write_text
+from ..files import atomic_path, write_text
+from .base import IGNORE_INDEX, DatasetError, invalid_labels
+from .voc import AUG_SPLIT, NUM_CLASSES, read_list, write_mask
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 SBD_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"
@@ -49,7 +50,7 @@ def read_sbd_mask(path: Path) -> np.ndarray:
     if seg.min() < 0 or seg.max() > 255:
         raise DatasetError(f"{path}: labels outside 0-{NUM_CLASSES - 1} and {IGNORE_INDEX}")
     seg = seg.astype(np.uint8)
-    bad = invalid_labels(seg)
+    bad = invalid_labels(seg, NUM_CLASSES)
     if bad:
         raise DatasetError(f"{path}: labels {bad[:10]} outside 0-{NUM_CLASSES - 1} and {IGNORE_INDEX}")
     return seg
@@ -79,9 +80,8 @@ def trainaug_ids(voc_train: list[str], voc_val: list[str], sbd_train: list[str],
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def prepare_trainaug(voc_root: str | Path, sbd_root: str | Path, progress: bool = True) -> PrepareReport:

@@ -14,7 +14,6 @@ a band around every object boundary, as in VOC.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -22,7 +21,9 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
-from .voc import IGNORE_INDEX, write_mask, write_text
+from ..files import atomic_path, write_text
+from .base import IGNORE_INDEX
+from .voc import write_mask
 
 SHAPES = ("disc", "square", "triangle", "cross", "ring")
 TEXTURES = ("solid", "stripes", "checker", "dots")
@@ -128,9 +129,8 @@ def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224)
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.jpg")
-    cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".jpg") as tmp:  # OpenCV picks the encoder by the extension
+        cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
 
 
 SPLITS = ("train", "val", "test")  # test: held out from choosing settings, which are chosen on val

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .voc import IGNORE_INDEX
+from .base import IGNORE_INDEX
 
 TRAIN_SCALES = tuple(0.5 + 0.25 * i for i in range(7))  # 0.5 ... 2.0 in steps of 0.25
 

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.export import Dim
 
+from ..extras import require
+from ..files import atomic_path
 from .fold import fold_batchnorm
 
 LABEL_DTYPES = {"int32": torch.int32, "uint8": torch.uint8}
@@ -65,6 +67,7 @@ def export_onnx(
     (N, 21, H, W) or ``labels`` (N, H, W); with ``upsample=False`` the logits at the feature resolution
     (N, 21, H/OS, W/OS), for a runtime that resizes them itself. ``dynamic`` leaves N, H and W free; otherwise they
     are fixed to batch 1 and ``size``."""
+    require("ONNX export", "onnx", "onnxscript")
     if opset < 17:
         raise ValueError(f"opset {opset} < 17: the export needs opset 17 or later")
     net = prepare_for_export(model, labels, fold_bn, upsample)
@@ -76,15 +79,14 @@ def export_onnx(
     if dynamic:  # torch.export dimensions; the model needs at least a 33x33 input (OS16 -> 3x3 features)
         batch, height, width = Dim("batch"), Dim("height", min=33), Dim("width", min=33)
         shapes = ({0: batch, 2: height, 3: width},)  # by position: any forward argument name
-    tmp = path.with_name(f".{path.name}.tmp")
     # The torch.export-based exporter (torch's maintained path; the TorchScript one is deprecated).
     with torch.no_grad():
         program = torch.onnx.export(
             net, (example,), input_names=["image"], output_names=[output], opset_version=opset,
             dynamic_shapes=shapes, dynamo=True, external_data=False, verbose=False,
         )  # fmt: skip
-    program.save(str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
     return path
 
 
@@ -107,6 +109,7 @@ class OnnxSegmentor(nn.Module):
         self, path: str | Path, geometry: str = "torch", threads: int | None = None, output_stride: int | None = None
     ) -> None:
         super().__init__()
+        require("Running an ONNX export", "onnxruntime")
         import onnxruntime as ort
 
         self.path = Path(path)

@@ -13,8 +13,6 @@ not a dependency worth taking for one annotation. The model exported is the segm
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from torch import fx, nn
 from torch.export import Dim
 from tqdm import tqdm
 
+from ..extras import require
+from ..files import atomic_path
 from .onnx import FeatureLogits
 
 
@@ -33,9 +33,13 @@ def _dynamic_shapes():
 
 def prepare_qat(model: nn.Module, crop_size: int) -> fx.GraphModule:
     """The segmentor (``logits``) captured and annotated for QAT, in training mode."""
+    require("Quantization-aware training", "torchao", "executorch")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
-    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
 
     net = FeatureLogits(model).train()
     example = torch.randn(2, 3, crop_size, crop_size)
@@ -91,13 +95,6 @@ def convert_and_export(prepared: fx.GraphModule, path: str | Path, opset: int = 
             converted, (example,), input_names=["image"], output_names=["logits"], opset_version=opset,
             dynamic_shapes=_dynamic_shapes(), dynamo=True, external_data=False, verbose=False,
         )  # fmt: skip
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        program.save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's file is private; the model file is not
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
     return path

@@ -15,12 +15,15 @@ the result atomically.
 
 from __future__ import annotations
 
-import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..extras import require
+from ..files import atomic_path
 
 METHODS = ("minmax", "percentile", "entropy")
 KEEP_FLOAT = ("first", "logits")
@@ -33,6 +36,7 @@ class QuantizationError(ValueError):
 def check_float_model(path: str | Path) -> dict:
     """``{"input": name, "output": name, "static": (H, W) | None}`` of one of this framework's float logits exports;
     anything else is refused with the reason."""
+    require("Reading an ONNX export", "onnx")
     import onnx
 
     path = Path(path)
@@ -111,6 +115,7 @@ def quantize_model(
 
     Written atomically: the file appears complete or not at all.
     """
+    require("INT8 quantization", "onnx", "onnxruntime")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -144,5 +149,6 @@ def quantize_model(
             raise QuantizationError(f"{float_path}: quantization failed ({type(exc).__name__}: {exc})") from exc
         if reader.count == 0:
             raise QuantizationError(f"{float_path}: no calibration images")
-        os.replace(result, out_path)
+        with atomic_path(out_path) as tmp_out:
+            shutil.move(result, tmp_out)
     return out_path

@@ -9,15 +9,21 @@ from pathlib import Path
 
 import numpy as np
 
-# torch.utils.tensorboard reaches ``tensorboard.compat.tf``, which imports TensorFlow whenever it is installed (the
-# ``convert`` extra installs it to read the model zoo's checkpoints); TensorFlow's runtime loaded into a training
-# process crashes it. TensorBoard's own switch for its TensorFlow-free stub is the presence of this module.
-sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+from ..data.voc import PALETTE
 
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from torch.utils.tensorboard.summary import hparams  # noqa: E402
 
-from ..data.voc import PALETTE  # noqa: E402
+def _tensorboard():
+    """``torch.utils.tensorboard``, kept off TensorFlow.
+
+    ``torch.utils.tensorboard`` reaches ``tensorboard.compat.tf``, which imports TensorFlow whenever it is installed
+    in the environment; TensorFlow's runtime loaded into a training process crashes it. TensorBoard's own switch
+    for its TensorFlow-free stub is the presence of the module ``tensorboard.compat.notf``: it is registered here,
+    when a writer is first made, not when this module is imported."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    return SummaryWriter, hparams
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:
@@ -42,7 +48,7 @@ class Board:
     """A SummaryWriter on the main process only; every method is a no-op elsewhere (and when disabled)."""
 
     def __init__(self, log_dir: str | Path, enabled: bool = True) -> None:
-        self.writer = SummaryWriter(str(log_dir)) if enabled else None
+        self.writer = _tensorboard()[0](str(log_dir)) if enabled else None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer:
@@ -59,7 +65,7 @@ class Board:
         if not self.writer:
             return
         params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in params.items()}
-        for summary in hparams(params, metrics):
+        for summary in _tensorboard()[1](params, metrics):
             self.writer.file_writer.add_summary(summary)
         self.scalars(metrics, step)
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import atomic_path
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or does not fit; the message names the file."""
@@ -59,15 +61,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``:
     a crash mid-write leaves the previous checkpoint intact, never a truncated one, and a Ctrl-C or SIGTERM
     during the write takes effect once it is done."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with signals_held():
+    with signals_held(), atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE, count_madds, count_madds_mf, count_params
-from ..data.voc import IGNORE_INDEX, sample_names
+from ..data.base import IGNORE_INDEX, sample_names
 from ..metrics import confusion_matrix, per_image_confusion, scores
 from ..models import output_stride
 from ..models.geometry import scale_dimension

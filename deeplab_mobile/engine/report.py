@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..files import atomic_path, write_json, write_text
 
 PER_IMAGE = "per_image_confusion.npz"
 
@@ -35,10 +37,8 @@ def write_per_image(path: str | Path, names: Sequence[str], matrices: dict[str, 
         if len(matrix) != len(names):
             raise ValueError(f"{path}: {len(matrix)} {mode} matrices for {len(names)} images")
         arrays["confusion" if mode == "ss" else f"confusion_{mode}"] = np.asarray(matrix, dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-    tmp.replace(path)
     return path
 
 
@@ -69,14 +69,12 @@ def write_metrics(
     payload = {**extra}
     for mode, s in results.items():
         payload[mode] = {**s, "iou": dict(zip(classes, s["iou"], strict=True))}
-    path = out_dir / "metrics.json"
-    tmp = path.with_name(".metrics.json.tmp")
-    tmp.write_text(json.dumps(_clean(payload), indent=2))
-    tmp.replace(path)
-    with open(out_dir / "per_class_iou.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class", *(f"iou_{mode}" for mode in results)])
-        for i, name in enumerate(classes):
-            row = [results[mode]["iou"][i] for mode in results]
-            writer.writerow([name, *("" if math.isnan(v) else f"{v:.6f}" for v in row)])
+    path = write_json(out_dir / "metrics.json", _clean(payload))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["class", *(f"iou_{mode}" for mode in results)])
+    for i, name in enumerate(classes):
+        row = [results[mode]["iou"][i] for mode in results]
+        writer.writerow([name, *("" if math.isnan(v) else f"{v:.6f}" for v in row)])
+    write_text(out_dir / "per_class_iou.csv", table.getvalue())
     return path

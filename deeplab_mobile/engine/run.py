@@ -6,9 +6,7 @@ Plain Python: the command-line apps (``deeplab_mobile.apps``) map their Hydra co
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import write_json
 from ..models.encoders import check_output_stride
 
 log = logging.getLogger(__name__)
@@ -98,11 +97,7 @@ def write_status(out_dir: str | Path, state: str, main: bool = True, **extra) ->
     apart. Written under a temporary name and renamed: a reader never sees half a file."""
     if not main:
         return
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".status.json.tmp"
-    tmp.write_text(json.dumps({"state": state, **extra}, indent=2))
-    os.replace(tmp, out_dir / "status.json")
+    write_json(Path(out_dir) / "status.json", {"state": state, **extra})
 
 
 class Terminated(Exception):

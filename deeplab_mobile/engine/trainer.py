@@ -18,8 +18,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..data.base import IGNORE_INDEX
 from ..data.loader import train_loader
-from ..data.voc import IGNORE_INDEX
 from .checkpoint import last_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .distributed import Dist
 from .run import FinalStage

@@ -17,6 +17,18 @@ HEADS = {
     "deeplabv3plus": (DeepLabV3PlusHead, {"aspp": True}),
     "lraspp": (LRASPPHead, {}),
 }
+# How tables and plots name each head (``describe_model``'s ``head``), Table 7's two first
+HEAD_LABELS = {
+    "aspp": "ASPP",
+    "no_aspp": "no ASPP",
+    "deeplabv3plus": "V3+ (ASPP)",
+    "deeplabv3plus_no_aspp": "V3+ (no ASPP)",
+    "lraspp": "LR-ASPP",
+}
+
+
+def head_label(head: str | None) -> str:
+    return HEAD_LABELS.get(head, str(head))
 
 
 def build_model(
@@ -70,6 +82,16 @@ def describe_model(model: DeepLabV3) -> dict:
 
 
 __all__ = [
-    "ENCODERS", "HEADS", "DeepLabHead", "DeepLabV3", "DeepLabV3PlusHead", "Encoder", "LRASPPHead", "build_model",
-    "describe_model", "output_stride",
-]  # fmt: skip
+    "ENCODERS",
+    "HEADS",
+    "HEAD_LABELS",
+    "DeepLabHead",
+    "DeepLabV3",
+    "DeepLabV3PlusHead",
+    "Encoder",
+    "LRASPPHead",
+    "build_model",
+    "describe_model",
+    "head_label",
+    "output_stride",
+]

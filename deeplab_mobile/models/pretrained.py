@@ -15,14 +15,13 @@ dict that ``torch.load(..., weights_only=True)`` reads:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..files import atomic_path
 from . import build_model
 from .segmentor import DeepLabV3
 from .weights import WeightsError
@@ -69,15 +68,8 @@ def save_model_file(path: str | Path, model: DeepLabV3, info: ModelFile) -> Path
         "std": list(info.std), "classes": list(info.classes), "source": info.source, "extra": dict(info.extra),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

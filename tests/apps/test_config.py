@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from deeplab_mobile import table7
-from deeplab_mobile.apps.common import build_model, class_names
 from deeplab_mobile.complexity import count_madds, count_params
+from deeplab_mobile.config.model import build_model, class_names
 from deeplab_mobile.data.synthetic import CLASS_NAMES
 from deeplab_mobile.data.voc import CLASSES
 from deeplab_mobile.models import describe_model

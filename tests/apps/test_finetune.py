@@ -9,9 +9,9 @@ from unittest import mock
 import pytest
 import torch
 
-from deeplab_mobile.apps.common import load_run
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.train import TrainingRun, train
+from deeplab_mobile.config.run import load_run
 from deeplab_mobile.engine.checkpoint import last_checkpoint, load_checkpoint, model_state
 from deeplab_mobile.engine.run import SettingError
 from deeplab_mobile.models import build_model
@@ -86,6 +86,6 @@ def test_num_classes_against_the_classes_file(folder, tmp_path):
     run = TrainingRun(folder_train(folder), tmp_path)
     assert run.cfg.num_classes == 5 and run.names == FOLDER_CLASSES
     # num_classes given on the command line (Hydra's task overrides) and differing from the file is refused
-    with mock.patch("deeplab_mobile.apps.common.command_line_keys", return_value={"num_classes"}):
+    with mock.patch("deeplab_mobile.config.model.command_line_keys", return_value={"num_classes"}):
         with pytest.raises(SettingError, match="num_classes=7, but .*classes.txt names 5 classes"):
             TrainingRun(folder_train(folder, "num_classes=7"), tmp_path / "seven")

@@ -8,7 +8,7 @@ import torch
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from deeplab_mobile.apps.common import share_machine
+from deeplab_mobile.config.machine import share_machine
 from deeplab_mobile.engine.distributed import export_submitit_env
 from tests.helpers import composed
 

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from deeplab_mobile.apps.common import load_run
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.export import export
 from deeplab_mobile.apps.predict import main as predict_main
 from deeplab_mobile.apps.train import TrainingRun, train
+from deeplab_mobile.config.run import load_run
 from deeplab_mobile.data import Normalize
+from deeplab_mobile.data.base import read_image
 from deeplab_mobile.data.synthetic import CLASS_NAMES
-from deeplab_mobile.data.voc import read_image, read_mask
+from deeplab_mobile.data.voc import read_mask
 from deeplab_mobile.deploy import randomize_batchnorm
 from deeplab_mobile.models import build_model
 from deeplab_mobile.models.pretrained import ModelFile, save_model_file

@@ -45,7 +45,7 @@ def test_post_training_int8_of_a_run(run, synthetic_voc):
     # the INT8 file segments images like any export (export.json beside it)
     segmenter = Segmenter.from_pretrained(run / "quant" / "model.int8.onnx")
     image = next((synthetic_voc / "JPEGImages").iterdir())
-    from deeplab_mobile.data.voc import read_image
+    from deeplab_mobile.data.base import read_image
 
     assert segmenter.predict(read_image(image), pad_to=65, max_size=None).shape == read_image(image).shape[:2]
 

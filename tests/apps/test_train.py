@@ -18,10 +18,10 @@ import torch
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from deeplab_mobile.apps.common import load_run
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.train import check_batch, train
 from deeplab_mobile.complexity import count_madds, count_params
+from deeplab_mobile.config.run import load_run
 from deeplab_mobile.data import EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES

@@ -8,7 +8,8 @@ import pytest
 import scipy.io
 
 from deeplab_mobile.apps import prepare_voc
-from deeplab_mobile.data.voc import DatasetError, read_mask, write_mask
+from deeplab_mobile.data.base import DatasetError
+from deeplab_mobile.data.voc import read_mask, write_mask
 
 VOC_TRAIN, VOC_VAL = ["a", "b", "c"], ["d", "e"]
 SBD_TRAIN, SBD_VAL = ["b", "f", "g", "d"], ["h", "e", "i"]

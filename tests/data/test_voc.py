@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from deeplab_mobile.apps import prepare_voc
-from deeplab_mobile.data.voc import PALETTE, DatasetError, VOCSegmentation, read_mask, write_mask
+from deeplab_mobile.data.base import DatasetError
+from deeplab_mobile.data.voc import PALETTE, VOCSegmentation, read_mask, write_mask
 
 
 @pytest.fixture

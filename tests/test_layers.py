@@ -1,0 +1,83 @@
+"""The package's layers, as docs/architecture.md states them: imports only go down.
+
+    apps, ablation  ->  config  ->  core
+
+Every ``import`` and ``from ... import`` in the package is read (function-level ones too) and resolved to the
+module it names. ``python -m tests.test_layers`` prints the layer-to-layer import graph.
+"""
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "deeplab_mobile"
+ALLOWED = {
+    "core": {"core"},
+    "config": {"core", "config"},
+    "apps": {"core", "config", "apps"},
+    "ablation": {"core", "config", "ablation"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ("config", "apps", "ablation") else "core"
+
+
+def imports(path: Path) -> list[str]:
+    """The package modules one file imports (relative imports resolved)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] == "deeplab_mobile"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "deeplab_mobile":
+                continue
+            folder = PACKAGE.parent.joinpath(*target.split("."))
+            for alias in node.names:  # ``from .. import stats``: the module stats
+                sub = folder / alias.name
+                found.append(f"{target}.{alias.name}" if sub.is_dir() or sub.with_suffix(".py").is_file() else target)
+    return found
+
+
+def edges() -> Counter:
+    graph = Counter()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = module_name(path)
+        for target in imports(path):
+            graph[(source, target)] += 1
+    return graph
+
+
+def test_imports_only_go_down():
+    upward = [f"{s} -> {t}" for (s, t) in edges() if layer(t) not in ALLOWED[layer(s)]]
+    assert upward == []
+
+
+def test_the_graph_is_read():
+    """The reader sees the imports it must: an app reads the config layer, the config layer the core."""
+    graph = edges()
+    assert ("deeplab_mobile.apps.train", "deeplab_mobile.config.run") in graph
+    assert ("deeplab_mobile.config.run", "deeplab_mobile.predict") in graph
+    assert ("deeplab_mobile.ablation.rows", "deeplab_mobile.stats") in graph
+
+
+if __name__ == "__main__":
+    layers = Counter()
+    for (source, target), n in edges().items():
+        layers[(layer(source), layer(target))] += n
+    for (a, b), n in sorted(layers.items()):
+        print(f"{a:>9} -> {b:<9} {n:4d} imports{'' if b in ALLOWED[a] else '   UPWARD'}")
