@@ -9,19 +9,13 @@
 See docs/evaluation.md.
 """
 
-from pathlib import Path
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from deeplab_mobile.apps import evaluate
+from deeplab_mobile.config import paths
 
-# Hydra's run folder: the run folder, or for a model file out_dir (default outputs/eval/<file name>)
-OmegaConf.register_new_resolver(
-    "eval_dir",
-    lambda run_dir, weights, out_dir: run_dir or out_dir or f"outputs/eval/{Path(str(weights)).stem}",
-    replace=True,
-)
+paths.register()  # the output-folder rules the config names (deeplab_mobile/config/paths.py)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -11,18 +11,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from deeplab_mobile.apps import export
+from deeplab_mobile.config import paths
 
-# run_dir given: <run_dir>/export; weights=FILE: outputs/export/<file name>; otherwise outputs/export/<time>
-OmegaConf.register_new_resolver(
-    "export_dir",
-    lambda run_dir, weights, now: (
-        f"{run_dir}/export" if run_dir else f"outputs/export/{Path(weights).stem if weights else now}"
-    ),
-    replace=True,
-)
+paths.register()  # the output-folder rules the config names (deeplab_mobile/config/paths.py)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")

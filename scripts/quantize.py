@@ -8,23 +8,13 @@
 See docs/quantize.md.
 """
 
-from pathlib import Path
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from deeplab_mobile.apps import quantize
+from deeplab_mobile.config import paths
 
-
-def _quant_dir(run_dir, weights, onnx, out_dir) -> str:
-    if out_dir:
-        return str(out_dir)
-    if run_dir:
-        return f"{run_dir}/quant"
-    return f"outputs/quantize/{Path(str(weights)).stem if weights else Path(str(onnx)).parent.name}"
-
-
-OmegaConf.register_new_resolver("quant_dir", _quant_dir, replace=True)
+paths.register()  # the output-folder rules the config names (deeplab_mobile/config/paths.py)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="quantize")

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra._internal.config_loader_impl import get_overrides_dirname  # how Hydra names a sweep job's folder
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the expansion Hydra itself runs
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from .. import stats
 from ..config.model import build_model
+from ..config.sweeps import expand, job_dirname
 from ..files import write_json, write_text
 from ..latency import measure_latency
 from .plot import plot_tradeoff
@@ -37,8 +35,7 @@ def expected_jobs(record) -> list[list[str]]:
         return []
     params = OmegaConf.select(record, "hydra.sweeper.params", default=None) or {}
     arguments = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(record, "hydra.overrides.task") or [])
-    overrides = OverridesParser.create().parse_overrides(arguments)
-    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    return expand(arguments)
 
 
 def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
@@ -56,8 +53,7 @@ def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
     sources = [s.path for s in hydra_cfg.runtime.config_sources if s.provider == "main" and s.schema == "file"]
     result = []
     for job in missing:
-        parsed = OverridesParser.create().parse_overrides(job)
-        name = get_overrides_dirname(parsed, list(naming.exclude_keys), naming.item_sep, naming.kv_sep)
+        name = job_dirname(job, naming.exclude_keys, naming.item_sep, naming.kv_sep)
         run = Run(sweep / name, name, "not started", "listed in multirun.yaml; no run folder (the sweep stopped first)")
         run.overrides = job
         if sources and Path(sources[0]).is_dir():

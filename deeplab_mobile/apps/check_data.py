@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.datasets import check_split
+from ..config.data import check_data_split
 from ..files import write_json
 
 
@@ -19,7 +19,7 @@ def check(cfg: DictConfig, out_dir: str | Path) -> dict:
     n_classes = OmegaConf.select(cfg, "num_classes", default=None)
     report = {"data": data.name, "root": str(data.root), "splits": {}}
     for split in splits:
-        n, problems = check_split(data, split, n_classes, progress=cfg.progress)
+        n, problems = check_data_split(data, split, n_classes, progress=cfg.progress)
         report["splits"][split] = {"samples": n, "problems": problems}
         print(f"{split}: {n} samples checked, {len(problems)} problems")
         for problem in problems:

@@ -22,15 +22,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..complexity import TABLE7_SIZE
-from ..config.evaluation import check_protocol, protocol
+from ..config.data import prepare_data
+from ..config.evaluation import check_protocol, evaluation_data, protocol
 from ..config.model import class_names
+from ..config.paths import eval_dir
 from ..config.run import final_stage, load_run
-from ..data import DatasetError, EvalTransform, Normalize, mean_pixel
-from ..data.datasets import open_split
-from ..data.loader import eval_loader
-from ..data.synthetic import write_synthetic_voc
+from ..data import DatasetError
 from ..engine.checkpoint import CheckpointError
-from ..engine.distributed import Dist, barrier, cleanup, init_distributed, shard
+from ..engine.distributed import Dist, cleanup, init_distributed
 from ..engine.evaluator import run_protocol
 from ..engine.report import write_metrics
 from ..engine.trainer import autocast_dtype, memory_format
@@ -106,12 +105,8 @@ def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     with open_dict(data):
         data.root = cfg.data_root or data.root
         data.val_split = cfg.split or data.val_split
-    if data.get("generate"):  # written once (by the first process under torchrun), then read by all
-        if env is None or env.main:
-            write_synthetic_voc(**data.generate, progress=cfg.progress)
-        if env is not None:
-            barrier(env)
-    out_root = Path(cfg.out_dir) if cfg.out_dir else Path("outputs/eval") / Path(cfg.weights).stem
+    prepare_data(data, env, cfg.progress)
+    out_root = Path(eval_dir(None, cfg.weights, cfg.out_dir))
     return Subject(
         model=model, classes=info.classes, data=data, defaults=OmegaConf.create({"mf": True, "mf_scales": MF_SCALES}),
         pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else TABLE7_SIZE, out_root=out_root,
@@ -135,12 +130,12 @@ def evaluate_run(cfg: DictConfig) -> dict:
 
     name = subject.name if cfg.name else "_".join(p for p in (proto.name(model), subject.name) if p)
     num_classes = len(subject.classes)
-    dataset = open_split(data, data.val_split, EvalTransform(), num_classes=num_classes)
-    loader = eval_loader(shard(dataset, env), cfg.eval.batch_size, cfg.eval.workers, mean_pixel(model.encoder.mean),
-                         subject.pad_to)  # fmt: skip
-    normalize = Normalize(model.encoder.mean, model.encoder.std).to(env.device)
+    source = None if cfg.data_root or not cfg.get("run_dir") else f"{cfg.run_dir}/.hydra/config.yaml"
+    encoder = model.encoder
+    val = evaluation_data(data, data.val_split, num_classes, encoder.mean, encoder.std, cfg.eval, subject.pad_to, env,
+                          source)  # fmt: skip
     results, record, per_image = run_protocol(
-        model, normalize, loader, num_classes, proto, device=env.device,
+        model, val.normalize, val.loader, num_classes, proto, device=env.device,
         autocast_dtype=autocast_dtype(cfg.amp, env.device), env=env, progress=env.main and cfg.progress,
     )  # fmt: skip
     record["eval"]["pad_to"] = subject.pad_to

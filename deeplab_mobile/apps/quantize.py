@@ -22,16 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE
+from ..config.data import open_data_split, prepare_data
+from ..config.evaluation import evaluation_data
 from ..config.model import class_names
+from ..config.paths import quant_dir
 from ..config.run import load_run
 from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
-from ..data.datasets import open_split
-from ..data.loader import eval_loader, train_loader
-from ..data.synthetic import write_synthetic_voc
+from ..data.loader import train_loader
 from ..data.transforms import pad_collate
 from ..deploy import OnnxSegmentor, export_onnx
 from ..deploy.exported import export_meta, read_export_meta, write_export_meta
@@ -61,6 +62,7 @@ class FloatModel:
     mf_scales: tuple[float, ...] = MF_SCALES  # the MF scales unless eval.mf_scales: a run's own, else VOC's six
     model: torch.nn.Module | None = None  # the PyTorch model (QAT starts from it); None for an ONNX file
     crop_size: int | None = None  # a run's training crop (QAT's default)
+    config: str | None = None  # where ``data`` was read: a run folder's config file
 
 
 def float_model(cfg: DictConfig) -> FloatModel:
@@ -73,13 +75,16 @@ def float_model(cfg: DictConfig) -> FloatModel:
         loaded = load_run(cfg.run_dir, cfg.checkpoint)
         run = loaded.config
         data = run.data.copy()
+        if cfg.get("data_root"):
+            with open_dict(data):
+                data.root = cfg.data_root
         model, classes = loaded.model, class_names(run)
-        out_dir = Path(cfg.out_dir or Path(cfg.run_dir) / "quant")
+        out_dir = Path(quant_dir(cfg.run_dir, None, None, cfg.out_dir))
         pad_to = cfg.eval.pad_to or run.data.crop_size
     elif cfg.weights:
         model, info = load_model_file(cfg.weights)
         classes = info.classes
-        out_dir = Path(cfg.out_dir or Path("outputs/quantize") / Path(cfg.weights).stem)
+        out_dir = Path(quant_dir(None, cfg.weights, None, cfg.out_dir))
         pad_to = cfg.eval.pad_to or TABLE7_SIZE
     else:
         path = Path(cfg.onnx)
@@ -88,7 +93,7 @@ def float_model(cfg: DictConfig) -> FloatModel:
             meta = read_export_meta(path)
         except FileNotFoundError as exc:
             raise QuantizationError(str(exc)) from None
-        out_dir = Path(cfg.out_dir or Path("outputs/quantize") / path.parent.name)
+        out_dir = Path(quant_dir(None, None, path, cfg.out_dir))
         pad_to = cfg.eval.pad_to or (static[0] if static else TABLE7_SIZE)
         if static and (static[0] != static[1] or static[0] != pad_to):
             raise QuantizationError(f"{path}: exported for {static} inputs; eval.pad_to={pad_to} cannot feed it")
@@ -100,22 +105,29 @@ def float_model(cfg: DictConfig) -> FloatModel:
     meta = export_meta(model, classes, ["N", 3, "H", "W"], output)
     write_export_meta(path, meta)
     crop = OmegaConf.select(run, "data.crop_size", default=None) if cfg.run_dir else None
-    return FloatModel(path, meta, data, int(pad_to), out_dir, tuple(scales) if scales else MF_SCALES, model, crop)
+    where = f"{cfg.run_dir}/.hydra/config.yaml" if cfg.run_dir and not cfg.get("data_root") else None
+    scales = tuple(scales) if scales else MF_SCALES
+    return FloatModel(path, meta, data, int(pad_to), out_dir, scales, model, crop, where)
 
 
 def calibration_batches(source: FloatModel, n: int, split: str, seed: int, progress: bool):
     """``n`` training images (a seeded choice), each padded bottom/right with the mean pixel to ``pad_to`` (or to
     the largest of them, so that every batch has one size, as ONNX Runtime's histogram calibrators need) and
-    normalised as evaluation feeds them."""
+    normalised as evaluation feeds them. The split is opened here, not when the batches are first drawn: a dataset
+    that is not there is named now, not reported later as no calibration images."""
     mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
-    dataset = open_split(source.data, split, EvalTransform(), num_classes=len(source.meta["classes"]))
+    dataset = open_data_split(source.data, split, EvalTransform(), len(source.meta["classes"]), source.config)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
-    samples = [dataset[i] for i in tqdm(order, desc="calibration images", leave=False, disable=not progress)]
-    side = max([source.pad_to, *(max(mask.shape) for _, mask in samples)])
-    normalize, fill = Normalize(mean, std), mean_pixel(mean)
-    for sample in samples:
-        images, _, sizes = pad_collate([sample], fill=fill, min_size=side)
-        yield mean_padded(normalize(images), sizes).contiguous().numpy()
+
+    def batches():
+        samples = [dataset[i] for i in tqdm(order, desc="calibration images", leave=False, disable=not progress)]
+        side = max([source.pad_to, *(max(mask.shape) for _, mask in samples)])
+        normalize, fill = Normalize(mean, std), mean_pixel(mean)
+        for sample in samples:
+            images, _, sizes = pad_collate([sample], fill=fill, min_size=side)
+            yield mean_padded(normalize(images), sizes).contiguous().numpy()
+
+    return batches()
 
 
 @torch.no_grad()
@@ -141,8 +153,8 @@ def quantize(cfg: DictConfig) -> dict:
         raise QuantizationError(f"calibration.images must be at least 1, got {cfg.calibration.images}")
     source = float_model(cfg)
     data = source.data
-    if data.get("generate") and not cfg.run_dir:
-        write_synthetic_voc(**data.generate, progress=cfg.progress)
+    if not cfg.run_dir:  # a run's data is where its config says: it is not written again elsewhere
+        prepare_data(data, progress=cfg.progress)
     int8_path = source.out_dir / "model.int8.onnx"
     split = cfg.calibration.split or data.train_split
     batches = calibration_batches(source, int(cfg.calibration.images), split, int(cfg.calibration.seed), cfg.progress)
@@ -156,11 +168,11 @@ def quantize(cfg: DictConfig) -> dict:
     if int(cfg.qat.steps) > 0:
         files["qat"], qat_losses = quantization_aware(cfg, source)
         log.info("wrote %s", files["qat"])
-    normalize = Normalize(source.meta["input"]["mean"], source.meta["input"]["std"])
     classes = source.meta["classes"]
-    val = open_split(data, cfg.split or data.val_split, EvalTransform(), num_classes=len(classes))
-    loader = eval_loader(val, cfg.eval.batch_size, cfg.eval.workers, mean_pixel(source.meta["input"]["mean"]),
-                         source.pad_to)  # fmt: skip
+    mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
+    val = evaluation_data(data, cfg.split or data.val_split, len(classes), mean, std, cfg.eval, source.pad_to,
+                          source=source.config)  # fmt: skip
+    normalize, loader = val.normalize, val.loader
     modes = {"ss": {}}
     if cfg.eval.mf:
         modes["mf"] = {"scales": list(cfg.eval.mf_scales or source.mf_scales), "flip": bool(cfg.eval.flip)}
@@ -225,8 +237,8 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
     data = source.data
     scales = tuple(OmegaConf.select(data, "scales", default=None) or (1.0,))
     transform = TrainTransform(crop, mean, scales=scales, seed=int(cfg.qat.seed))
-    train_set = open_split(data, cfg.calibration.split or data.train_split, transform,
-                           num_classes=len(source.meta["classes"]))  # fmt: skip
+    split = cfg.calibration.split or data.train_split
+    train_set = open_data_split(data, split, transform, len(source.meta["classes"]), source.config)
     if len(train_set) < int(cfg.qat.batch_size):
         raise QuantizationError(f"qat.batch_size={cfg.qat.batch_size} is more than the {len(train_set)} train images")
     generator = torch.Generator().manual_seed(int(cfg.qat.seed))

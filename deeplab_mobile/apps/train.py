@@ -17,17 +17,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from ..config.evaluation import check_protocol, protocol
+from ..config.data import open_data_split, prepare_data
+from ..config.evaluation import EvalData, check_protocol, evaluation_data, protocol
 from ..config.machine import share_machine
 from ..config.model import adopt_data_classes, adopt_weights, build_model, class_names
 from ..config.run import build_scheduler, final_stage, identity
-from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
-from ..data.datasets import open_split
-from ..data.loader import eval_loader
-from ..data.synthetic import write_synthetic_voc
+from ..data import DatasetError, TrainTransform
 from ..engine.board import Board
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint
-from ..engine.distributed import Dist, barrier, broadcast_buffers, cleanup, init_distributed, shard, wrap_model
+from ..engine.distributed import Dist, broadcast_buffers, cleanup, init_distributed, wrap_model
 from ..engine.evaluator import evaluate, run_protocol
 from ..engine.report import write_metrics
 from ..engine.run import ConfigMismatch, SettingError, check_same_run, run_guarded, write_status
@@ -136,16 +134,15 @@ class TrainingRun:
         if note and not self.resuming and not self.adopted and weights in (None, "random") and env.main:
             log.warning("encoder_weights=%s: %s", weights, note)
         self.protocol = check_protocol(protocol(cfg.eval), self.model, cfg.eval)
-        self.normalize = Normalize(self.model.encoder.mean, self.model.encoder.std)
-        self.train_set, val_set = self.datasets()
+        prepare_data(cfg.data, env, cfg.progress)
+        self.train_set, val = self.open_data()
+        self.normalize, self.val_loader = val.normalize, val.loader
         self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
         net = wrap_model(self.model, env, cfg.trainer.sync_bn)
         decay_depthwise = bool(OmegaConf.select(cfg, "trainer.decay_depthwise", default=True))
         optimizer = instantiate(cfg.optim)(param_groups(self.model, cfg.optim.weight_decay, decay_depthwise))
         scheduler = build_scheduler(cfg, optimizer, self.stage)
         self.dtype = autocast_dtype(cfg.trainer.amp, env.device)
-        fill = mean_pixel(self.model.encoder.mean)
-        self.val_loader = eval_loader(shard(val_set, env), cfg.eval.batch_size, cfg.eval.workers, fill, cfg.eval.pad_to)
         settings = TrainSettings(
             batch_size=cfg.data.batch_size,
             workers=cfg.data.workers,
@@ -158,19 +155,17 @@ class TrainingRun:
             evaluate=self.periodic_eval, on_log=self.board.scalars, config=identity(cfg), final_stage=self.stage,
         )  # fmt: skip
 
-    def datasets(self) -> tuple[Dataset, Dataset]:
-        data, env = self.cfg.data, self.env
-        if data.generate:  # the generated dataset is written once (by the first process), then read by all
-            if env.main:
-                write_synthetic_voc(**data.generate, progress=self.cfg.progress)
-            barrier(env)
+    def open_data(self) -> tuple[Dataset, EvalData]:
+        """The training split, and the val split as evaluation reads it; a data problem ends with ``data.help``."""
+        cfg, data, encoder = self.cfg, self.cfg.data, self.model.encoder
         try:
-            transform = TrainTransform(data.crop_size, self.model.encoder.mean, scales=data.scales)
-            train_set = open_split(data, data.train_split, transform, num_classes=self.cfg.num_classes)
-            val_set = open_split(data, data.val_split, EvalTransform(), num_classes=self.cfg.num_classes)
+            transform = TrainTransform(data.crop_size, encoder.mean, scales=data.scales)
+            train_set = open_data_split(data, data.train_split, transform, num_classes=cfg.num_classes)
+            val = evaluation_data(data, data.val_split, cfg.num_classes, encoder.mean, encoder.std, cfg.eval,
+                                  cfg.eval.pad_to, self.env)  # fmt: skip
         except DatasetError as exc:
             raise DatasetError(f"{exc}\n\n{data.help}") from exc
-        return train_set, val_set
+        return train_set, val
 
     def eval_kwargs(self, progress: bool = False) -> dict:
         """The bare model is evaluated (DDP's forward would be a collective, and shards may differ by one batch),

@@ -1,12 +1,22 @@
-"""An evaluation as a config describes it: the protocol (``eval`` node) and its checks."""
+"""An evaluation as a config describes it: the protocol (``eval`` node) and its checks, and the one evaluation
+set-up (the split, its loader and the normalisation) that training, evaluation and quantization share."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import EvalTransform, Normalize, mean_pixel
+from ..data.loader import eval_loader
+from ..engine.distributed import Dist, shard
 from ..engine.evaluator import Protocol
 from ..engine.run import SettingError
+from ..errors import ArgumentError
 from ..models import DeepLabV3
+from .data import open_data_split
 
 
 def protocol(eval_cfg: DictConfig) -> Protocol:
@@ -23,8 +33,8 @@ def check_protocol(proto: Protocol, model: DeepLabV3, eval_cfg: DictConfig | Non
     ``eval.workers``, ``eval.pad_to``): a one-line ``SettingError`` before any work."""
     try:
         proto.check(model)
-    except ValueError as exc:
-        raise SettingError(str(exc)) from None
+    except ArgumentError as exc:
+        raise SettingError(exc.with_key(f"eval.{exc.argument}")) from None
     if eval_cfg is not None:
         for key, low, none_ok in (("batch_size", 1, False), ("workers", 0, False), ("pad_to", 1, True)):
             value = eval_cfg.get(key)
@@ -35,3 +45,34 @@ def check_protocol(proto: Protocol, model: DeepLabV3, eval_cfg: DictConfig | Non
                     f"eval.{key} must be an integer >= {low}{' or null' if none_ok else ''}, got {value!r}"
                 )
     return proto
+
+
+@dataclass
+class EvalData:
+    """A split as the evaluator reads it: the dataset (full images), its loader (padded batches, this process's
+    share under torchrun) and the normalisation of the network that is scored."""
+
+    dataset: Dataset
+    loader: DataLoader
+    normalize: Normalize
+
+
+def evaluation_data(
+    data: DictConfig,
+    split: str,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    eval_cfg: DictConfig,
+    pad_to: int | None,
+    env: Dist | None = None,
+    source: str | None = None,
+) -> EvalData:
+    """``split`` of the config's data padded to ``pad_to`` with the network's mean pixel (``eval.batch_size``
+    images a batch, ``eval.workers`` workers), and ``Normalize(mean, std)`` on the process's device; ``source``:
+    where ``data`` was read, for the message when the data is not there."""
+    dataset = open_data_split(data, split, EvalTransform(), num_classes=num_classes, source=source)
+    shared = shard(dataset, env) if env is not None else dataset
+    loader = eval_loader(shared, eval_cfg.batch_size, eval_cfg.workers, mean_pixel(mean), pad_to)
+    normalize = Normalize(mean, std).to(env.device if env is not None else "cpu")
+    return EvalData(dataset, loader, normalize)

@@ -18,9 +18,11 @@ from ..data.datasets import classes_file
 from ..data.folder import read_classes
 from ..engine.checkpoint import last_checkpoint, load_checkpoint, model_state
 from ..engine.run import SettingError
+from ..errors import ArgumentError
 from ..models import DeepLabV3
 from ..models.pretrained import ModelFile, read_model_file
 from ..models.weights import WeightsError
+from .data import translate
 
 
 def build_model(model_cfg: DictConfig, weights: bool = True) -> DeepLabV3:
@@ -127,7 +129,10 @@ def adopt_data_classes(cfg: DictConfig) -> None:
     """A folder dataset's classes file decides the class count and names: ``num_classes`` and ``data.classes``
     become the file's (so the run's config holds them). ``num_classes`` given on the command line and differing is
     refused."""
-    path = classes_file(cfg.data)
+    try:
+        path = classes_file(cfg.data)
+    except ArgumentError as exc:
+        raise translate(exc, cfg.data) from None
     if path is None:
         return
     names = read_classes(path).names

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.run import FinalStage, SettingError, flatten
 from ..engine.schedule import two_stage_poly
+from ..errors import ArgumentError
 from ..models import DeepLabV3
 from ..predict import Segmenter
 from .model import build_model, class_names, load_run_config
@@ -32,13 +33,28 @@ def final_stage(cfg: DictConfig) -> FinalStage | None:
     ``final_lr``."""
     iters = int(cfg.trainer.iters)
     stage = OmegaConf.select(cfg, "trainer.final_stage", default=None)
-    if stage is not None:
-        return FinalStage.plan(iters, stage.get("os"), stage.get("iters"), stage.get("lr"))
     legacy = OmegaConf.select(cfg, "trainer.final_os", default=None)
-    if legacy is not None:
-        t = cfg.trainer
-        return FinalStage.plan(iters, legacy, t.get("final_os_iters"), t.get("final_lr"))
+    try:
+        if stage is not None:
+            return FinalStage.plan(iters, stage.get("os"), stage.get("iters"), stage.get("lr"))
+        if legacy is not None:
+            t = cfg.trainer
+            return FinalStage.plan(iters, legacy, t.get("final_os_iters"), t.get("final_lr"))
+    except ArgumentError as exc:
+        key, hint = FINAL_STAGE_KEYS[exc.argument]
+        raise SettingError(exc.with_key(key, hint)) from None
     return None
+
+
+# FinalStage.plan's arguments -> the keys that set them, and what to do
+FINAL_STAGE_KEYS = {
+    "output_stride": ("trainer.final_stage.os", ""),
+    "stage_iters": (
+        "trainer.final_stage.iters",
+        "; trainer.iters sets the run's iterations: set both, or trainer.final_stage=null to train at one stride",
+    ),
+    "lr": ("trainer.final_stage.lr", ""),
+}
 
 
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: FinalStage | None):

@@ -16,7 +16,12 @@ IGNORE_INDEX = 255  # the label of pixels that count nowhere (VOC's object bound
 
 
 class DatasetError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the problem."""
+    """A dataset file is missing or malformed; the message names the file and the problem. ``argument``: the
+    parameter that named the missing path (``root``), so a caller that took it from a config can name the key."""
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ..errors import ArgumentError
 from .base import DatasetError, check_samples
 from .cityscapes import CityscapesSegmentation
 from .folder import FolderSegmentation
@@ -20,9 +21,9 @@ FORMATS = ("voc", "folder", "cityscapes")
 def data_format(data: Mapping) -> str:
     fmt = data.get("format") or "voc"
     if fmt not in FORMATS:
-        raise DatasetError(f"data.format={fmt!r} is not supported; choose one of {FORMATS}")
+        raise ArgumentError("format", f"={fmt!r} is not supported; choose one of {FORMATS}")
     if not data.get("root"):
-        raise DatasetError(f"data.root is not set: data={data.get('name') or fmt} needs data.root=<dataset folder>")
+        raise ArgumentError("root", f"is not set: a {fmt} dataset needs the folder it is in")
     return fmt
 
 

@@ -113,7 +113,7 @@ class FolderSegmentation(PairedFiles):
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: dataset root not found")
+            raise DatasetError(f"{self.root}: dataset root not found", argument="root")
         self.classes = read_classes(classes or self.root / CLASSES_FILE)
         self.num_classes = len(self.classes.names)
         if num_classes is not None and int(num_classes) != self.num_classes:

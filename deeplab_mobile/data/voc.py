@@ -107,7 +107,7 @@ class VOCSegmentation(PairedFiles):
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: dataset root not found")
+            raise DatasetError(f"{self.root}: dataset root not found", argument="root")
         self.split = split
         self.ids = read_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
         self.image_dir = self.root / "JPEGImages"

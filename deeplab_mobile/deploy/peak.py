@@ -12,6 +12,10 @@ import weakref
 
 import torch
 from torch import nn
+
+# The one module that uses PyTorch's private modules: a dispatch mode is the only way to see every op's outputs
+# (the public TorchFunctionMode sits above composite ops and misses what they allocate inside), and tree_leaves
+# flattens whatever an op returns as the dispatcher does. Nothing else imports them.
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 

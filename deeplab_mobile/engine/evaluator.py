@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE, count_madds, count_madds_mf, count_params
 from ..data.base import IGNORE_INDEX, sample_names
+from ..errors import ArgumentError
 from ..metrics import confusion_matrix, per_image_confusion, scores
 from ..models import output_stride
 from ..models.geometry import scale_dimension
@@ -168,19 +169,20 @@ class Protocol:
         return ss, self.mf_os if self.mf_os is not None else ss
 
     def check(self, model: nn.Module) -> None:
-        """Refuse, before any work, a setting this model cannot evaluate with (one line, naming the key)."""
-        for key, stride in (("eval.os", self.os), ("eval.mf_os", self.mf_os)):
+        """Refuse, before any work, a setting this model cannot evaluate with: an ``ArgumentError`` naming the field
+        (``os``, ``mf_os``, ``mf_scales``)."""
+        for field, stride in (("os", self.os), ("mf_os", self.mf_os)):
             if stride is not None:
                 try:
                     with output_stride(model, stride):
                         pass
                 except ValueError as exc:
-                    raise ValueError(f"{key}={stride}: {exc}") from None
+                    raise ArgumentError(field, f"={stride}: {exc}") from None
         if self.mf:
             scales = list(self.mf_scales or ())
             bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, int | float) or s <= 0]
             if not scales or bad:
-                raise ValueError(f"eval.mf_scales must be a non-empty list of positive numbers, got {scales}")
+                raise ArgumentError("mf_scales", f"must be a non-empty list of positive numbers, got {scales}")
 
     def name(self, model: nn.Module) -> str:
         """A record name that spells the settings: ``os16``, ``os16_mf-os8-0.5-0.75-1-1.25-1.5-1.75-flip``."""

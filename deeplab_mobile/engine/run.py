@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ArgumentError
 from ..files import write_json
 from ..models.encoders import check_output_stride
 
@@ -37,20 +38,18 @@ class FinalStage:
 
     @classmethod
     def plan(cls, iters: int, output_stride: int, stage_iters: int | None, lr: float | None = None) -> FinalStage:
-        """The last ``stage_iters`` of ``iters`` iterations at ``output_stride``; refuses what it cannot honour."""
+        """The last ``stage_iters`` of ``iters`` iterations at ``output_stride``; refuses what it cannot honour (an
+        ``ArgumentError`` naming the argument)."""
         try:
             output_stride = check_output_stride(output_stride)
         except ValueError as exc:
-            raise SettingError(f"trainer.final_stage.os: {exc}") from None
+            raise ArgumentError("output_stride", str(exc)) from None
         stage_iters = int(stage_iters or 0)
         if not 0 < stage_iters <= iters:
-            raise SettingError(
-                f"the final stage at output stride {output_stride} needs trainer.final_stage.iters between 1 and "
-                f"trainer.iters ({iters}), got {stage_iters}: set it, or trainer.final_stage=null to train at one "
-                "stride"
-            )
+            message = f"must be between 1 and the run's {iters} iterations (at output stride {output_stride}), got"
+            raise ArgumentError("stage_iters", f"{message} {stage_iters}")
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
-            raise SettingError(f"trainer.final_stage.lr must be a positive number or null, got {lr!r}")
+            raise ArgumentError("lr", f"must be a positive number or null, got {lr!r}")
         return cls(iters - stage_iters, output_stride, None if lr is None else float(lr))
 
     def stride_at(self, iteration: int, first_stride: int) -> int:

@@ -12,8 +12,9 @@ called with the encoder's ``forward_levels`` list, the others with its output; `
 a head's logits (the output stride where it has none). ``classifier_names`` are the modules that make the logits,
 the ones a fine-tuning to another class set re-initialises.
 
-The branch modules are SMP's (``ASPPConv``, ``ASPPSeparableConv``, ``ASPPPooling``). SMP's own ``ASPP`` is not
-used because it fixes exactly three atrous branches (no ``no_aspp`` head) and SMP's ``DeepLabV3Decoder`` adds a
+The branches are laid out as SMP's DeepLabv3 branches are (the same modules in the same order, so the same
+parameter names). They are written here because SMP exports only its whole ``ASPP`` and ``DeepLabV3Decoder``, and
+neither is this head: its ``ASPP`` fixes exactly three atrous branches (no ``no_aspp`` head) and its decoder adds a
 3x3 conv after the projection that the official head does not have.
 """
 
@@ -23,7 +24,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from segmentation_models_pytorch.decoders.deeplabv3.decoder import ASPPConv, ASPPPooling, ASPPSeparableConv
 from torch import nn
 from torchvision.models.segmentation.lraspp import LRASPPHead as TorchvisionLRASPPHead
 
@@ -49,6 +49,34 @@ def separable_conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential
         nn.ReLU(inplace=True),
         *conv_bn_relu(in_channels, out_channels),
     )
+
+
+def atrous_branch(in_channels: int, out_channels: int, rate: int, separable: bool = False) -> nn.Sequential:
+    """A 3x3 atrous conv (or a depthwise 3x3 then a 1x1, ``separable``) + BN + ReLU."""
+    if separable:
+        conv = nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, 3, padding=rate, dilation=rate, groups=in_channels, bias=False),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        )
+    else:
+        conv = nn.Conv2d(in_channels, out_channels, 3, padding=rate, dilation=rate, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU())
+
+
+class ImagePooling(nn.Sequential):
+    """The image-pooling branch: the mean over the whole map, 1x1 conv + BN + ReLU, spread back over the map."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]  # a 1x1 map resized bilinearly is that value everywhere, whatever align_corners says
+        return F.interpolate(super().forward(x), size=size, mode="bilinear", align_corners=False)
 
 
 def level_at(levels: Sequence[Level] | None, stride: int, head: str) -> Level:
@@ -91,10 +119,9 @@ class ASPPContext(nn.Module):
     ) -> None:
         super().__init__()
         self.base_rates = tuple(rates) if aspp else ()
-        atrous = ASPPSeparableConv if separable else ASPPConv
         branches = [conv_bn_relu(in_channels, channels)]
-        branches += [atrous(in_channels, channels, r) for r in self.base_rates]
-        branches.append(ASPPPooling(in_channels, channels))
+        branches += [atrous_branch(in_channels, channels, r, separable) for r in self.base_rates]
+        branches.append(ImagePooling(in_channels, channels))
         self.branches = nn.ModuleList(branches)
         self.project = conv_bn_relu(len(self.branches) * channels, channels)
         self.dropout = nn.Dropout(dropout)

@@ -259,7 +259,10 @@ NOT_POLY = "sched._target_=torch.optim.lr_scheduler.ConstantLR"
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["trainer.final_stage={os:8,iters:250}"], r"final_stage.iters between 1 and trainer.iters \(6\), got 250"),
+        (
+            ["trainer.final_stage={os:8,iters:250}"],
+            r"trainer.final_stage.iters must be between 1 and the run's 6 iterations \(at output stride 8\), got 250",
+        ),
         (["trainer.final_stage={os:8}"], "got 0"),
         (["trainer.final_stage={os:8,iters:7}"], "got 7"),
         (["trainer.final_stage={os:12,iters:2}"], "output stride 12"),

@@ -168,7 +168,16 @@ def test_check_data_app(folder, tmp_path):
 
 
 def test_a_folder_dataset_needs_its_root():
-    with pytest.raises(DatasetError, match="data.root is not set: data=folder needs data.root=<dataset folder>"):
+    """The core names its argument; the config layer names the key that sets it."""
+    from omegaconf import OmegaConf
+
+    from deeplab_mobile.config.data import open_data_split
+    from deeplab_mobile.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="^root is not set: a folder dataset needs the folder it is in$"):
         open_split({"name": "folder", "format": "folder", "root": None}, "train")
+    data = OmegaConf.create({"name": "folder", "format": "folder", "root": None})
+    with pytest.raises(DatasetError, match="^data.root is not set: a folder dataset needs the folder it is in: data="):
+        open_data_split(data, "train")
     with pytest.raises(DatasetError, match="data.format='coco' is not supported"):
-        open_split({"format": "coco", "root": "x"}, "train")
+        open_data_split(OmegaConf.create({"format": "coco", "root": "x"}), "train")

@@ -224,8 +224,8 @@ def test_a_protocol_runs_single_scale_and_mf_each_at_its_stride():
 @pytest.mark.parametrize(
     "proto, message",
     [
-        (Protocol(os=12), "eval.os=12: output stride 12"),
-        (Protocol(mf=True, mf_os=12, mf_scales=(1.0,)), "eval.mf_os=12"),
+        (Protocol(os=12), "^os=12: output stride 12"),
+        (Protocol(mf=True, mf_os=12, mf_scales=(1.0,)), "^mf_os=12"),
         (Protocol(mf=True, mf_scales=()), "non-empty list of positive numbers"),
         (Protocol(mf=True, mf_scales=(1.0, -0.5)), "non-empty list of positive numbers"),
     ],

@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import timm
+
+# timm's builder of any MobileNetV1 width: its public entry points (``timm.create_model("mobilenetv1_100")``) fix the
+# width at 1.0 and 1.25, and this encoder offers 0.25-1.0. This module is the one place that uses it.
 from timm.models.efficientnet import _gen_mobilenet_v1
 from torch import nn
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch import nn
-from torchvision.models import MobileNet_V3_Large_Weights, MobileNetV3
-from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
+from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large
 
 from ..weights import load_encoder_weights
 from ._base import check_output_stride, set_batchnorm
-from .mobilenet_v2 import InvertedResidualBody
+from .mobilenet_v2 import InvertedResidualBody, depthwise_conv
 
 WIDTHS = (0.5, 0.75, 1.0, 1.25)
 N_BOTTLENECKS = 15
@@ -63,12 +62,11 @@ class MobileNetV3Encoder(InvertedResidualBody):
         check_output_stride(output_stride)
         self.width = float(width)
 
-        setting, last_channel = _mobilenet_v3_conf("mobilenet_v3_large", width_mult=width)
-        net = MobileNetV3(setting, last_channel)
+        net = mobilenet_v3_large(width_mult=width)
         # features[0] is the stem (stride 2), features[1:16] the 15 bottlenecks, features[16] the 1x1 960 conv.
         self.features = net.features if self.tap == "last" else net.features[: 1 + N_BOTTLENECKS]
         self.out_channels = self.features[-1].out_channels
-        self.nominal_strides = [cfg.stride for cfg in setting]
+        self.nominal_strides = [depthwise_conv(block).stride[0] for block in net.features[1 : 1 + N_BOTTLENECKS]]
         self.set_output_stride(output_stride)
 
         set_batchnorm(self, bn, self.deeplab_bn_eps)

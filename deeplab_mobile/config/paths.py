@@ -1,0 +1,43 @@
+"""Where each app writes: the output-folder rules the configs name as resolvers (``hydra.run.dir:
+${eval_dir:...}``), and the apps use themselves where they write outside Hydra's folder.
+
+``register()`` makes them known to OmegaConf; every entry point calls it before Hydra composes its config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def eval_dir(run_dir, weights, out_dir) -> str:
+    """An evaluation's folder: the run folder (records go to ``<run>/eval/<name>/``), else ``out_dir``, else
+    ``outputs/eval/<model file name>``."""
+    return str(run_dir or out_dir or Path("outputs/eval") / Path(str(weights)).stem)
+
+
+def export_dir(run_dir, weights, now) -> str:
+    """An export's folder: ``<run>/export``, ``outputs/export/<model file name>``, or ``outputs/export/<time>`` for a
+    configuration with random weights."""
+    if run_dir:
+        return str(Path(run_dir) / "export")
+    return str(Path("outputs/export") / (Path(str(weights)).stem if weights else str(now)))
+
+
+def quant_dir(run_dir, weights, onnx, out_dir) -> str:
+    """INT8's folder: ``out_dir``, else ``<run>/quant``, ``outputs/quantize/<model file name>`` or, for an ONNX file,
+    ``outputs/quantize/<its folder's name>``."""
+    if out_dir:
+        return str(out_dir)
+    if run_dir:
+        return str(Path(run_dir) / "quant")
+    return str(Path("outputs/quantize") / (Path(str(weights)).stem if weights else Path(str(onnx)).parent.name))
+
+
+RESOLVERS = {"eval_dir": eval_dir, "export_dir": export_dir, "quant_dir": quant_dir}
+
+
+def register() -> None:
+    for name, rule in RESOLVERS.items():
+        OmegaConf.register_new_resolver(name, rule, replace=True)

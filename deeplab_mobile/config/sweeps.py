@@ -1,0 +1,26 @@
+"""What Hydra's basic sweeper does with a sweep: the jobs it expands the overrides into, and the folder name each
+job gets. The ablation report uses both to list the jobs of a ``multirun.yaml`` that never started.
+
+This is the one module that reaches into Hydra's private code (``hydra._internal``): Hydra has no public entry
+point for either rule, and a copy of them would drift from the Hydra that ran the sweep. Nothing else imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra._internal.config_loader_impl import get_overrides_dirname
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+
+def expand(arguments: Sequence[str]) -> list[list[str]]:
+    """Each job's overrides, as the basic sweeper expands ``arguments`` (``key=a,b`` sweeps)."""
+    overrides = OverridesParser.create().parse_overrides(list(arguments))
+    return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def job_dirname(job: Sequence[str], exclude_keys: Sequence[str], item_sep: str = ",", kv_sep: str = "=") -> str:
+    """The folder name ``hydra.job.override_dirname`` gives a job with these overrides."""
+    parsed = OverridesParser.create().parse_overrides(list(job))
+    return get_overrides_dirname(parsed, list(exclude_keys), item_sep, kv_sep)

@@ -1,0 +1,23 @@
+"""A value the core cannot honour, named by the argument it came in: a caller that took it from a config (the config
+layer) names the config key instead, so the core's messages never spell the apps' keys."""
+
+from __future__ import annotations
+
+
+class ArgumentError(ValueError):
+    """``argument``: the parameter (or mapping key) the value came in; ``message``: what is wrong with it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(_join(argument, message))
+        self.argument, self.message = argument, message
+
+    def with_key(self, key: str, hint: str = "") -> str:
+        """The message with ``key`` (e.g. ``eval.os``) in place of the argument, and a hint after it."""
+        return _join(key, self.message) + hint
+
+
+def _join(name: str, message: str) -> str:
+    """``os=12: ...``, ``root is not set ...``, ``lr must be ...``, ``output_stride: ...``."""
+    if message.startswith("="):
+        return f"{name}{message}"
+    return f"{name} {message}" if message.startswith(("is ", "must ")) else f"{name}: {message}"
