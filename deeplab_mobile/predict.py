@@ -141,8 +141,9 @@ class Segmenter:
             colour = tuple(int(v) for v in self.palette[c])
             cv2.rectangle(legend, (6, y + 3), (22, y + 17), colour, thickness=-1)
             cv2.rectangle(legend, (6, y + 3), (22, y + 17), (0, 0, 0), thickness=1)
-            cv2.putText(legend, self.classes[c][:18], (30, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                        cv2.LINE_AA)  # fmt: skip
+            cv2.putText(
+                legend, self.classes[c][:18], (30, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+            )
         if legend.shape[0] > height:  # more classes than rows fit beside the image: scale the legend down
             legend = cv2.resize(legend, (width * height // legend.shape[0], height), interpolation=cv2.INTER_AREA)
         return legend

@@ -21,9 +21,17 @@ ITERS, LR = 6, 0.001
 def small_run(voc, *extra):
     """Overrides for a small model on 65-pixel crops of the generated data (seconds an iteration on a CPU)."""
     return [
-        "recipe=cpu_synthetic", f"data.root={voc}", "data.generate=null", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "progress=false", "trainer.final_stage=null", *extra,
-    ]  # fmt: skip
+        "recipe=cpu_synthetic",
+        f"data.root={voc}",
+        "data.generate=null",
+        "width=0.35",
+        "head=no_aspp",
+        "data.crop_size=65",
+        "data.batch_size=4",
+        "progress=false",
+        "trainer.final_stage=null",
+        *extra,
+    ]
 
 
 def tiny(voc, *extra):
@@ -31,21 +39,45 @@ def tiny(voc, *extra):
     return composed(
         "train",
         small_run(
-            voc, "data.workers=0", f"trainer.iters={ITERS}", "trainer.ckpt_every=2", "trainer.eval_every=3",
-            "trainer.log_every=1", f"optim.lr={LR}", "eval.mf_scales=[0.75,1.0]", "eval.workers=0",
-            "eval.batch_size=2", *extra,
+            voc,
+            "data.workers=0",
+            f"trainer.iters={ITERS}",
+            "trainer.ckpt_every=2",
+            "trainer.eval_every=3",
+            "trainer.log_every=1",
+            f"optim.lr={LR}",
+            "eval.mf_scales=[0.75,1.0]",
+            "eval.workers=0",
+            "eval.batch_size=2",
+            *extra,
         ),
-    )  # fmt: skip
+    )
 
 
 def folder_train(folder, *extra):
     """A few iterations of a small model on a folder dataset (``write_folder_dataset``)."""
-    return composed("train", [
-        "recipe=cpu_synthetic", "data=folder", f"data.root={folder}", "width=0.35", "head=no_aspp",
-        "data.crop_size=65", "data.batch_size=4", "data.workers=0", "progress=false", "trainer.final_stage=null",
-        "trainer.iters=3", "trainer.eval_every=3", "trainer.ckpt_every=3", "eval.workers=0", "eval.batch_size=2",
-        "eval.mf_scales=[1.0]", *extra,
-    ])  # fmt: skip
+    return composed(
+        "train",
+        [
+            "recipe=cpu_synthetic",
+            "data=folder",
+            f"data.root={folder}",
+            "width=0.35",
+            "head=no_aspp",
+            "data.crop_size=65",
+            "data.batch_size=4",
+            "data.workers=0",
+            "progress=false",
+            "trainer.final_stage=null",
+            "trainer.iters=3",
+            "trainer.eval_every=3",
+            "trainer.ckpt_every=3",
+            "eval.workers=0",
+            "eval.batch_size=2",
+            "eval.mf_scales=[1.0]",
+            *extra,
+        ],
+    )
 
 
 def blocks_mask(h, w, rng, block=8, num_classes=21):

@@ -11,7 +11,7 @@ from deeplab_mobile.complexity import count_madds, count_madds_mf, count_params,
 from deeplab_mobile.models import build_model
 from deeplab_mobile.table7 import LAST_TAP_ROW, TABLE7, build_row, recount
 
-# Table 7 as printed in the paper (SPEC section 2): encoder, OS, ASPP, MF, Params (M), MAdds (B).
+# Table 7 as printed in the paper (docs/protocol.md, section 2): encoder, OS, ASPP, MF, Params (M), MAdds (B).
 PAPER = [
     ("mobilenet_v1", 16, True, False, 11.15, 14.25),
     ("mobilenet_v1", 8, True, True, 11.15, 941.9),
@@ -22,8 +22,8 @@ PAPER = [
     ("resnet101", 16, True, False, 58.16, 81.0),
     ("resnet101", 8, True, True, 58.16, 4870.6),
 ]
-RESIDUAL_ROW = ("mobilenet_v1", 8, True, True)  # SPEC section 4: reproduced at 990.8B, not tuned
-VOC_MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # SPEC section 3
+RESIDUAL_ROW = ("mobilenet_v1", 8, True, True)  # docs/protocol.md, section 2: 990.8B, not tuned
+VOC_MF_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # DeepLab's MF scales (docs/protocol.md, section 5)
 
 
 def meta_model(encoder, os, aspp, tap=None):

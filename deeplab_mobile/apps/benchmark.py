@@ -135,8 +135,14 @@ def cpu_rows(
             model = build(name).eval()
             size = input_size(name, size_arg)
             flops = 2 * count_madds(model, size, tf_atrous=False)
-            row = {"network": name, "label": label(name), "threads": threads, "size": size, "gflop": flops / 1e9,
-                   "floor_ms": 1000 * flops / (rates[threads] * 1e9)}  # fmt: skip
+            row = {
+                "network": name,
+                "label": label(name),
+                "threads": threads,
+                "size": size,
+                "gflop": flops / 1e9,
+                "floor_ms": 1000 * flops / (rates[threads] * 1e9),
+            }
             row["eager"] = measure_latency(model, size, "cpu", warmup, repeats)
             row["channels_last"] = measure_latency(model, size, "cpu", warmup, repeats, channels_last=True)
             path = onnx_dir / f"{name}_{size}.onnx"
@@ -165,8 +171,12 @@ def memory_rows(names, size) -> list[dict]:
     for name in tqdm(names, desc="peak memory"):
         model = build(name).eval()
         x = torch.randn(1, 3, input_size(name, size), input_size(name, size))
-        row = {"network": name, "label": label(name), "params": count_params(model),
-               "peak_mb": peak_activation_bytes(model, x) / 2**20}  # fmt: skip
+        row = {
+            "network": name,
+            "label": label(name),
+            "params": count_params(model),
+            "peak_mb": peak_activation_bytes(model, x) / 2**20,
+        }
         chunked = make_memory_efficient(model, chunks=4)
         if any(isinstance(m, ChunkedInvertedResidual) for m in chunked.modules()):  # inverted residual blocks
             row["peak_mb_chunked"] = peak_activation_bytes(chunked, x) / 2**20
@@ -214,7 +224,7 @@ def cuda_rows(names, size, warmup, repeats, batch: int = 16) -> list[dict]:
 
 
 def goals(cpu: list[dict], size: int) -> list[str]:
-    """The issue's CPU goals, from this run's numbers."""
+    """The project's CPU goals (docs/benchmark.md#goals), checked against this run's numbers."""
     lines = []
     for threads in sorted({r["threads"] for r in cpu}):
         by = {r["network"]: r for r in cpu if r["threads"] == threads}
@@ -259,11 +269,14 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
     def ms(t):
         return f"{t['median_ms']:.1f} / {t['p90_ms']:.1f}"
 
-    out = [f"Latency at {size}x{size}, batch 1, median / p90 ms; floor = FLOPs at the measured fp32 matmul rate "
-           f"({', '.join(f'{t} thread(s): {r:.1f} GFLOP/s' for t, r in rates.items())}).", "",
-           "| network | threads | GFLOP | floor | eager | channels_last | ONNX Runtime | compile | best / floor "
-           "| ORT INT8 | ONNX MB fp32 / INT8 |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        f"Latency at {size}x{size}, batch 1, median / p90 ms; floor = FLOPs at the measured fp32 matmul rate "
+        f"({', '.join(f'{t} thread(s): {r:.1f} GFLOP/s' for t, r in rates.items())}).",
+        "",
+        "| network | threads | GFLOP | floor | eager | channels_last | ONNX Runtime | compile | best / floor "
+        "| ORT INT8 | ONNX MB fp32 / INT8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in cpu:
         compiled = ms(r["compile"]) if "compile" in r else ""
         name = r["label"] + (f" ({r['size']}x{r['size']})" if r["size"] != size else "")
@@ -312,10 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     choices = [*NETWORKS, *HEAD_NETWORKS, *REFERENCES]
     slow = {n for n, row in TABLE7_NETWORKS.items() if (row.params_m or 0) > 50}  # ResNet-101: ~10 min on 2 cores
     default = [n for n in choices if n not in slow]
-    parser.add_argument("--models", nargs="+", default=default,
-                        help=f"networks, or 'all' (default: all but ResNet-101, which alone takes ~10 min on 2 "
-                             f"cores); 'candidate' = {CANDIDATE}; 'heads' = every head on MobileNetV2 and V3 at "
-                             "OS16")  # fmt: skip
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=default,
+        help=f"networks, or 'all' (default: all but ResNet-101, which alone takes ~10 min on 2 "
+        f"cores); 'candidate' = {CANDIDATE}; 'heads' = every head on MobileNetV2 and V3 at "
+        "OS16",
+    )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--size", type=int, default=513)
     parser.add_argument("--warmup", type=int, default=3)
@@ -335,17 +352,25 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("outputs/benchmark") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
 
-    cpu, rates = cpu_rows(names, args.threads, args.size, args.warmup, args.repeats, compile_names, out,
-                          not args.no_int8)  # fmt: skip
+    cpu, rates = cpu_rows(
+        names, args.threads, args.size, args.warmup, args.repeats, compile_names, out, not args.no_int8
+    )
     memory = memory_rows(names, args.size)
-    cuda = [] if args.no_cuda or not torch.cuda.is_available() else cuda_rows(names, args.size, args.warmup,
-                                                                              args.repeats)  # fmt: skip
+    cuda = (
+        [] if args.no_cuda or not torch.cuda.is_available() else cuda_rows(names, args.size, args.warmup, args.repeats)
+    )
     goal_lines = goals(cpu, args.size)
     result = {
-        "size": args.size, "warmup": args.warmup, "repeats": args.repeats, "matmul_gflops": rates,
-        "cpu": cpu, "memory": memory, "cuda": cuda, "goals": goal_lines,
+        "size": args.size,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "matmul_gflops": rates,
+        "cpu": cpu,
+        "memory": memory,
+        "cuda": cuda,
+        "goals": goal_lines,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__},
-    }  # fmt: skip
+    }
     write_json(out / "benchmark.json", result)
     write_text(out / "benchmark.csv", csv_table(cpu))
     text = markdown(cpu, rates, memory, cuda, args.size, goal_lines)

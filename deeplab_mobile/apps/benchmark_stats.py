@@ -131,14 +131,22 @@ def main(argv: list[str] | None = None) -> int:
     imports = time.perf_counter() - start
 
     results = {
-        "images": args.images, "size": list(args.size), "classes": 21, "cores": os.cpu_count(),
+        "images": args.images,
+        "size": list(args.size),
+        "classes": 21,
+        "cores": os.cpu_count(),
         "network": str(args.run) if args.run else "MobileNetV2 x0.35, no ASPP, random weights",
         "evaluation_s": {"without_per_image": plain, "with_per_image": kept},
-        "per_image_accumulation_s": accumulate, "bootstrap_s": boot, "bootstrap_samples": SAMPLES,
-        "npz_write_s": write, "npz_bytes": npz.stat().st_size, "raw_bytes": result.per_image.nbytes,
-        "miou": result.scores["miou"], "miou_ci95": list(interval),
+        "per_image_accumulation_s": accumulate,
+        "bootstrap_s": boot,
+        "bootstrap_samples": SAMPLES,
+        "npz_write_s": write,
+        "npz_bytes": npz.stat().st_size,
+        "raw_bytes": result.per_image.nbytes,
+        "miou": result.scores["miou"],
+        "miou_ci95": list(interval),
         "report": {"runs": args.runs, "command_s": report, "startup_s": imports},
-    }  # fmt: skip
+    }
     write_json(out / "stats_benchmark.json", results)
     print(json.dumps(results, indent=2))
     print(f"wrote {out / 'stats_benchmark.json'}")

@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 def count_one(cfg: DictConfig) -> dict:
     with torch.device("meta"):
         model = build_model(cfg.model, weights=False)  # counting needs shapes only: no download, no file
-    result = {**describe_model(model), "input_size": cfg.input_size, "params": count_params(model),
-              "madds": count_madds(model, cfg.input_size)}  # fmt: skip
+    result = {
+        **describe_model(model),
+        "input_size": cfg.input_size,
+        "params": count_params(model),
+        "madds": count_madds(model, cfg.input_size),
+    }
     if cfg.mf:
         result.update(mf_scales=list(cfg.eval.mf_scales), flip=cfg.eval.flip)
         result["madds_mf"] = count_madds_mf(model, cfg.eval.mf_scales, cfg.eval.flip)

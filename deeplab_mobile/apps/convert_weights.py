@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     c = info.config
-    print(f"{args.out}: MobileNetV2 x{c['width']:g}, {c['head']} head, {c['num_classes']} classes, "
-          f"OS{c['output_stride']} by default, from {info.source}")  # fmt: skip
+    print(
+        f"{args.out}: MobileNetV2 x{c['width']:g}, {c['head']} head, {c['num_classes']} classes, "
+        f"OS{c['output_stride']} by default, from {info.source}"
+    )
     return 0

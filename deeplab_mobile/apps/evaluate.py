@@ -88,13 +88,20 @@ def run_subject(cfg: DictConfig) -> Subject:
         data.root, data.val_split = cfg.data_root or run.data.root, split
     stage = final_stage(run)
     return Subject(
-        model=loaded.model, classes=class_names(run), data=data, defaults=run.get("eval") or OmegaConf.create({}),
-        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size, out_root=run_dir / "eval",
+        model=loaded.model,
+        classes=class_names(run),
+        data=data,
+        defaults=run.get("eval") or OmegaConf.create({}),
+        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size,
+        out_root=run_dir / "eval",
         name=record_name(cfg, split, run, loaded.state.get("iteration")),
-        info={"final_os": stage.record() if stage else None, "iteration": loaded.state.get("iteration"),
-              "checkpoint": str(loaded.checkpoint)},
+        info={
+            "final_os": stage.record() if stage else None,
+            "iteration": loaded.state.get("iteration"),
+            "checkpoint": str(loaded.checkpoint),
+        },
         channels_last=bool(run.trainer.channels_last),
-    )  # fmt: skip
+    )
 
 
 def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
@@ -108,10 +115,15 @@ def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     prepare_data(data, env, cfg.progress)
     out_root = Path(eval_dir(None, cfg.weights, cfg.out_dir))
     return Subject(
-        model=model, classes=info.classes, data=data, defaults=OmegaConf.create({"mf": True, "mf_scales": MF_SCALES}),
-        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else TABLE7_SIZE, out_root=out_root,
-        name=cfg.name or f"{data.name}-{data.val_split}", info={"weights": str(cfg.weights), "source": info.source},
-    )  # fmt: skip
+        model=model,
+        classes=info.classes,
+        data=data,
+        defaults=OmegaConf.create({"mf": True, "mf_scales": MF_SCALES}),
+        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else TABLE7_SIZE,
+        out_root=out_root,
+        name=cfg.name or f"{data.name}-{data.val_split}",
+        info={"weights": str(cfg.weights), "source": info.source},
+    )
 
 
 def evaluate_run(cfg: DictConfig) -> dict:
@@ -132,12 +144,20 @@ def evaluate_run(cfg: DictConfig) -> dict:
     num_classes = len(subject.classes)
     source = None if cfg.data_root or not cfg.get("run_dir") else f"{cfg.run_dir}/.hydra/config.yaml"
     encoder = model.encoder
-    val = evaluation_data(data, data.val_split, num_classes, encoder.mean, encoder.std, cfg.eval, subject.pad_to, env,
-                          source)  # fmt: skip
+    val = evaluation_data(
+        data, data.val_split, num_classes, encoder.mean, encoder.std, cfg.eval, subject.pad_to, env, source
+    )
     results, record, per_image = run_protocol(
-        model, val.normalize, val.loader, num_classes, proto, device=env.device,
-        autocast_dtype=autocast_dtype(cfg.amp, env.device), env=env, progress=env.main and cfg.progress,
-    )  # fmt: skip
+        model,
+        val.normalize,
+        val.loader,
+        num_classes,
+        proto,
+        device=env.device,
+        autocast_dtype=autocast_dtype(cfg.amp, env.device),
+        env=env,
+        progress=env.main and cfg.progress,
+    )
     record["eval"]["pad_to"] = subject.pad_to
     metrics = {
         **describe_model(model),  # its "os" is the stride the checkpoint ended training at (a file's own stride)

@@ -60,8 +60,11 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.run_dir:
         loaded = load_run(Path(cfg.run_dir), cfg.checkpoint)
         model = loaded.model
-        source = {"run_dir": str(cfg.run_dir), "checkpoint": str(loaded.checkpoint),
-                  "iteration": loaded.state.get("iteration")}  # fmt: skip
+        source = {
+            "run_dir": str(cfg.run_dir),
+            "checkpoint": str(loaded.checkpoint),
+            "iteration": loaded.state.get("iteration"),
+        }
         classes = class_names(loaded.config)
     elif cfg.weights:
         model, file_info = load_model_file(cfg.weights, output_stride=cfg.os)

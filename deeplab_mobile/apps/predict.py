@@ -92,9 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     scales, flip = (tuple(args.scales), not args.no_flip) if args.mf else ((1.0,), False)
     names = output_names(images)
     record = {
-        "weights": str(args.weights), "mf": args.mf, "scales": list(scales), "flip": flip, "max_size": args.max_size,
-        "pad_to": args.pad_to, "classes": list(segmenter.classes), "images": [], "errors": [],
-    }  # fmt: skip
+        "weights": str(args.weights),
+        "mf": args.mf,
+        "scales": list(scales),
+        "flip": flip,
+        "max_size": args.max_size,
+        "pad_to": args.pad_to,
+        "classes": list(segmenter.classes),
+        "images": [],
+        "errors": [],
+    }
     for path in tqdm(images, desc="predict", disable=args.no_progress):
         try:
             image = read_image(path)
@@ -103,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             record["errors"].append({"image": str(path), "error": str(exc)})
             continue
         try:
-            labels = segmenter.predict(image, scales=scales, flip=flip, max_size=args.max_size or None,
-                                       pad_to=args.pad_to)  # fmt: skip
+            labels = segmenter.predict(
+                image, scales=scales, flip=flip, max_size=args.max_size or None, pad_to=args.pad_to
+            )
         except ValueError as exc:  # a setting the model cannot run (e.g. MF on a static ONNX export): stop here
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 1
@@ -121,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "predictions.json", record)
     print(f"{len(record['images'])} of {len(images)} images segmented -> {out}")
     if record["errors"]:
-        print(f"{len(record['errors'])} could not be read: " + ", ".join(e["image"] for e in record["errors"]),
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{len(record['errors'])} could not be read: " + ", ".join(e["image"] for e in record["errors"]),
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -170,16 +170,19 @@ def quantize(cfg: DictConfig) -> dict:
         log.info("wrote %s", files["qat"])
     classes = source.meta["classes"]
     mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
-    val = evaluation_data(data, cfg.split or data.val_split, len(classes), mean, std, cfg.eval, source.pad_to,
-                          source=source.config)  # fmt: skip
+    val = evaluation_data(
+        data, cfg.split or data.val_split, len(classes), mean, std, cfg.eval, source.pad_to, source=source.config
+    )
     normalize, loader = val.normalize, val.loader
     modes = {"ss": {}}
     if cfg.eval.mf:
         modes["mf"] = {"scales": list(cfg.eval.mf_scales or source.mf_scales), "flip": bool(cfg.eval.flip)}
 
     def score(net):
-        return {mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
-                for mode, kw in modes.items()}  # fmt: skip
+        return {
+            mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
+            for mode, kw in modes.items()
+        }
 
     nets = {name: OnnxSegmentor(path, geometry, output_stride=stride) for name, path in files.items()}
     scores = {name: score(net) for name, net in nets.items()}
@@ -188,14 +191,21 @@ def quantize(cfg: DictConfig) -> dict:
     latency = {
         name: {str(t): ort_latency(path, size, int(t), repeats=int(cfg.latency.repeats)) for t in cfg.latency.threads}
         for name, path in files.items()
-    }  # fmt: skip
+    }
     record = {
         "source": {k: str(cfg[k]) for k in ("run_dir", "weights", "onnx") if cfg.get(k)},
-        "network": source.meta.get("network"), "os": source.meta.get("os"), "geometry": geometry,
-        "method": method, "per_channel": bool(cfg.per_channel), "keep_float": list(keep_float),
+        "network": source.meta.get("network"),
+        "os": source.meta.get("os"),
+        "geometry": geometry,
+        "method": method,
+        "per_channel": bool(cfg.per_channel),
+        "keep_float": list(keep_float),
         "calibration": {"images": int(cfg.calibration.images), "split": split, "seed": int(cfg.calibration.seed)},
-        "eval": {"split": cfg.split or data.val_split, "pad_to": source.pad_to,
-                 **({"mf": modes["mf"]} if "mf" in modes else {})},
+        "eval": {
+            "split": cfg.split or data.val_split,
+            "pad_to": source.pad_to,
+            **({"mf": modes["mf"]} if "mf" in modes else {}),
+        },
         "miou": {name: {mode: s["miou"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
         "miou_drop": {mode: scores["float"][mode]["miou"] - scores["int8"][mode]["miou"] for mode in modes},
         "argmax_agreement": agree["int8"],
@@ -204,23 +214,38 @@ def quantize(cfg: DictConfig) -> dict:
         "latency_size": list(size),
         "pixel_acc": {name: {mode: s["pixel_acc"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
         "files": {name: str(path) for name, path in files.items()},
-    }  # fmt: skip
+    }
     if "qat" in files:
         record["qat"] = {
-            "steps": int(cfg.qat.steps), "lr": float(cfg.qat.lr), "batch_size": int(cfg.qat.batch_size),
-            "crop_size": qat_crop(cfg, source), "loss_first": qat_losses[0], "loss_last": qat_losses[-1],
+            "steps": int(cfg.qat.steps),
+            "lr": float(cfg.qat.lr),
+            "batch_size": int(cfg.qat.batch_size),
+            "crop_size": qat_crop(cfg, source),
+            "loss_first": qat_losses[0],
+            "loss_last": qat_losses[-1],
             "miou_drop": {mode: scores["float"][mode]["miou"] - scores["qat"][mode]["miou"] for mode in modes},
             "argmax_agreement": agree["qat"],
-        }  # fmt: skip
+        }
     write_json(source.out_dir / "quant.json", record)
     for mode in modes:
-        log.info("%s mIoU float %.4f, int8 %.4f (drop %.4f)", mode, scores["float"][mode]["miou"],
-                 scores["int8"][mode]["miou"], record["miou_drop"][mode])  # fmt: skip
+        log.info(
+            "%s mIoU float %.4f, int8 %.4f (drop %.4f)",
+            mode,
+            scores["float"][mode]["miou"],
+            scores["int8"][mode]["miou"],
+            record["miou_drop"][mode],
+        )
         if "qat" in record:
-            log.info("%s mIoU QAT int8 %.4f (drop %.4f)", mode, scores["qat"][mode]["miou"],
-                     record["qat"]["miou_drop"][mode])  # fmt: skip
-    log.info("argmax agreement %.4f; %.2f MB -> %.2f MB; latency %s", agree["int8"], record["bytes"]["float"] / 1e6,
-             record["bytes"]["int8"] / 1e6, record["latency_ms"])  # fmt: skip
+            log.info(
+                "%s mIoU QAT int8 %.4f (drop %.4f)", mode, scores["qat"][mode]["miou"], record["qat"]["miou_drop"][mode]
+            )
+    log.info(
+        "argmax agreement %.4f; %.2f MB -> %.2f MB; latency %s",
+        agree["int8"],
+        record["bytes"]["float"] / 1e6,
+        record["bytes"]["int8"] / 1e6,
+        record["latency_ms"],
+    )
     return record
 
 
@@ -250,8 +275,16 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
     torch.manual_seed(int(cfg.qat.seed))
     prepared = prepare_qat(copy.deepcopy(source.model).cpu(), crop)
     align = source.meta.get("geometry") == "deeplab"
-    losses = finetune(prepared, batches(), Normalize(mean, std), int(cfg.qat.steps), float(cfg.qat.lr),
-                      float(cfg.qat.momentum), align, progress=cfg.progress)  # fmt: skip
+    losses = finetune(
+        prepared,
+        batches(),
+        Normalize(mean, std),
+        int(cfg.qat.steps),
+        float(cfg.qat.lr),
+        float(cfg.qat.momentum),
+        align,
+        progress=cfg.progress,
+    )
     return convert_and_export(prepared, source.out_dir / "model.qat.int8.onnx"), losses
 
 

@@ -74,10 +74,17 @@ def check_batch(cfg: DictConfig, env: Dist) -> None:
         )
     statistics = batch if env.world_size == 1 or t.sync_bn else local
     if statistics < BN_MIN_BATCH:
-        fix = ("trainer.sync_bn=true (statistics over all processes' images), or trainer.freeze_bn=true"
-               if env.enabled and not t.sync_bn else "a larger data.batch_size, or trainer.freeze_bn=true")  # fmt: skip
-        log.warning("BatchNorm statistics over %d images a step, below the %d DeepLab fine-tunes BatchNorm with; "
-                    "consider %s", statistics, BN_MIN_BATCH, fix)  # fmt: skip
+        fix = (
+            "trainer.sync_bn=true (statistics over all processes' images), or trainer.freeze_bn=true"
+            if env.enabled and not t.sync_bn
+            else "a larger data.batch_size, or trainer.freeze_bn=true"
+        )
+        log.warning(
+            "BatchNorm statistics over %d images a step, below the %d DeepLab fine-tunes BatchNorm with; consider %s",
+            statistics,
+            BN_MIN_BATCH,
+            fix,
+        )
 
 
 def check_seeds(cfg: DictConfig, sweep: bool) -> None:
@@ -124,9 +131,14 @@ class TrainingRun:
         if self.adopted and not self.resuming:
             skipped = load_weights(self.model, self.adopted.state, cfg.weights, other_classes=True)
             if env.main and skipped:
-                log.info("weights=%s: %s; %d classes -> %d: every weight but the classifier (%s), re-initialised",
-                         cfg.weights, self.adopted.description, self.adopted.num_classes, cfg.num_classes,
-                         ", ".join(skipped))  # fmt: skip
+                log.info(
+                    "weights=%s: %s; %d classes -> %d: every weight but the classifier (%s), re-initialised",
+                    cfg.weights,
+                    self.adopted.description,
+                    self.adopted.num_classes,
+                    cfg.num_classes,
+                    ", ".join(skipped),
+                )
             elif env.main:
                 log.info("weights=%s: %s, every weight from it", cfg.weights, self.adopted.description)
         weights = OmegaConf.select(cfg, "model.encoder.weights", default=None)
@@ -151,9 +163,19 @@ class TrainingRun:
         )
         self.board = Board(self.out_dir / "tb", enabled=env.main)
         self.trainer = Trainer(
-            net, self.normalize, optimizer, scheduler, self.train_set, settings, self.out_dir, env,
-            evaluate=self.periodic_eval, on_log=self.board.scalars, config=identity(cfg), final_stage=self.stage,
-        )  # fmt: skip
+            net,
+            self.normalize,
+            optimizer,
+            scheduler,
+            self.train_set,
+            settings,
+            self.out_dir,
+            env,
+            evaluate=self.periodic_eval,
+            on_log=self.board.scalars,
+            config=identity(cfg),
+            final_stage=self.stage,
+        )
 
     def open_data(self) -> tuple[Dataset, EvalData]:
         """The training split, and the val split as evaluation reads it; a data problem ends with ``data.help``."""
@@ -161,8 +183,9 @@ class TrainingRun:
         try:
             transform = TrainTransform(data.crop_size, encoder.mean, scales=data.scales)
             train_set = open_data_split(data, data.train_split, transform, num_classes=cfg.num_classes)
-            val = evaluation_data(data, data.val_split, cfg.num_classes, encoder.mean, encoder.std, cfg.eval,
-                                  cfg.eval.pad_to, self.env)  # fmt: skip
+            val = evaluation_data(
+                data, data.val_split, cfg.num_classes, encoder.mean, encoder.std, cfg.eval, cfg.eval.pad_to, self.env
+            )
         except DatasetError as exc:
             raise DatasetError(f"{exc}\n\n{data.help}") from exc
         return train_set, val
@@ -220,10 +243,18 @@ class TrainingRun:
         }
         if self.env.main:
             write_metrics(self.out_dir, results, self.names, metrics, per_image)
-            hparams = {**describe_model(self.model), "train_os": cfg.os, "eval_os": record["eval"]["os"],
-                       "mf": cfg.eval.mf, "data": cfg.data.name}  # fmt: skip
-            summary = {"hparams/miou": results["ss"]["miou"], "hparams/params_m": record["params"] / 1e6,
-                       "hparams/madds_b": record["madds"] / 1e9}  # fmt: skip
+            hparams = {
+                **describe_model(self.model),
+                "train_os": cfg.os,
+                "eval_os": record["eval"]["os"],
+                "mf": cfg.eval.mf,
+                "data": cfg.data.name,
+            }
+            summary = {
+                "hparams/miou": results["ss"]["miou"],
+                "hparams/params_m": record["params"] / 1e6,
+                "hparams/madds_b": record["madds"] / 1e9,
+            }
             if "mf" in results:
                 summary["hparams/miou_mf"] = results["mf"]["miou"]
             self.board.hparams(hparams, summary, self.trainer.iteration)

@@ -23,9 +23,12 @@ def protocol(eval_cfg: DictConfig) -> Protocol:
     """The evaluation protocol of an ``eval`` config node."""
     scales = eval_cfg.get("mf_scales")
     return Protocol(
-        os=eval_cfg.get("os"), mf=bool(eval_cfg.get("mf")), mf_os=eval_cfg.get("mf_os"),
-        mf_scales=tuple(scales) if scales is not None else (), flip=bool(eval_cfg.get("flip", True)),
-    )  # fmt: skip
+        os=eval_cfg.get("os"),
+        mf=bool(eval_cfg.get("mf")),
+        mf_os=eval_cfg.get("mf_os"),
+        mf_scales=tuple(scales) if scales is not None else (),
+        flip=bool(eval_cfg.get("flip", True)),
+    )
 
 
 def check_protocol(proto: Protocol, model: DeepLabV3, eval_cfg: DictConfig | None = None) -> Protocol:

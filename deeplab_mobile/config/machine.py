@@ -34,5 +34,10 @@ def share_machine(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     if n_jobs > 1 and cfg.trainer.device == "auto" and gpus > 1:
         cfg.trainer.device = f"cuda:{hydra_cfg.job.num % gpus}"
     if n_jobs > 1:
-        log.info("job %d, %d at a time: %d CPU threads, device %s", hydra_cfg.job.num, n_jobs,
-                 torch.get_num_threads(), cfg.trainer.device)  # fmt: skip
+        log.info(
+            "job %d, %d at a time: %d CPU threads, device %s",
+            hydra_cfg.job.num,
+            n_jobs,
+            torch.get_num_threads(),
+            cfg.trainer.device,
+        )

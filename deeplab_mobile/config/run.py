@@ -20,11 +20,28 @@ from .model import build_model, class_names, load_run_config
 
 # Settings that define a run: a resume with any of them changed is refused.
 IDENTITY = (
-    "model", "os", "width", "tap", "num_classes", "encoder_weights", "data.name", "data.train_split",
-    "data.crop_size", "data.scales", "data.batch_size", "optim", "sched", "trainer.iters", "trainer.seed",
-    "trainer.amp", "trainer.freeze_bn", "trainer.sync_bn", "trainer.decay_depthwise", "trainer.final_stage",
+    "model",
+    "os",
+    "width",
+    "tap",
+    "num_classes",
+    "encoder_weights",
+    "data.name",
+    "data.train_split",
+    "data.crop_size",
+    "data.scales",
+    "data.batch_size",
+    "optim",
+    "sched",
+    "trainer.iters",
+    "trainer.seed",
+    "trainer.amp",
+    "trainer.freeze_bn",
+    "trainer.sync_bn",
+    "trainer.decay_depthwise",
+    "trainer.final_stage",
     "weights",
-)  # fmt: skip
+)
 
 
 def final_stage(cfg: DictConfig) -> FinalStage | None:

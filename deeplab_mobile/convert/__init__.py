@@ -245,11 +245,20 @@ def convert_checkpoint(
         names = _class_names(path, classes, num_classes, source.hf_config, VOC_CLASSES)
         info = ModelFile(
             config={
-                "encoder": "mobilenet_v2", "head": "no_aspp", "output_stride": int(output_stride), "width": found,
-                "tap": "second_last", "num_classes": int(num_classes), "bn": "deeplab", "geometry": "deeplab",
+                "encoder": "mobilenet_v2",
+                "head": "no_aspp",
+                "output_stride": int(output_stride),
+                "width": found,
+                "tap": "second_last",
+                "num_classes": int(num_classes),
+                "bn": "deeplab",
+                "geometry": "deeplab",
             },
-            mean=DEEPLAB_MEAN, std=DEEPLAB_STD, classes=names, source=f"{source.kind}: {Path(src).name}",
-        )  # fmt: skip
+            mean=DEEPLAB_MEAN,
+            std=DEEPLAB_STD,
+            classes=names,
+            source=f"{source.kind}: {Path(src).name}",
+        )
         model = info.build()
         own = model.state_dict()
         bad = [k for k in own if k in state and own[k].shape != state[k].shape]

@@ -1,7 +1,7 @@
 """Where each weight of DeepLab's MobileNetV2 model lives in TensorFlow's checkpoints, in Hugging Face's port, and
 in this project's ``DeepLabV3`` (MobileNetV2 encoder, tap ``second_last``, ``no_aspp`` head).
 
-TensorFlow (SPEC section 6): ``MobilenetV2/Conv``, ``MobilenetV2/expanded_conv/{depthwise,project}``,
+TensorFlow (docs/protocol.md, section 6): ``MobilenetV2/Conv``, ``MobilenetV2/expanded_conv/{depthwise,project}``,
 ``MobilenetV2/expanded_conv_{1..16}/{expand,depthwise,project}``, each with ``weights`` (``depthwise_weights``) and
 ``BatchNorm/{gamma,beta,moving_mean,moving_variance}``; the head's ``image_pooling``, ``aspp0`` and
 ``concat_projection`` likewise; ``logits/semantic/{weights,biases}``. Kernels are HWIO, depthwise ones
@@ -40,15 +40,28 @@ class Layer:
 
 
 def layers() -> list[Layer]:
-    out = [Layer("encoder.features.0.0", "encoder.features.0.1", "MobilenetV2/Conv",
-                 "mobilenet_v2.conv_stem.first_conv", "conv")]  # fmt: skip
+    out = [
+        Layer(
+            "encoder.features.0.0",
+            "encoder.features.0.1",
+            "MobilenetV2/Conv",
+            "mobilenet_v2.conv_stem.first_conv",
+            "conv",
+        )
+    ]
     first = "encoder.features.1.conv"
     out += [
-        Layer(f"{first}.0.0", f"{first}.0.1", "MobilenetV2/expanded_conv/depthwise",
-              "mobilenet_v2.conv_stem.conv_3x3", "depthwise"),
-        Layer(f"{first}.1", f"{first}.2", "MobilenetV2/expanded_conv/project",
-              "mobilenet_v2.conv_stem.reduce_1x1", "conv"),
-    ]  # fmt: skip
+        Layer(
+            f"{first}.0.0",
+            f"{first}.0.1",
+            "MobilenetV2/expanded_conv/depthwise",
+            "mobilenet_v2.conv_stem.conv_3x3",
+            "depthwise",
+        ),
+        Layer(
+            f"{first}.1", f"{first}.2", "MobilenetV2/expanded_conv/project", "mobilenet_v2.conv_stem.reduce_1x1", "conv"
+        ),
+    ]
     for i in range(2, N_BOTTLENECKS + 1):
         ours, tf, hf = f"encoder.features.{i}.conv", f"MobilenetV2/expanded_conv_{i - 1}", f"mobilenet_v2.layer.{i - 2}"
         out += [

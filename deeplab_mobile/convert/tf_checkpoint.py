@@ -40,7 +40,7 @@ DTYPES = {
     19: np.float16,
     22: np.uint32,
     23: np.uint64,
-}  # fmt: skip - one line per row of the enum would hide the table
+}
 
 
 class TFCheckpointError(ValueError):

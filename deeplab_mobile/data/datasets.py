@@ -32,8 +32,15 @@ def open_split(data: Mapping, split: str, transform: Callable | None = None, num
     own keys), decoding masks to class indices with 255 for ignored pixels."""
     fmt, root = data_format(data), data["root"]
     if fmt == "folder":
-        return FolderSegmentation(root, split, transform, num_classes, images=data.get("images") or "images",
-                                  masks=data.get("masks") or "masks", classes=data.get("classes_file"))  # fmt: skip
+        return FolderSegmentation(
+            root,
+            split,
+            transform,
+            num_classes,
+            images=data.get("images") or "images",
+            masks=data.get("masks") or "masks",
+            classes=data.get("classes_file"),
+        )
     if fmt == "cityscapes":
         return CityscapesSegmentation(root, split, transform, num_classes if num_classes is not None else 19)
     return VOCSegmentation(root, split, transform, num_classes=num_classes if num_classes is not None else 21)

@@ -28,10 +28,20 @@ from .voc import write_mask
 SHAPES = ("disc", "square", "triangle", "cross", "ring")
 TEXTURES = ("solid", "stripes", "checker", "dots")
 COLOURS = np.array(
-    [[220, 40, 40], [40, 180, 60], [50, 80, 220], [230, 210, 50], [40, 200, 210], [200, 60, 200],
-     [235, 235, 235], [120, 120, 120], [30, 30, 30], [240, 140, 30]],
+    [
+        [220, 40, 40],
+        [40, 180, 60],
+        [50, 80, 220],
+        [230, 210, 50],
+        [40, 200, 210],
+        [200, 60, 200],
+        [235, 235, 235],
+        [120, 120, 120],
+        [30, 30, 30],
+        [240, 140, 30],
+    ],
     np.float32,
-)  # fmt: skip
+)
 TEXTURE_PERIOD = (4.0, 7.0)  # px: stripe width, checker cell, dot spacing
 OBJECT_RADIUS = (0.12, 0.32)  # x the image's shorter side
 MAX_OBJECTS = 4

@@ -1,4 +1,5 @@
-"""OpenCV augmentation for training and the evaluation-time preparation (DeepLab's protocol, SPEC section 3).
+"""OpenCV augmentation for training and the evaluation-time preparation (DeepLab's protocol: docs/protocol.md,
+sections 4 and 5).
 
 Train: random scale in {0.5, 0.75, ..., 2.0}, pad to the crop with the mean pixel (mask 255), random crop,
 left-right flip. Images stay uint8 and HWC until the batch reaches the device, where ``Normalize`` applies

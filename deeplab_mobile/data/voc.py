@@ -23,10 +23,12 @@ from PIL import Image
 from ..files import atomic_path
 from .base import IGNORE_INDEX, DatasetError, PairedFiles, check_samples, invalid_labels, open_mask
 
-CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
+CLASSES = tuple(
+    (
+        "background aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
+        "pottedplant sheep sofa train tvmonitor"
+    ).split()
+)
 NUM_CLASSES = len(CLASSES)
 AUG_SPLIT = "train_aug"
 

@@ -5,6 +5,13 @@ from .memory import ChunkedInvertedResidual, make_memory_efficient
 from .onnx import LabelMap, OnnxSegmentor, export_onnx, prepare_for_export
 
 __all__ = [
-    "ChunkedInvertedResidual", "LabelMap", "OnnxSegmentor", "count_batchnorm", "export_onnx", "fold_batchnorm",
-    "make_memory_efficient", "prepare_for_export", "randomize_batchnorm",
-]  # fmt: skip
+    "ChunkedInvertedResidual",
+    "LabelMap",
+    "OnnxSegmentor",
+    "count_batchnorm",
+    "export_onnx",
+    "fold_batchnorm",
+    "make_memory_efficient",
+    "prepare_for_export",
+    "randomize_batchnorm",
+]

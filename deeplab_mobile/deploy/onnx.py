@@ -82,9 +82,16 @@ def export_onnx(
     # The torch.export-based exporter (torch's maintained path; the TorchScript one is deprecated).
     with torch.no_grad():
         program = torch.onnx.export(
-            net, (example,), input_names=["image"], output_names=[output], opset_version=opset,
-            dynamic_shapes=shapes, dynamo=True, external_data=False, verbose=False,
-        )  # fmt: skip
+            net,
+            (example,),
+            input_names=["image"],
+            output_names=[output],
+            opset_version=opset,
+            dynamic_shapes=shapes,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
     with atomic_path(path) as tmp:
         program.save(str(tmp))
     return path

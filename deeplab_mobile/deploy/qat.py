@@ -92,9 +92,16 @@ def convert_and_export(prepared: fx.GraphModule, path: str | Path, opset: int = 
     example = torch.randn(1, 3, 65, 65)
     with torch.no_grad():
         program = torch.onnx.export(
-            converted, (example,), input_names=["image"], output_names=["logits"], opset_version=opset,
-            dynamic_shapes=_dynamic_shapes(), dynamo=True, external_data=False, verbose=False,
-        )  # fmt: skip
+            converted,
+            (example,),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamic_shapes=_dynamic_shapes(),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
     with atomic_path(path) as tmp:
         program.save(str(tmp))
     return path

@@ -124,8 +124,11 @@ def quantize_model(
     info = check_float_model(float_path)
     out_path = Path(out_path)
     reader = _Reader(calibration, info["input"])
-    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                 "entropy": CalibrationMethod.Entropy}[method]  # fmt: skip
+    calibrate = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[method]
     extra = {"CalibPercentile": percentile} if method == "percentile" else {}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".quantize-", dir=out_path.parent) as tmp:
@@ -138,11 +141,17 @@ def quantize_model(
         result = Path(tmp) / "int8.onnx"
         try:
             quantize_static(
-                str(pre), str(result), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
+                str(pre),
+                str(result),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=calibrate,
                 extra_options={**extra, "ActivationSymmetric": False, "WeightSymmetric": True},
                 nodes_to_exclude=exclude,
-            )  # fmt: skip
+            )
         except (IndexError, ValueError, KeyError) as exc:  # calibration without data, among others
             if reader.count == 0:
                 raise QuantizationError(f"{float_path}: no calibration images") from None

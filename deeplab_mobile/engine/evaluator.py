@@ -1,7 +1,7 @@
-"""Evaluation as in DeepLab (SPEC section 3): full images padded to the crop size (by the loader's
-``pad_collate``), single scale or multi-scale + left-right flip with softmax probabilities averaged at the padded
-size, one confusion matrix over the set; ``Protocol`` names what an evaluation runs (which stride for single
-scale, which for MF), and ``run_protocol`` runs it and records it."""
+"""Evaluation as in DeepLab (docs/protocol.md, section 5; its ``eval.py``): full images padded to the crop size
+(by the loader's ``pad_collate``), single scale or multi-scale + left-right flip with softmax probabilities averaged
+at the padded size, one confusion matrix over the set; ``Protocol`` names what an evaluation runs (which stride for
+single scale, which for MF), and ``run_protocol`` runs it and records it."""
 
 from __future__ import annotations
 
@@ -231,8 +231,9 @@ def run_protocol(
     if protocol.mf:
         scales = list(protocol.mf_scales)
         with output_stride(model, mf_os) as at:
-            runs["mf"] = evaluate(at, normalize, loader, num_classes, scales=scales, flip=protocol.flip,
-                                  per_image=per_image, **kwargs)  # fmt: skip
+            runs["mf"] = evaluate(
+                at, normalize, loader, num_classes, scales=scales, flip=protocol.flip, per_image=per_image, **kwargs
+            )
             record["madds_mf"] = count_madds_mf(at, scales, protocol.flip)
     results = {mode: run.scores for mode, run in runs.items()}
     record["eval"] = protocol.record(model)

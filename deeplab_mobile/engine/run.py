@@ -82,8 +82,11 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
     """Refuse a resume whose settings (flattened) differ from those the checkpoint was trained with."""
-    changed = [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
-               if saved.get(k) != current.get(k)]  # fmt: skip
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+        for k in sorted(set(saved) | set(current))
+        if saved.get(k) != current.get(k)
+    ]
     if changed:
         raise ConfigMismatch(f"{path} was trained with other settings; refusing to resume:\n  " + "\n  ".join(changed))
 

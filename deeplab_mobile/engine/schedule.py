@@ -2,9 +2,9 @@
 schedule as configured (``sched``), and from the switch to the final stride (``trainer.final_stage.os``) the rate
 decays by poly again, from that LR to zero over the final stage's iterations.
 
-DeepLabv3's two trainings (0.007 over 30K iterations at OS16, then 0.001 over another 30K at OS8; SPEC section 3)
-are ``sched.total_iters`` at the switch, so the first stage decays to zero; by default ``sched.total_iters`` is
-``trainer.iters`` and the first stage ends where the one schedule would be at the switch.
+DeepLabv3's two trainings (0.007 over 30K iterations at OS16, then 0.001 over another 30K at OS8; docs/protocol.md,
+section 4) are ``sched.total_iters`` at the switch, so the first stage decays to zero; by default
+``sched.total_iters`` is ``trainer.iters`` and the first stage ends where the one schedule would be at the switch.
 
 torch has the pieces but not this one schedule: ``PolynomialLR`` decays from the optimizer's own base LR only, and
 ``SequentialLR`` would have to chain two of them with the second starting from another base. So the rate is a

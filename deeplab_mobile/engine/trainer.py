@@ -254,8 +254,11 @@ class Trainer:
                     "train/lr": self.optimizer.param_groups[0]["lr"],
                     "train/img_per_s": since * s.batch_size / (now - tick),
                 }
-                bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{values['train/lr']:.2e}",
-                                img_s=f"{values['train/img_per_s']:.1f}")  # fmt: skip
+                bar.set_postfix(
+                    loss=f"{values['train/loss']:.4f}",
+                    lr=f"{values['train/lr']:.2e}",
+                    img_s=f"{values['train/img_per_s']:.1f}",
+                )
                 if self.on_log and env.main:
                     self.on_log(values, self.iteration)
                 tick, since, seen_loss = now, 0, 0.0

@@ -1,7 +1,7 @@
 """Resize and padding conventions: PyTorch's (``torch``) or TensorFlow DeepLab's (``deeplab``).
 
 The official DeepLab checkpoints were trained and evaluated under TensorFlow's conventions, and give their published
-numbers only under them (SPEC section 6):
+numbers only under them (docs/protocol.md, section 6):
 
 - every bilinear resize maps corner pixels onto corner pixels (``align_corners=True``); DeepLab's sizes
   (513 = 2^9 + 1, and ``scale_dimension``'s 257 ... 897) are built for that grid;
@@ -68,9 +68,16 @@ def use_same_padding(module: nn.Module) -> nn.Module:
                 if child.padding_mode != "zeros":
                     raise ValueError(f"{child}: only zero-padded convolutions can pad 'SAME'")
                 same = SameConv2d(
-                    child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
-                    child.dilation, child.groups, child.bias is not None, device="meta",
-                )  # fmt: skip
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.groups,
+                    child.bias is not None,
+                    device="meta",
+                )
                 same.weight = child.weight
                 same.bias = child.bias
                 same.train(child.training)

@@ -229,11 +229,15 @@ class DeepLabV3PlusHead(nn.Module):
         self.context = ASPPContext(in_channels, output_stride, aspp, rates, channels, separable, dropout)
         self.reduce = conv_bn_relu(low.channels, low_channels)
         if separable:
-            fuse = [separable_conv_bn_relu(channels + low_channels, decoder_channels),
-                    separable_conv_bn_relu(decoder_channels, decoder_channels)]  # fmt: skip
+            fuse = [
+                separable_conv_bn_relu(channels + low_channels, decoder_channels),
+                separable_conv_bn_relu(decoder_channels, decoder_channels),
+            ]
         else:
-            fuse = [conv_bn_relu(channels + low_channels, decoder_channels, 3),
-                    conv_bn_relu(decoder_channels, decoder_channels, 3)]  # fmt: skip
+            fuse = [
+                conv_bn_relu(channels + low_channels, decoder_channels, 3),
+                conv_bn_relu(decoder_channels, decoder_channels, 3),
+            ]
         self.fuse = nn.Sequential(*fuse)
         self.classifier = nn.Conv2d(decoder_channels, num_classes, kernel_size=1)
         set_batchnorm(self, bn, deeplab_eps=1e-5)

@@ -64,10 +64,16 @@ def save_model_file(path: str | Path, model: DeepLabV3, info: ModelFile) -> Path
     if len(info.classes) != info.config["num_classes"]:
         raise ValueError(f"{len(info.classes)} class names for {info.config['num_classes']} classes")
     payload = {
-        "format": FORMAT, "version": VERSION, "config": dict(info.config), "mean": list(info.mean),
-        "std": list(info.std), "classes": list(info.classes), "source": info.source, "extra": dict(info.extra),
+        "format": FORMAT,
+        "version": VERSION,
+        "config": dict(info.config),
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "classes": list(info.classes),
+        "source": info.source,
+        "extra": dict(info.extra),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-    }  # fmt: skip
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -99,9 +105,13 @@ def read_model_file(path: str | Path) -> tuple[ModelFile, dict[str, torch.Tensor
     if missing:
         raise WeightsError(f"{path}: model file config lacks {missing}")
     info = ModelFile(
-        config=config, mean=tuple(obj["mean"]), std=tuple(obj["std"]), classes=tuple(obj["classes"]),
-        source=str(obj.get("source", "")), extra=dict(obj.get("extra") or {}),
-    )  # fmt: skip
+        config=config,
+        mean=tuple(obj["mean"]),
+        std=tuple(obj["std"]),
+        classes=tuple(obj["classes"]),
+        source=str(obj.get("source", "")),
+        extra=dict(obj.get("extra") or {}),
+    )
     return info, obj["state_dict"]
 
 

@@ -26,15 +26,30 @@ from deeplab_mobile.table7 import TABLE7, build_row
 from tests.helpers import ROOT, composed
 
 TINY = [
-    "recipe=cpu_synthetic", "width=0.35", "data.crop_size=65", "data.batch_size=4", "trainer.iters=3",
-    "trainer.eval_every=0", "trainer.ckpt_every=3", "progress=false", "eval.mf=false",
-]  # fmt: skip
+    "recipe=cpu_synthetic",
+    "width=0.35",
+    "data.crop_size=65",
+    "data.batch_size=4",
+    "trainer.iters=3",
+    "trainer.eval_every=0",
+    "trainer.ckpt_every=3",
+    "progress=false",
+    "eval.mf=false",
+]
 
 
 def multirun(sweep_dir, data_root, *overrides):
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY, *overrides,
-           f"data.generate.root={data_root}", "data.generate.n_train=24", "data.generate.n_val=6",
-           f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "-m",
+        *TINY,
+        *overrides,
+        f"data.generate.root={data_root}",
+        "data.generate.n_train=24",
+        "data.generate.n_val=6",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
@@ -49,8 +64,9 @@ def head_os_sweep(tmp_path_factory):
     """``experiment=head_os`` on the generated data, two jobs at a time (the joblib launcher config), each with a
     DataLoader worker (a worker started inside a joblib process once died: "cannot find context for 'loky'")."""
     tmp = tmp_path_factory.mktemp("sweep")
-    proc = multirun(tmp / "sweep", tmp / "data", "experiment=head_os", "hydra/launcher=parallel", "data.workers=1",
-                    "eval.workers=1")  # fmt: skip
+    proc = multirun(
+        tmp / "sweep", tmp / "data", "experiment=head_os", "hydra/launcher=parallel", "data.workers=1", "eval.workers=1"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "sweep"
 
@@ -59,8 +75,12 @@ def test_two_by_two_sweep_table_has_four_rows_from_the_run_files(head_os_sweep):
     runs = sorted(p.name for p in head_os_sweep.iterdir() if (p / ".hydra").is_dir())
     assert len(runs) == 4 and all("experiment=head_os" in r for r in runs)
     labels = [dict(kv.split("=", 1) for kv in name.split(",")) for name in runs]
-    assert sorted((d["head"], d["os"]) for d in labels) == [("aspp", "16"), ("aspp", "8"), ("no_aspp", "16"),
-                                                             ("no_aspp", "8")]  # fmt: skip
+    assert sorted((d["head"], d["os"]) for d in labels) == [
+        ("aspp", "16"),
+        ("aspp", "8"),
+        ("no_aspp", "16"),
+        ("no_aspp", "8"),
+    ]
     threads = max(1, os.cpu_count() // 2)  # two jobs at a time split the cores (trainer.threads=auto)
     for name in runs:
         log = next((head_os_sweep / name).glob("*.log")).read_text()
@@ -136,9 +156,14 @@ def test_never_started_and_failed_runs_are_listed(head_os_sweep, tmp_path):
 
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = multirun(  # one stride throughout: the recipe's last stage does not fit in 3 iterations
-        tmp_path / "sweep", tmp_path / "data", "head=no_aspp", "os=12,16", "data.workers=0", "eval.workers=0",
+        tmp_path / "sweep",
+        tmp_path / "data",
+        "head=no_aspp",
+        "os=12,16",
+        "data.workers=0",
+        "eval.workers=0",
         "trainer.final_stage=null",
-    )  # fmt: skip
+    )
     assert proc.returncode != 0  # Hydra reports the failed job at the end
     rows, _ = report(tmp_path / "sweep")
     states = {r["train_os"]: r for r in rows}
@@ -170,8 +195,13 @@ def test_table7_per_stride_rows_match_the_paper_in_its_order(tmp_path):
         fake_run(tmp_path / f"variant={variant}", [f"variant={variant}"])
         with torch.device("meta"):
             params = count_params(build_row(row))
-        metrics = {"params": params, "madds": 1000 + i, "madds_mf": 2000 + i, "ss": {"miou": 0.5 + i / 100},
-                   "mf": {"miou": 0.6 + i / 100}}  # fmt: skip
+        metrics = {
+            "params": params,
+            "madds": 1000 + i,
+            "madds_mf": 2000 + i,
+            "ss": {"miou": 0.5 + i / 100},
+            "mf": {"miou": 0.6 + i / 100},
+        }
         (tmp_path / f"variant={variant}" / "metrics.json").write_text(json.dumps(metrics))
         (tmp_path / f"variant={variant}" / "status.json").write_text(json.dumps({"state": "done"}))
         expected[variant] = metrics
@@ -199,8 +229,14 @@ def test_table7_as_the_model_zoo_ran_it_fills_eight_rows_from_four_runs(tmp_path
         folder = tmp_path / f"variant={row.variant}"
         cfg = fake_run(folder, ["experiment=table7", f"variant={row.variant}"])
         assert (cfg.eval.os, cfg.eval.mf_os, cfg.eval.mf) == (None, 8, True)
-        metrics = {"params": 1, "madds": 100 + i, "madds_mf": 200 + i, "ss": {"miou": 0.5}, "mf": {"miou": 0.6},
-                   "eval": {"os": 16, "mf": True, "mf_os": 8, "mf_scales": scales, "flip": True}}  # fmt: skip
+        metrics = {
+            "params": 1,
+            "madds": 100 + i,
+            "madds_mf": 200 + i,
+            "ss": {"miou": 0.5},
+            "mf": {"miou": 0.6},
+            "eval": {"os": 16, "mf": True, "mf_os": 8, "mf_scales": scales, "flip": True},
+        }
         (folder / "metrics.json").write_text(json.dumps(metrics))
         (folder / "status.json").write_text(json.dumps({"state": "done"}))
     rows = build_rows(find_runs(tmp_path))
@@ -217,8 +253,15 @@ def test_the_report_picks_which_evaluations_make_rows(tmp_path, capsys):
     stride its evaluation ran."""
     metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.25}, "eval": {"os": 16, "mf": False}, "split": "val"}
     fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp"], metrics)
-    later = {"params": 1, "madds": 3, "madds_mf": 4, "ss": {"miou": 0.3}, "mf": {"miou": 0.4}, "split": "val",
-             "eval": {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0], "flip": True}}  # fmt: skip
+    later = {
+        "params": 1,
+        "madds": 3,
+        "madds_mf": 4,
+        "ss": {"miou": 0.3},
+        "mf": {"miou": 0.4},
+        "split": "val",
+        "eval": {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0], "flip": True},
+    }
     test = {"params": 1, "madds": 2, "ss": {"miou": 0.2}, "split": "test", "eval": {"os": 16, "mf": False}}
     for name, record in (("os16_mf-os8-1-flip", later), ("os16_split-test", test)):
         (tmp_path / "a" / "eval" / name).mkdir(parents=True)
@@ -238,8 +281,9 @@ def test_the_report_picks_which_evaluations_make_rows(tmp_path, capsys):
     assert [r["paper_params_m"] for r in rows] == ["2.11", ""]
     rows, _ = report(tmp_path, "--eval", "os16_mf-os8-1-flip")
     assert [(r["evaluation"], r["val_records"]) for r in rows] == [
-        ("os16", "a/train"), ("mf-os8-1-flip", "a/os16_mf-os8-1-flip")
-    ]  # fmt: skip
+        ("os16", "a/train"),
+        ("mf-os8-1-flip", "a/os16_mf-os8-1-flip"),
+    ]
 
 
 def test_paper_miou_only_beside_voc_runs(tmp_path):
@@ -275,12 +319,22 @@ def test_a_run_ending_at_another_stride_is_a_row_at_that_stride(tmp_path):
 def test_an_int8_column_where_a_run_was_quantized(tmp_path):
     """quant/quant.json (scripts/quantize.py) fills an INT8 mIoU column beside the rows it evaluated the same way:
     the training's record, its split and stride, and MF only at the same scales."""
-    metrics = {"params": 1, "madds": 2, "madds_mf": 3, "ss": {"miou": 0.5}, "mf": {"miou": 0.6}, "split": "val",
-               "eval": {"os": 16, "mf": True, "mf_scales": [1.0], "flip": True}}  # fmt: skip
+    metrics = {
+        "params": 1,
+        "madds": 2,
+        "madds_mf": 3,
+        "ss": {"miou": 0.5},
+        "mf": {"miou": 0.6},
+        "split": "val",
+        "eval": {"os": 16, "mf": True, "mf_scales": [1.0], "flip": True},
+    }
     fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp"], metrics)
     fake_run(tmp_path / "b", ["variant=mnv2_os16_aspp"], metrics)
-    quant = {"os": 16, "eval": {"split": "val", "mf": {"scales": [0.5, 1.0]}},
-             "miou": {"float": {"ss": 0.5, "mf": 0.6}, "int8": {"ss": 0.49, "mf": 0.58}}}  # fmt: skip
+    quant = {
+        "os": 16,
+        "eval": {"split": "val", "mf": {"scales": [0.5, 1.0]}},
+        "miou": {"float": {"ss": 0.5, "mf": 0.6}, "int8": {"ss": 0.49, "mf": 0.58}},
+    }
     (tmp_path / "a" / "quant").mkdir()
     (tmp_path / "a" / "quant" / "quant.json").write_text(json.dumps(quant))
     rows, out = report(tmp_path)
@@ -298,9 +352,12 @@ def test_other_heads_get_a_head_column_in_order(tmp_path):
     fake_run(tmp_path / "v2_lraspp", ["experiment=heads", "encoder=mobilenet_v2", "head=lraspp"], metrics)
     rows, out = report(tmp_path)
     assert [(r["network"], r["head"]) for r in rows] == [
-        ("MNet V2*", "lraspp"), ("MNet V3", "aspp"), ("MNet V3", "no_aspp"), ("MNet V3", "deeplabv3plus"),
+        ("MNet V2*", "lraspp"),
+        ("MNet V3", "aspp"),
+        ("MNet V3", "no_aspp"),
+        ("MNet V3", "deeplabv3plus"),
         ("MNet V3", "lraspp"),
-    ]  # fmt: skip
+    ]
     table = (out / "table.md").read_text()
     assert "| Network | OS | Head | MF |" in table and "| MNet V3 | 16 | V3+ (ASPP) |" in table
     assert "| MNet V3 | 16 | LR-ASPP |" in table
@@ -365,6 +422,11 @@ def test_experiments_sweep_their_grid(experiment, grid):
             if key == "variant":
                 row = rows[value]
                 assert (arch["encoder"], arch["tap"], arch["head"], arch["os"], arch["width"]) == (
-                    row.encoder, row.tap, row.head, row.os, 1.0)  # fmt: skip
+                    row.encoder,
+                    row.tap,
+                    row.head,
+                    row.os,
+                    1.0,
+                )
             else:
                 assert str(arch[key]) == value

@@ -11,8 +11,24 @@ from deeplab_mobile.table7 import LAST_TAP_ROW, TABLE7
 
 def test_benchmark_writes_its_tables(tmp_path):
     out = tmp_path / "bench"
-    code = main(["--models", "candidate", "tv_lraspp_mnv3", "--threads", "1", "--size", "65",
-                                  "--warmup", "1", "--repeats", "2", "--compile", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "--models",
+            "candidate",
+            "tv_lraspp_mnv3",
+            "--threads",
+            "1",
+            "--size",
+            "65",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--compile",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads((out / "benchmark.json").read_text())
     rows = {r["network"]: r for r in result["cpu"]}

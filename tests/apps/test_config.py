@@ -76,7 +76,8 @@ def test_the_core_imports_no_hydra():
 
 
 def test_train_config_defaults_to_the_official_voc_recipe():
-    # SPEC section 3: crop 513, batch 16, 30,000 iterations, LR 0.007 poly 0.9, momentum 0.9, weight decay 4e-5.
+    # DeepLab's VOC recipe (docs/protocol.md, section 4): crop 513, batch 16, 30,000 iterations, LR 0.007 poly 0.9,
+    # momentum 0.9, weight decay 4e-5.
     cfg = composed("train", ["head=no_aspp", "os=16"])
     assert (cfg.data.name, cfg.data.train_split, cfg.data.val_split) == ("voc", "train_aug", "val")
     assert (cfg.data.crop_size, cfg.data.batch_size, cfg.trainer.iters) == (513, 16, 30000)
@@ -86,7 +87,7 @@ def test_train_config_defaults_to_the_official_voc_recipe():
     assert list(cfg.data.scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
     assert list(cfg.eval.mf_scales) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg.eval.flip
     assert cfg.eval.pad_to == 513 and cfg.eval.os is None and cfg.trainer.final_stage is None
-    # SPEC sections 3 and 6: pretrained networks, no decay on depthwise kernels, DeepLab's BatchNorm
+    # docs/protocol.md, sections 4 and 6: pretrained networks, no decay on depthwise kernels, DeepLab's BatchNorm
     assert cfg.encoder_weights == "imagenet" and cfg.trainer.decay_depthwise is False
     assert cfg.model.encoder.bn == cfg.model.head.bn == "deeplab"
     model = build_model(cfg.model, weights=False)
@@ -112,8 +113,20 @@ def test_the_cpu_recipe_picks_the_generated_data_and_the_command_line_still_wins
 
 def test_data_configs_describe_data_only():
     """The training and evaluation settings come from the recipe: a data config sets none of them."""
-    allowed = {"name", "format", "root", "train_split", "val_split", "classes", "generate", "random_init_cost", "help",
-               "images", "masks", "classes_file"}  # fmt: skip
+    allowed = {
+        "name",
+        "format",
+        "root",
+        "train_split",
+        "val_split",
+        "classes",
+        "generate",
+        "random_init_cost",
+        "help",
+        "images",
+        "masks",
+        "classes_file",
+    }
     for path in (CONF / "data").glob("*.yaml"):
         node = OmegaConf.load(path)
         if path.read_text().startswith("# @package _global_"):  # a dataset that fixes the class count too
@@ -133,7 +146,12 @@ def test_variants_are_the_table7_networks_and_set_only_the_network():
         with torch.device("meta"):
             arch = describe_model(build_model(cfg.model, weights=False))
         assert (arch["encoder"], arch["tap"], arch["head"], arch["os"], arch["width"]) == (
-            row.encoder, row.tap, row.head, row.os, 1.0)  # fmt: skip
+            row.encoder,
+            row.tap,
+            row.head,
+            row.os,
+            1.0,
+        )
         assert arch["network"] == row.network
 
 

@@ -53,9 +53,15 @@ def test_a_single_run_keeps_torch_threads():
 def local_job_env(monkeypatch, ntasks, rank):
     # submitit's export writes os.environ itself: give it a copy, so nothing leaks into later tests
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in TORCH_ENV})
-    env = {"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "123", "SUBMITIT_LOCAL_NTASKS": str(ntasks),
-           "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_LOCAL_NODEID": "0", "SUBMITIT_LOCAL_GLOBALID": str(rank),
-           "SUBMITIT_LOCAL_LOCALID": str(rank)}  # fmt: skip
+    env = {
+        "SUBMITIT_EXECUTOR": "local",
+        "SUBMITIT_LOCAL_JOB_ID": "123",
+        "SUBMITIT_LOCAL_NTASKS": str(ntasks),
+        "SUBMITIT_LOCAL_JOB_NUM_NODES": "1",
+        "SUBMITIT_LOCAL_NODEID": "0",
+        "SUBMITIT_LOCAL_GLOBALID": str(rank),
+        "SUBMITIT_LOCAL_LOCALID": str(rank),
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
 

@@ -28,9 +28,15 @@ from deeplab_mobile.predict import Segmenter
 from tests.helpers import ROOT, composed, folder_train, tiny, write_folder_dataset
 
 DEEPLAB = {
-    "encoder": "mobilenet_v2", "head": "no_aspp", "output_stride": 16, "width": 0.35, "tap": "second_last",
-    "num_classes": 21, "bn": "deeplab", "geometry": "deeplab",
-}  # fmt: skip
+    "encoder": "mobilenet_v2",
+    "head": "no_aspp",
+    "output_stride": 16,
+    "width": 0.35,
+    "tap": "second_last",
+    "num_classes": 21,
+    "bn": "deeplab",
+    "geometry": "deeplab",
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +63,21 @@ def deeplab_file(tmp_path_factory):
 
 def file_eval(path, synthetic_voc, out_dir, *extra):
     return evaluate_run(
-        composed("eval", [
-            f"weights={path}", "data=synthetic", f"data.root={synthetic_voc}", "data.generate=null", "eval.pad_to=65",
-            "eval.workers=0", f"out_dir={out_dir}", "progress=false", *extra,
-        ])
-    )  # fmt: skip
+        composed(
+            "eval",
+            [
+                f"weights={path}",
+                "data=synthetic",
+                f"data.root={synthetic_voc}",
+                "data.generate=null",
+                "eval.pad_to=65",
+                "eval.workers=0",
+                f"out_dir={out_dir}",
+                "progress=false",
+                *extra,
+            ],
+        )
+    )
 
 
 def test_eval_of_a_model_file_scores_as_its_run(trained, synthetic_voc, tmp_path):
@@ -105,10 +121,21 @@ def test_training_starts_from_every_weight_of_a_model_file(deeplab_file, synthet
 
 def test_a_model_file_decides_the_network(deeplab_file, synthetic_voc, tmp_path):
     result = subprocess.run(
-        [sys.executable, "scripts/train.py", f"weights={deeplab_file}", "width=0.5", "recipe=cpu_synthetic",
-         f"data.root={synthetic_voc}", "data.generate=null", f"hydra.run.dir={tmp_path / 'clash'}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "scripts/train.py",
+            f"weights={deeplab_file}",
+            "width=0.5",
+            "recipe=cpu_synthetic",
+            f"data.root={synthetic_voc}",
+            "data.generate=null",
+            f"hydra.run.dir={tmp_path / 'clash'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "decides the network" in output and "drop width" in output and "Traceback" not in output
@@ -142,8 +169,7 @@ def test_predict_is_the_models_own_forward(trained, synthetic_voc):
 
 def test_predict_with_an_onnx_export_agrees_with_pytorch(trained, synthetic_voc, tmp_path):
     run, path = trained
-    export(composed("export", [f"weights={path}", "size=[65,65]", "dynamic=true", "parity.sizes=[[65,65]]"]),
-           tmp_path)  # fmt: skip
+    export(composed("export", [f"weights={path}", "size=[65,65]", "dynamic=true", "parity.sizes=[[65,65]]"]), tmp_path)
     image = read_image(next((synthetic_voc / "JPEGImages").iterdir()))
     ours = Segmenter.from_pretrained(path).predict(image, pad_to=65, max_size=None)
     onnx = Segmenter.from_pretrained(tmp_path / "model.onnx")
@@ -174,8 +200,18 @@ def test_predict_script_on_a_folder_with_an_unreadable_image(deeplab_file, synth
         assert {CLASS_NAMES[c]: round(float(f), 5) for c, f in enumerate(fractions) if f} == item["classes"]
     # a glob of the good ones only (given twice: each image once), masks only: status 0
     pattern = str(photos / "synth_*.jpg")
-    good = predict_main([pattern, pattern, "--weights", str(deeplab_file), "--out", str(tmp_path / "glob"),
-                         "--no-progress", "--no-overlay"])  # fmt: skip
+    good = predict_main(
+        [
+            pattern,
+            pattern,
+            "--weights",
+            str(deeplab_file),
+            "--out",
+            str(tmp_path / "glob"),
+            "--no-progress",
+            "--no-overlay",
+        ]
+    )
     assert good == 0 and sorted(p.name for p in (tmp_path / "glob").iterdir()) == sorted(
         [*(p.name.replace(".jpg", ".png") for p in photos.glob("synth_*.jpg")), "predictions.json"]
     )

@@ -22,8 +22,9 @@ def run(tmp_path_factory, synthetic_voc):
 
 
 def settings(*extra):
-    return composed("quantize", ["calibration.images=6", "latency.threads=[1]", "latency.repeats=2",
-                                 "progress=false", *extra])  # fmt: skip
+    return composed(
+        "quantize", ["calibration.images=6", "latency.threads=[1]", "latency.repeats=2", "progress=false", *extra]
+    )
 
 
 def test_post_training_int8_of_a_run(run, synthetic_voc):
@@ -37,8 +38,19 @@ def test_post_training_int8_of_a_run(run, synthetic_voc):
     # the float ONNX model (feature-resolution logits) is scored by the same evaluator, with the same staged MF
     # resizes, as the PyTorch model: the same mIoU (fp32 ONNX Runtime against PyTorch differs by ~1e-6 in the
     # logits, which moves at most a handful of near-tied pixels)
-    torch_eval = evaluate_run(composed("eval", [f"run_dir={run}", "eval.mf=true", "eval.mf_scales=[0.75,1.0]",
-                                                "eval.workers=0", "eval.os=16", "progress=false"]))  # fmt: skip
+    torch_eval = evaluate_run(
+        composed(
+            "eval",
+            [
+                f"run_dir={run}",
+                "eval.mf=true",
+                "eval.mf_scales=[0.75,1.0]",
+                "eval.workers=0",
+                "eval.os=16",
+                "progress=false",
+            ],
+        )
+    )
     assert saved["miou"]["float"]["ss"] == pytest.approx(torch_eval["ss"]["miou"], abs=1e-3)
     assert saved["miou"]["float"]["mf"] == pytest.approx(torch_eval["mf"]["miou"], abs=1e-3)
     assert abs(saved["miou_drop"]["ss"]) < 0.05
@@ -52,8 +64,9 @@ def test_post_training_int8_of_a_run(run, synthetic_voc):
 
 def test_quantization_aware_fine_tuning_runs_exports_and_is_scored(run, tmp_path):
     """PT2E QAT for two steps: a QDQ ONNX file, evaluated by the same evaluator, beside the PTQ result."""
-    record = quantize(settings(f"run_dir={run}", f"out_dir={tmp_path}", "qat.steps=2", "qat.batch_size=2",
-                               "latency.threads=[1]"))  # fmt: skip
+    record = quantize(
+        settings(f"run_dir={run}", f"out_dir={tmp_path}", "qat.steps=2", "qat.batch_size=2", "latency.threads=[1]")
+    )
     qat = tmp_path / "model.qat.int8.onnx"
     assert qat.is_file() and record["files"]["qat"] == str(qat)
     # every conv reads int8 weights (through DequantizeLinear); the file is about 0.6 of the float one and its size

@@ -357,8 +357,14 @@ def test_eval_app_names_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_missing_voc_says_how_to_get_and_prepare_it(tmp_path):
-    cmd = [sys.executable, "scripts/train.py", f"data.root={tmp_path}/VOC2012", f"hydra.run.dir={tmp_path}/run",
-           "progress=false", "encoder_weights=random"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "scripts/train.py",
+        f"data.root={tmp_path}/VOC2012",
+        f"hydra.run.dir={tmp_path}/run",
+        "progress=false",
+        "encoder_weights=random",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in out
@@ -404,9 +410,13 @@ def test_batchnorm_guards(synthetic_voc, tmp_path, caplog):
 
 @pytest.mark.parametrize(
     "setting, message",
-    [("eval.mf_os=12", "eval.mf_os=12: output stride 12"), ("eval.mf_scales=[]", "eval.mf_scales must be"),
-     ("eval.batch_size=0", "eval.batch_size must be an integer >= 1, got 0"), ("eval.pad_to=-1", "eval.pad_to")],
-)  # fmt: skip
+    [
+        ("eval.mf_os=12", "eval.mf_os=12: output stride 12"),
+        ("eval.mf_scales=[]", "eval.mf_scales must be"),
+        ("eval.batch_size=0", "eval.batch_size must be an integer >= 1, got 0"),
+        ("eval.pad_to=-1", "eval.pad_to"),
+    ],
+)
 def test_an_evaluation_setting_that_cannot_run_is_refused_before_training(synthetic_voc, tmp_path, setting, message):
     with pytest.raises(SettingError, match=message):
         train(tiny(synthetic_voc, setting), tmp_path)
@@ -431,12 +441,25 @@ def test_sigterm_records_the_stop_and_leaves_no_worker_behind(synthetic_voc, tmp
     marker = f"DEEPLAB_MOBILE_TEST_RUN={uuid.uuid4().hex}"
     key, value = marker.split("=")
     overrides = small_run(
-        synthetic_voc, "data.workers=1", "trainer.iters=100000", "trainer.eval_every=1", "trainer.ckpt_every=1",
-        "eval.mf=false", "eval.workers=1", "eval.batch_size=2", f"hydra.run.dir={tmp_path}",
-    )  # fmt: skip
+        synthetic_voc,
+        "data.workers=1",
+        "trainer.iters=100000",
+        "trainer.eval_every=1",
+        "trainer.ckpt_every=1",
+        "eval.mf=false",
+        "eval.workers=1",
+        "eval.batch_size=2",
+        f"hydra.run.dir={tmp_path}",
+    )
     env = {**os.environ, key: value}
-    proc = subprocess.Popen([sys.executable, "scripts/train.py", *overrides], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/train.py", *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         log = tmp_path / "train.log"
@@ -463,13 +486,19 @@ def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_
     """torchrun with 2 CPU processes (Gloo): the evaluation is sharded and its confusion matrices summed; it
     must equal a single-process evaluation of the checkpoint that rank 0 saved."""
     overrides = small_run(
-        synthetic_voc, "data.workers=0", "trainer.iters=2", "trainer.eval_every=1", "eval.mf=false",
-        "eval.workers=0", f"hydra.run.dir={tmp_path}",
-    )  # fmt: skip
+        synthetic_voc,
+        "data.workers=0",
+        "trainer.iters=2",
+        "trainer.eval_every=1",
+        "eval.mf=false",
+        "eval.workers=0",
+        f"hydra.run.dir={tmp_path}",
+    )
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([*cmd, "scripts/train.py", *overrides], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [*cmd, "scripts/train.py", *overrides], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "metrics.json").read_text())
     single = evaluate_run(composed("eval", [f"run_dir={tmp_path}", "eval.workers=0", "eval.mf=false"]))

@@ -59,7 +59,7 @@ def random_state(width=1.0, seed=0):
     return state
 
 
-# TensorFlow's names for Hugging Face's modules (the model zoo's checkpoints, SPEC section 6).
+# TensorFlow's names for Hugging Face's modules (the model zoo's checkpoints, docs/protocol.md, section 6).
 TF_SCOPES = {
     "mobilenet_v2.conv_stem.first_conv": "MobilenetV2/Conv",
     "mobilenet_v2.conv_stem.conv_3x3": "MobilenetV2/expanded_conv/depthwise",
@@ -73,10 +73,12 @@ for _i in range(16):
     for _hf, _tf in (("expand_1x1", "expand"), ("conv_3x3", "depthwise"), ("reduce_1x1", "project")):
         TF_SCOPES[f"mobilenet_v2.layer.{_i}.{_hf}"] = f"MobilenetV2/expanded_conv_{_i + 1}/{_tf}"
 TF_LEAVES = {
-    "normalization.weight": "BatchNorm/gamma", "normalization.bias": "BatchNorm/beta",
-    "normalization.running_mean": "BatchNorm/moving_mean", "normalization.running_var": "BatchNorm/moving_variance",
+    "normalization.weight": "BatchNorm/gamma",
+    "normalization.bias": "BatchNorm/beta",
+    "normalization.running_mean": "BatchNorm/moving_mean",
+    "normalization.running_var": "BatchNorm/moving_variance",
     "convolution.bias": "biases",
-}  # fmt: skip
+}
 
 
 def tf_variables(state):
@@ -152,9 +154,15 @@ def test_huggingface_weights_convert_to_the_same_network(reference, tmp_path):
     out = tmp_path / "mnv2.pt"
     info = convert_checkpoint(reference["folder"] / "model.safetensors", out)
     assert info.config == {
-        "encoder": "mobilenet_v2", "head": "no_aspp", "output_stride": 16, "width": 1.0, "tap": "second_last",
-        "num_classes": 21, "bn": "deeplab", "geometry": "deeplab",
-    }  # fmt: skip
+        "encoder": "mobilenet_v2",
+        "head": "no_aspp",
+        "output_stride": 16,
+        "width": 1.0,
+        "tap": "second_last",
+        "num_classes": 21,
+        "bn": "deeplab",
+        "geometry": "deeplab",
+    }
     assert info.classes == CLASSES
     assert info.mean == info.std == (0.5, 0.5, 0.5)  # (x - 127.5) / 127.5
     assert_matches_reference(out, reference)
@@ -290,8 +298,11 @@ def test_the_command_line_reports_one_line_and_fails(tmp_path):
     out = tmp_path / "out.pt"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "convert_weights.py"), str(tmp_path / "missing.pb"), "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "missing.pb: not found" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()

@@ -24,11 +24,26 @@ from tests.helpers import (
 
 # cityscapesScripts' labels.py, written out: (name, id, trainId) for the 19 training classes
 CITYSCAPES_TRAIN = [
-    ("road", 7, 0), ("sidewalk", 8, 1), ("building", 11, 2), ("wall", 12, 3), ("fence", 13, 4), ("pole", 17, 5),
-    ("traffic light", 19, 6), ("traffic sign", 20, 7), ("vegetation", 21, 8), ("terrain", 22, 9), ("sky", 23, 10),
-    ("person", 24, 11), ("rider", 25, 12), ("car", 26, 13), ("truck", 27, 14), ("bus", 28, 15), ("train", 31, 16),
-    ("motorcycle", 32, 17), ("bicycle", 33, 18),
-]  # fmt: skip
+    ("road", 7, 0),
+    ("sidewalk", 8, 1),
+    ("building", 11, 2),
+    ("wall", 12, 3),
+    ("fence", 13, 4),
+    ("pole", 17, 5),
+    ("traffic light", 19, 6),
+    ("traffic sign", 20, 7),
+    ("vegetation", 21, 8),
+    ("terrain", 22, 9),
+    ("sky", 23, 10),
+    ("person", 24, 11),
+    ("rider", 25, 12),
+    ("car", 26, 13),
+    ("truck", 27, 14),
+    ("bus", 28, 15),
+    ("train", 31, 16),
+    ("motorcycle", 32, 17),
+    ("bicycle", 33, 18),
+]
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +170,14 @@ def test_check_data_app(folder, tmp_path):
     bad = root / "masks/val/val001.png"
     write_png(bad, np.full((72, 80), 6, np.uint8), "L")
     out = tmp_path / "check"
-    cmd = [sys.executable, str(ROOT / "scripts/check_data.py"), "data=folder", f"data.root={root}",
-           f"hydra.run.dir={out}", "progress=false"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/check_data.py"),
+        "data=folder",
+        f"data.root={root}",
+        f"hydra.run.dir={out}",
+        "progress=false",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1, proc.stderr
     assert "train: 12 samples checked, 0 problems" in proc.stdout and f"{bad}: labels [6]" in proc.stdout

@@ -79,8 +79,10 @@ def test_growing_the_dataset_keeps_what_is_there(tmp_path):
     # Another seed draws every image anew and leaves none of the old ones behind.
     write_synthetic_voc(tmp_path, 2, 1, seed=1, progress=False)
     assert sorted(p.name for p in voc.rglob("*.jpg")) == [
-        "synth_train_000000.jpg", "synth_train_000001.jpg", "synth_val_000000.jpg"
-    ]  # fmt: skip
+        "synth_train_000000.jpg",
+        "synth_train_000001.jpg",
+        "synth_val_000000.jpg",
+    ]
     assert all(p.stat().st_mtime_ns not in before.values() for p in voc.rglob("*.jpg"))
 
 

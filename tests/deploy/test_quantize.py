@@ -62,9 +62,12 @@ def test_int8_outputs_are_the_float_outputs_within_the_quantization_step(tmp_pat
     8-bit grid on average (the rounding of the input and two activations adds up)."""
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU6(), nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU6(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        nn.ReLU6(),
         nn.Conv2d(16, 5, 1),
-    ).eval()  # fmt: skip
+    ).eval()
     path = export_onnx(net, tmp_path / "small.onnx", SIZE, fold_bn=False)
     out = quantize_model(path, tmp_path / "small.int8.onnx", calibration(16), keep_float=())
     x = torch.from_numpy(calibration(1, seed=5)[0])

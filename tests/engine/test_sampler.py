@@ -34,9 +34,12 @@ def test_ranks_split_each_global_batch():
 def batches(dataset, workers, start_iter=0):
     sampler = TrainSampler(len(dataset), batch_size=4, iters=3, seed=7, start_iter=start_iter)
     loader = DataLoader(
-        PositionSeeded(dataset, seed=7), batch_size=4, sampler=sampler, num_workers=workers,
+        PositionSeeded(dataset, seed=7),
+        batch_size=4,
+        sampler=sampler,
+        num_workers=workers,
         multiprocessing_context=worker_context(workers),
-    )  # fmt: skip
+    )
     return list(loader)
 
 

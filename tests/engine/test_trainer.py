@@ -32,7 +32,7 @@ def test_loss_is_the_mean_over_labelled_pixels_in_either_layout():
     assert segmentation_loss(torch.zeros(1, 21, 3, 3), none).item() == 0
 
 
-# MobileNetV2's bottleneck rows (t, c, n, s), SPEC section 1: the counts below follow from the table alone.
+# MobileNetV2's bottleneck rows (t, c, n, s), the paper's Table 2: the counts below follow from the table alone.
 ROWS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 

@@ -7,13 +7,14 @@ from torch import nn
 from deeplab_mobile.models.encoders import MobileNetV1Encoder, MobileNetV2Encoder, ResNet101BetaEncoder
 from deeplab_mobile.models.encoders.mobilenet_v2 import depthwise_conv
 
-# MobileNetV2 bottleneck rows (t, c, n, s) from the paper (SPEC section 1).
+# MobileNetV2 bottleneck rows (t, c, n, s) from the paper's Table 2.
 MNV2_ROWS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 BLOCKS = [(c, s if i == 0 else 1) for _, c, n, s in MNV2_ROWS for i in range(n)]  # (channels, nominal stride)
 
 
 def expected_geometry(output_stride):
-    """(stride, dilation) of each of the 17 depthwise convs, written out from SPEC section 3."""
+    """(stride, dilation) of each of the 17 depthwise convs, written out from DeepLab's rule (docs/protocol.md,
+    section 3)."""
     out = []
     seen = set()
     for c, s in BLOCKS:
@@ -124,7 +125,7 @@ def test_mobilenet_v1_follows_tf_rule(output_stride):
     nominal = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]  # the 13 depthwise convs of MobileNetV1
     assert len(dws) == 13
     stride, rate, expected = 2, 1, []
-    for s in nominal:  # rule of SPEC section 3, restated
+    for s in nominal:  # DeepLab's rule (docs/protocol.md, section 3), restated
         if stride == output_stride:
             expected.append((1, rate))
             rate *= s
@@ -191,12 +192,15 @@ def test_encoders_describe_themselves(cls, kwargs, label, tap):
 
 @pytest.mark.parametrize(
     "cls, kwargs, eps",
-    [(MobileNetV2Encoder, {"width": 0.35}, 1e-3), (MobileNetV1Encoder, {"width": 0.25}, 1e-3),
-     (ResNet101BetaEncoder, {}, 1e-5)],
-)  # fmt: skip
+    [
+        (MobileNetV2Encoder, {"width": 0.35}, 1e-3),
+        (MobileNetV1Encoder, {"width": 0.25}, 1e-3),
+        (ResNet101BetaEncoder, {}, 1e-5),
+    ],
+)
 def test_batchnorm_as_deeplab_or_as_pytorch(cls, kwargs, eps):
-    """bn=deeplab: TF DeepLab's decay 0.9997 (PyTorch momentum 3e-4) and the network's own epsilon there (SPEC
-    section 6: 1e-3 in MobileNetV2); bn=torch keeps PyTorch's 0.1 / 1e-5."""
+    """bn=deeplab: TF DeepLab's decay 0.9997 (PyTorch momentum 3e-4) and the network's own epsilon there
+    (docs/protocol.md, section 6: 1e-3 in MobileNetV2); bn=torch keeps PyTorch's 0.1 / 1e-5."""
     with torch.device("meta"):
         deeplab, plain = cls(bn="deeplab", **kwargs), cls(**kwargs)
     bns = [m for m in deeplab.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -10,8 +10,12 @@ from deeplab_mobile.models import build_model, output_stride
 from deeplab_mobile.models.encoders import MobileNetV1Encoder
 from tests.helpers import geometry
 
-ENCODERS = [("mobilenet_v2", 0.35, None), ("mobilenet_v2", 0.35, "last"), ("mobilenet_v1", 0.25, None),
-            ("resnet101", 1.0, None)]  # fmt: skip
+ENCODERS = [
+    ("mobilenet_v2", 0.35, None),
+    ("mobilenet_v2", 0.35, "last"),
+    ("mobilenet_v1", 0.25, None),
+    ("resnet101", 1.0, None),
+]
 IDS = ["mnv2", "mnv2_last", "mnv1", "r101"]
 
 
@@ -38,7 +42,7 @@ def test_set_output_stride_equals_building_at_that_stride(encoder, width, tap, h
             assert model.output_stride == model.encoder.output_stride == os_
             assert geometry(model) == geometry(reference)
             assert torch.equal(model(x), reference(x))
-            if head == "aspp":  # SPEC: the rates scale with 16 / OS, on the atrous convs themselves
+            if head == "aspp":  # DeepLab: the rates scale with 16 / OS, on the atrous convs themselves
                 rates = [r * 16 // os_ for r in (6, 12, 18)]
                 atrous = [c for c in model.head.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
                 assert [(c.dilation[0], c.padding[0]) for c in atrous] == [(r, r) for r in rates]
@@ -74,8 +78,9 @@ def test_mobilenet_v1_dilation_equals_timms_own(os_):
     rule at build time: the two networks compute the same function."""
     torch.manual_seed(0)
     ours = MobileNetV1Encoder(width=0.25, output_stride=os_).eval()
-    theirs = _gen_mobilenet_v1("mobilenetv1_100", channel_multiplier=0.25, output_stride=os_, num_classes=0,
-                               global_pool="").eval()  # fmt: skip
+    theirs = _gen_mobilenet_v1(
+        "mobilenetv1_100", channel_multiplier=0.25, output_stride=os_, num_classes=0, global_pool=""
+    ).eval()
     theirs.load_state_dict(ours.state_dict(), strict=False)
     dws = [m for m in theirs.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
     assert [(c.stride, c.dilation, c.padding) for c in ours.depthwise_convs] == [

@@ -10,7 +10,7 @@ from ._base import (
     Level,
     atrous_schedule,
     check_output_stride,
-)  # fmt: skip
+)
 from .mobilenet_v1 import MobileNetV1Encoder
 from .mobilenet_v2 import MobileNetV2Encoder
 from .mobilenet_v3 import MobileNetV3Encoder

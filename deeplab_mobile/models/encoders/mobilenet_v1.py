@@ -66,8 +66,14 @@ class MobileNetV1Encoder(Encoder):
         imagenet = None
         if width == 1.0:
             imagenet = lambda: timm.create_model("mobilenetv1_100", pretrained=True).state_dict()  # noqa: E731
-        load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("classifier.",),
-                             source="timm/mobilenetv1_100.ra4_e3600_r224_in1k")  # fmt: skip
+        load_encoder_weights(
+            self,
+            weights,
+            imagenet=imagenet,
+            host="huggingface.co",
+            ignore=("classifier.",),
+            source="timm/mobilenetv1_100.ra4_e3600_r224_in1k",
+        )
 
     @property
     def depthwise_convs(self) -> list[nn.Conv2d]:

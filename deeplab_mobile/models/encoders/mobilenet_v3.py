@@ -79,8 +79,14 @@ class MobileNetV3Encoder(InvertedResidualBody):
         if width == 1.0:
             imagenet = lambda: MobileNet_V3_Large_Weights.IMAGENET1K_V1.get_state_dict(progress=True)  # noqa: E731
         ignore = ("classifier.",) + (() if self.tap == "last" else ("features.16.",))
-        load_encoder_weights(self, weights, imagenet=imagenet, host="download.pytorch.org", ignore=ignore,
-                             source=MobileNet_V3_Large_Weights.IMAGENET1K_V1.url)  # fmt: skip
+        load_encoder_weights(
+            self,
+            weights,
+            imagenet=imagenet,
+            host="download.pytorch.org",
+            ignore=ignore,
+            source=MobileNet_V3_Large_Weights.IMAGENET1K_V1.url,
+        )
 
     @property
     def base_label(self) -> str:

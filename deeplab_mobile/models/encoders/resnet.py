@@ -89,8 +89,14 @@ class ResNet101BetaEncoder(Encoder):
         set_batchnorm(self, bn, self.deeplab_bn_eps)
 
         imagenet = lambda: timm.create_model("resnet101s", pretrained=True).state_dict()  # noqa: E731
-        load_encoder_weights(self, weights, imagenet=imagenet, host="huggingface.co", ignore=("fc.",),
-                             source="timm/resnet101s.gluon_in1k")  # fmt: skip
+        load_encoder_weights(
+            self,
+            weights,
+            imagenet=imagenet,
+            host="huggingface.co",
+            ignore=("fc.",),
+            source="timm/resnet101s.gluon_in1k",
+        )
 
     @property
     def layers(self) -> list[nn.Sequential]:
