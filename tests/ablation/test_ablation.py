@@ -71,6 +71,7 @@ def head_os_sweep(tmp_path_factory):
     return tmp / "sweep"
 
 
+@pytest.mark.slow
 def test_two_by_two_sweep_table_has_four_rows_from_the_run_files(head_os_sweep):
     runs = sorted(p.name for p in head_os_sweep.iterdir() if (p / ".hydra").is_dir())
     assert len(runs) == 4 and all("experiment=head_os" in r for r in runs)
@@ -116,6 +117,7 @@ def test_two_by_two_sweep_table_has_four_rows_from_the_run_files(head_os_sweep):
     assert image is not None and image.shape[0] > 200 and image.shape[1] > 200
 
 
+@pytest.mark.slow
 def test_a_sweep_is_evaluated_on_its_test_split_and_reported_beside_val(head_os_sweep, tmp_path):
     """scripts/eval.py run_dir=<sweep> split=test: every run gets its test record, which joins its row."""
     sweep = tmp_path / "sweep"
@@ -134,6 +136,7 @@ def test_a_sweep_is_evaluated_on_its_test_split_and_reported_beside_val(head_os_
     assert not (sweep / "eval" / ".hydra").exists() or all(r["network"] != "?" for r in rows)
 
 
+@pytest.mark.slow
 def test_never_started_and_failed_runs_are_listed(head_os_sweep, tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(head_os_sweep, sweep, ignore=shutil.ignore_patterns("report", "checkpoints", "tb"))
@@ -154,6 +157,7 @@ def test_never_started_and_failed_runs_are_listed(head_os_sweep, tmp_path):
     assert f"{runs[0].name.split(',')[0]}" in markdown and "not started" in markdown
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     proc = multirun(  # one stride throughout: the recipe's last stage does not fit in 3 iterations
         tmp_path / "sweep",
@@ -363,6 +367,7 @@ def test_other_heads_get_a_head_column_in_order(tmp_path):
     assert "| MNet V3 | 16 | LR-ASPP |" in table
 
 
+@pytest.mark.slow
 def test_latency_is_measured_and_reported(tmp_path):
     fake_run(
         tmp_path / "a", ["variant=mnv2_os16_no_aspp", "width=0.35"], {"params": 1, "madds": 2, "ss": {"miou": 0.1}}

@@ -8,6 +8,8 @@ from deeplab_mobile.apps.benchmark import NETWORKS, OURS_BY_HEAD, build, label, 
 from deeplab_mobile.models import HEADS
 from deeplab_mobile.table7 import LAST_TAP_ROW, TABLE7
 
+pytestmark = pytest.mark.slow  # the benchmark end to end
+
 
 def test_benchmark_writes_its_tables(tmp_path):
     out = tmp_path / "bench"

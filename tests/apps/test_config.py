@@ -47,6 +47,7 @@ def test_unsupported_values_are_refused(overrides, message):
         instantiate(composed("complexity", overrides).model)
 
 
+@pytest.mark.slow
 def test_complexity_script_writes_json(tmp_path):
     # encoder_weights names a file that does not exist: counting must not need it.
     cmd = [sys.executable, str(ROOT / "scripts/complexity.py"), "head=no_aspp", "os=16", "width=0.5"]
@@ -61,6 +62,7 @@ def test_complexity_script_writes_json(tmp_path):
     assert f"Params {result['params'] / 1e6:.3f}M" in proc.stdout
 
 
+@pytest.mark.slow
 def test_the_core_imports_no_hydra():
     """Only the apps and the sweep report (which reads Hydra's folders) use Hydra; the rest takes plain values."""
     code = (

@@ -3,9 +3,13 @@ with random weights; the network a run ended at (its final stage's stride)."""
 
 import json
 
+import pytest
+
 from deeplab_mobile.apps.export import export
 from deeplab_mobile.apps.train import train
 from tests.helpers import composed, tiny
+
+pytestmark = pytest.mark.slow  # ONNX export and ONNX Runtime parity end to end
 
 
 def test_export_from_a_run_folder(tmp_path, synthetic_voc):

@@ -19,6 +19,8 @@ from deeplab_mobile.models.pretrained import load_weights
 from deeplab_mobile.models.weights import WeightsError
 from tests.helpers import FOLDER_CLASSES, composed, folder_train, tiny, write_folder_dataset
 
+pytestmark = pytest.mark.slow  # trainings end to end
+
 
 @pytest.fixture(scope="module")
 def voc_run(synthetic_voc, tmp_path_factory):

@@ -12,6 +12,8 @@ from deeplab_mobile.config.machine import share_machine
 from deeplab_mobile.engine.distributed import export_submitit_env
 from tests.helpers import composed
 
+pytestmark = pytest.mark.slow  # sweeps in subprocesses
+
 TORCH_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 

@@ -27,6 +27,8 @@ from deeplab_mobile.models.pretrained import ModelFile, save_model_file
 from deeplab_mobile.predict import Segmenter
 from tests.helpers import ROOT, composed, folder_train, tiny, write_folder_dataset
 
+pytestmark = pytest.mark.slow  # model files through train, eval, export and predict end to end
+
 DEEPLAB = {
     "encoder": "mobilenet_v2",
     "head": "no_aspp",

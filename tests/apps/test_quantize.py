@@ -13,6 +13,8 @@ from deeplab_mobile.deploy.quantize import QuantizationError
 from deeplab_mobile.predict import Segmenter
 from tests.helpers import composed, tiny
 
+pytestmark = pytest.mark.slow  # ONNX export, INT8 calibration and QAT end to end
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, synthetic_voc):

@@ -37,6 +37,8 @@ from deeplab_mobile.models.weights import WeightsError
 from deeplab_mobile.stats import bootstrap_miou
 from tests.helpers import ITERS, LR, ROOT, composed, small_run, tiny
 
+pytestmark = pytest.mark.slow  # trainings end to end, subprocesses (torchrun, SIGTERM)
+
 
 def final_state(run_dir):
     return load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
@@ -435,6 +437,7 @@ def processes_with(marker):
     return found
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="finds the run's processes through Linux's /proc")
 def test_sigterm_records_the_stop_and_leaves_no_worker_behind(synthetic_voc, tmp_path):
     """``kill`` (or ``timeout``) of a run with loader workers: the run unwinds, status.json says interrupted,
     the exit status is 143, no train or eval worker outlives it, and the last checkpoint loads."""

@@ -24,6 +24,8 @@ from deeplab_mobile.models.weights import WeightsError
 from tests.convert.tf_bundle import write_checkpoint
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.slow  # Hugging Face's network built and run at 513x513, a subprocess
+
 SIZE = 513
 TOL = 1e-4
 

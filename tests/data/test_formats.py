@@ -164,6 +164,7 @@ def test_cityscapes_check_and_errors(cityscapes, tmp_path):
         open_split({"format": "cityscapes", "root": str(root)}, "test")
 
 
+@pytest.mark.slow
 def test_check_data_app(folder, tmp_path):
     root = tmp_path / "d"
     shutil.copytree(folder, root)

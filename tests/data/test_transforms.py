@@ -124,6 +124,7 @@ class Same(VOCSegmentation):  # every index is the same image: only the augmenta
         return super().__getitem__(0)
 
 
+@pytest.mark.slow
 def test_loader_workers_draw_different_augmentations(synthetic_voc):
     from deeplab_mobile.data.loader import train_loader
 

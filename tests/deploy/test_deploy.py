@@ -88,6 +88,7 @@ def session(path):
 @pytest.mark.parametrize(
     "head, geometry", [("aspp", "torch"), ("no_aspp", "deeplab"), ("deeplabv3plus", "deeplab"), ("lraspp", "torch")]
 )
+@pytest.mark.slow
 def test_onnx_parity_dynamic_sizes(tmp_path, head, geometry):
     """Also under DeepLab's geometry, whose strided convs pad by the input's size ("SAME"): the even size checks
     that the padding follows the size at run time and was not frozen at the export size."""
@@ -107,6 +108,7 @@ def test_onnx_parity_dynamic_sizes(tmp_path, head, geometry):
         assert np.mean(out.argmax(1) == ref.argmax(1)) >= 0.999
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("labels, dtype", [("uint8", np.uint8), ("int32", np.int32)])
 def test_onnx_label_map_static(tmp_path, labels, dtype):
     net = model()

@@ -12,6 +12,8 @@ from deeplab_mobile.deploy import OnnxSegmentor, export_onnx, randomize_batchnor
 from deeplab_mobile.deploy.quantize import QuantizationError, quantize_model
 from deeplab_mobile.models import build_model
 
+pytestmark = pytest.mark.slow  # ONNX export and INT8 calibration
+
 SIZE = (65, 65)
 
 

@@ -1,5 +1,6 @@
 """The training stream depends only on (seed, position): restarts, workers and ranks do not change it."""
 
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -43,6 +44,7 @@ def batches(dataset, workers, start_iter=0):
     return list(loader)
 
 
+@pytest.mark.slow
 def test_augmentation_is_the_same_with_or_without_workers_and_after_a_restart(synthetic_voc):
     dataset = VOCSegmentation(synthetic_voc, "train", TrainTransform(crop_size=65, mean=IMAGENET_MEAN))
     main = batches(dataset, workers=0)
