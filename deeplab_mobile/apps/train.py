@@ -152,7 +152,10 @@ class TrainingRun:
         self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
         net = wrap_model(self.model, env, cfg.trainer.sync_bn)
         decay_depthwise = bool(OmegaConf.select(cfg, "trainer.decay_depthwise", default=True))
-        optimizer = instantiate(cfg.optim)(param_groups(self.model, cfg.optim.weight_decay, decay_depthwise))
+        # _convert_: plain lists (AdamW's betas), which the checkpoint keeps and torch.load(weights_only=True) reads
+        optimizer = instantiate(cfg.optim, _convert_="all")(
+            param_groups(self.model, cfg.optim.weight_decay, decay_depthwise)
+        )
         scheduler = build_scheduler(cfg, optimizer, self.stage)
         self.dtype = autocast_dtype(cfg.trainer.amp, env.device)
         settings = TrainSettings(
