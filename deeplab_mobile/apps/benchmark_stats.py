@@ -71,8 +71,8 @@ def fake_sweep(root: Path, per_image: np.ndarray, names: list[str], runs: int, r
             overrides = ["recipe=cpu_synthetic", f"head={head}", f"width={width}", f"trainer.seed={seed}"]
             folder = root / ",".join(overrides[1:])
             (folder / ".hydra").mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(compose("train", overrides=overrides), folder / ".hydra" / "config.yaml")
-            OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
+            write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml(compose("train", overrides=overrides)))
+            write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
             write_text(folder / "status.json", json.dumps({"state": "done"}))
             for where, split in ((folder, "val"), (folder / "eval" / "os8_split-test", "test")):
                 where.mkdir(parents=True, exist_ok=True)

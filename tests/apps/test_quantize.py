@@ -9,6 +9,7 @@ import pytest
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.quantize import quantize
 from deeplab_mobile.apps.train import train
+from deeplab_mobile.data import DatasetError
 from deeplab_mobile.deploy.quantize import QuantizationError
 from deeplab_mobile.predict import Segmenter
 from tests.helpers import composed, tiny
@@ -21,6 +22,19 @@ def run(tmp_path_factory, synthetic_voc):
     out = tmp_path_factory.mktemp("run")
     train(tiny(synthetic_voc, "eval.mf=false", "eval.os=16", "trainer.iters=20", "trainer.eval_every=100"), out)
     return out
+
+
+def test_a_run_whose_data_is_elsewhere_is_named_before_calibration(run, synthetic_voc, tmp_path, monkeypatch):
+    """Not "no calibration images": the dataset path tried, the run's config it came from, and data_root=."""
+    from tests.apps.test_train import moved_run
+
+    copy = moved_run(run, synthetic_voc, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        DatasetError, match=r"^data/VOCdevkit/VOC2012: dataset root not found \(data.root in .*data_root="
+    ):
+        quantize(settings(f"run_dir={copy}", f"out_dir={tmp_path / 'q'}"))
+    assert not (tmp_path / "q" / "model.int8.onnx").exists()
 
 
 def settings(*extra):

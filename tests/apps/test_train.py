@@ -4,6 +4,7 @@ folder, and the DDP code path."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.train import check_batch, train
 from deeplab_mobile.complexity import count_madds, count_params
 from deeplab_mobile.config.run import load_run
-from deeplab_mobile.data import EvalTransform, Normalize, VOCSegmentation, mean_pixel
+from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
 from deeplab_mobile.engine import trainer as trainer_module
@@ -356,6 +357,34 @@ def test_every_evaluation_is_its_own_record_with_the_madds_it_ran(reference, syn
 def test_eval_app_names_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run folder"):
         evaluate_run(composed("eval", [f"run_dir={tmp_path}"]))
+
+
+def moved_run(run, data_root, tmp_path):
+    """A copy of a run folder whose config puts its data at a relative path that does not exist from here."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval", "tb", "quant"))
+    config = copy / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace(f"root: {data_root}", "root: data/VOCdevkit/VOC2012"))
+    return copy
+
+
+def test_a_run_folder_whose_data_is_elsewhere_names_the_path_and_the_key(
+    reference, synthetic_voc, tmp_path, monkeypatch
+):
+    """From another working directory, a run whose data.root is relative: the path tried, where it was read, the
+    working directory, and the key that points elsewhere; with it, the evaluation runs."""
+    run = moved_run(reference[0], synthetic_voc, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError) as caught:
+        evaluate_run(composed("eval", [f"run_dir={run}", "eval.mf=false", "eval.workers=0", "progress=false"]))
+    message = str(caught.value)
+    assert message.startswith("data/VOCdevkit/VOC2012: dataset root not found (data.root in ")
+    assert f"{run}/.hydra/config.yaml" in message and f"relative to the working directory {tmp_path}" in message
+    assert message.endswith("; pass data_root=<folder> to use a copy elsewhere")
+    result = evaluate_run(
+        composed("eval", [f"run_dir={run}", f"data_root={synthetic_voc}", "eval.mf=false", "eval.workers=0"])
+    )
+    assert result["ss"]["miou"] == reference[1]["ss"]["miou"]
 
 
 def test_missing_voc_says_how_to_get_and_prepare_it(tmp_path):
