@@ -3,9 +3,13 @@ machine's fp32 matmul rate, the floor a model's FLOPs cannot beat; ONNX Runtime 
 
 from __future__ import annotations
 
+import json
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,11 +36,16 @@ def timings(fn: Callable[[], object], warmup: int = 3, repeats: int = 20, sync: 
         fn()
         sync()
         times.append(1000 * (time.perf_counter() - start))
+    return summarize(times)
+
+
+def summarize(times_ms: list[float]) -> dict:
+    """Median, p90 and min of timings in milliseconds, and how many."""
     return {
-        "median_ms": statistics.median(times),
-        "p90_ms": float(np.percentile(times, 90)),
-        "min_ms": min(times),
-        "repeats": repeats,
+        "median_ms": statistics.median(times_ms),
+        "p90_ms": float(np.percentile(times_ms, 90)),
+        "min_ms": min(times_ms),
+        "repeats": len(times_ms),
     }
 
 
@@ -76,8 +85,7 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, device: str | torch.device =
     return 2 * n**3 / (t["min_ms"] / 1000) / 1e9
 
 
-def ort_latency(onnx_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
-    """ONNX Runtime (CPU, all graph optimisations, ``threads`` intra-op threads) on one random image."""
+def _ort_session(onnx_path, threads: int, profile: bool = False):
     require("ONNX Runtime latency", "onnxruntime")
     import onnxruntime as ort
 
@@ -85,7 +93,53 @@ def ort_latency(onnx_path, size: tuple[int, int], threads: int, warmup: int = 3,
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="ort-profile-")) / "profile")
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_latency(onnx_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
+    """ONNX Runtime (CPU, all graph optimisations, ``threads`` intra-op threads) on one random image."""
+    session = _ort_session(onnx_path, threads)
     x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
     name = session.get_inputs()[0].name
     return timings(lambda: session.run(None, {name: x}), warmup, repeats)
+
+
+def ort_profile(onnx_path, size: tuple[int, int], threads: int, warmup: int = 2, repeats: int = 5) -> dict:
+    """Where ONNX Runtime's time goes: ``{"ops": {op type: ms per run}, "total_ms": ms per run, "nodes": {node
+    name: [op type, ms per run]}}`` from its profiler (kernel times of the optimised graph, after ``warmup`` runs),
+    as in ``ort_latency``'s session."""
+    session = _ort_session(onnx_path, threads, profile=True)
+    x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
+    name = session.get_inputs()[0].name
+    for _ in range(warmup):
+        session.run(None, {name: x})
+    start = time.perf_counter()
+    for _ in range(repeats):
+        session.run(None, {name: x})
+    wall = (time.perf_counter() - start) / repeats * 1000
+    trace = Path(session.end_profiling())
+    events = json.loads(trace.read_text())
+    shutil.rmtree(trace.parent, ignore_errors=True)
+    kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    kernels = kernels[-len(kernels) // (warmup + repeats) * repeats :] if kernels else []  # the timed runs only
+    ops: dict[str, float] = {}
+    nodes: dict[str, list] = {}
+    for e in kernels:
+        op, ms = e["args"]["op_name"], e["dur"] / 1000 / repeats
+        ops[op] = ops.get(op, 0.0) + ms
+        node = nodes.setdefault(e["name"].removesuffix("_kernel_time"), [op, 0.0])
+        node[1] += ms
+    return {"ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])), "total_ms": wall, "nodes": nodes}
+
+
+def pte_latency(pte_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
+    """An ExecuTorch program (``deploy.executorch``; XNNPACK with ``threads`` threads) on one random image."""
+    require("ExecuTorch latency", "executorch")
+    from .deploy.executorch import execute, load_method
+
+    method = load_method(Path(pte_path), threads)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32))
+    return timings(lambda: execute(method, x, threads), warmup, repeats)

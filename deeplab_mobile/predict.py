@@ -1,11 +1,11 @@
 """Segment anyone's images: ``Segmenter.from_pretrained(path).predict(image)``.
 
 ``path`` is a model file (DeepLab's official checkpoint converted by ``scripts/convert_weights.py``), a training run
-folder, or an exported ONNX file (with the ``export.json`` written beside it). An image goes through the evaluation's
-geometry: a side longer than ``max_size`` (DeepLab's 513) is scaled down, the image is padded bottom/right with the
-mean pixel to at least ``pad_to`` x ``pad_to`` (513, as DeepLab evaluates VOC), single scale or multi-scale + flip
-probabilities are averaged (``engine.evaluator.predict_probs``), and the result is cropped and resized back to the
-image before the argmax.
+folder, or an exported ONNX file or ExecuTorch program (with the ``export.json`` written beside it). An image goes
+through the evaluation's geometry: a side longer than ``max_size`` (DeepLab's 513) is scaled down, the image is
+padded bottom/right with the mean pixel to at least ``pad_to`` x ``pad_to`` (513, as DeepLab evaluates VOC), single
+scale or multi-scale + flip probabilities are averaged (``engine.evaluator.predict_probs``), and the result is
+cropped and resized back to the image before the argmax.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from .data import Normalize
 from .data.transforms import mean_pixel, pad_collate
 from .data.voc import CLASSES as VOC_CLASSES
 from .data.voc import PALETTE
-from .deploy.exported import read_export_meta
+from .deploy.executorch import PTE_SUFFIX, PteSegmentor
+from .deploy.exported import ExportedSegmentor, exported_shape, read_export_meta
 from .deploy.onnx import OnnxSegmentor
 from .engine.evaluator import mean_padded, predict_probs
 
@@ -45,30 +46,39 @@ class Segmenter:
         palette: np.ndarray = PALETTE,
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval() if not isinstance(model, OnnxSegmentor) else model
+        self.model = model.to(self.device).eval() if not isinstance(model, ExportedSegmentor) else model
         self.classes = tuple(classes)
         self.mean, self.std = tuple(mean), tuple(std)
         self.normalize = Normalize(mean, std).to(self.device)
         self.palette = palette
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str = "cpu", output_stride: int | None = None) -> Segmenter:
-        """A model file (``.pt``) or an ``.onnx`` file with its ``export.json`` (a training run folder:
-        ``deeplab_mobile.config.run.load_segmenter``)."""
+    def from_pretrained(
+        cls, path: str | Path, *, device: str = "cpu", output_stride: int | None = None, threads: int | None = None
+    ) -> Segmenter:
+        """A model file (``.pt``), or an ``.onnx`` or ExecuTorch ``.pte`` file with its ``export.json`` (a training
+        run folder: ``deeplab_mobile.config.run.load_segmenter``). ``threads``: the runtime's threads for an export
+        (PyTorch's are ``torch.set_num_threads``)."""
         path = Path(path)
         if path.is_dir():
             raise ValueError(
                 f"{path}: a folder; this reads a model file (.pt) or an ONNX export. A training run folder loads with "
                 "deeplab_mobile.config.run.load_segmenter(path), which builds the run's network from its config"
             )
-        if path.suffix == ".onnx":
+        if path.suffix in (".onnx", PTE_SUFFIX):
+            kind = "ONNX file" if path.suffix == ".onnx" else "ExecuTorch program"
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: ONNX file not found")
+                raise FileNotFoundError(f"{path}: {kind} not found")
             info = read_export_meta(path)
             if output_stride is not None and output_stride != info.get("os"):
                 raise ValueError(f"{path}: exported at output stride {info.get('os')}; re-export for another")
             stride = info.get("output", {}).get("stride")  # a feature-resolution export (scripts/quantize.py)
-            model = OnnxSegmentor(path, info.get("geometry", "torch"), output_stride=stride)
+            geometry = info.get("geometry", "torch")
+            if path.suffix == ".onnx":
+                model = OnnxSegmentor(path, geometry, threads=threads, output_stride=stride)
+            else:
+                labels = info.get("output", {}).get("name") == "labels"
+                model = PteSegmentor(path, geometry, threads, stride, exported_shape(info), labels)
             classes = info.get("classes") or _default_classes(info.get("num_classes", 21))
             return cls(model, classes, info["input"]["mean"], info["input"]["std"], "cpu")
         from .models.pretrained import load_model_file
@@ -92,7 +102,7 @@ class Segmenter:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
         if getattr(self.model, "labels", False) and (len(scales) > 1 or flip):
-            raise ValueError("this ONNX model outputs class labels: multi-scale + flip needs a logits export")
+            raise ValueError("this exported model outputs class labels: multi-scale + flip needs a logits export")
         h, w = image.shape[:2]
         work = image
         if max_size and max(h, w) > max_size:

@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 from ..complexity import count_madds, count_params
 from ..deploy import ChunkedInvertedResidual, export_onnx, make_memory_efficient
+from ..deploy.executorch import export_pte
 from ..deploy.peak import peak_activation_bytes
 from ..deploy.quantize import quantize_model
 from ..files import write_json, write_text
-from ..latency import matmul_gflops, measure_latency, ort_latency, timings
+from ..latency import matmul_gflops, measure_latency, ort_latency, ort_profile, pte_latency, timings
 from ..models import HEADS, build_model, head_label
 from ..table7 import CANDIDATE, build_row
 from ..table7 import NETWORKS as TABLE7_NETWORKS
@@ -120,11 +121,34 @@ def int8_model(path: Path, size: int) -> Path:
     return out
 
 
+def pte_models(name: str, model: nn.Module, size: int, out: Path, int8: bool) -> dict[str, Path]:
+    """The network as static-size XNNPACK programs (``deploy.executorch``): float, and INT8 (PT2E, XNNPACK's
+    quantizer) calibrated on random inputs as ``int8_model`` is; written once per benchmark folder."""
+    paths = {"executorch": out / "pte" / f"{name}_{size}.pte"}
+    if int8:
+        paths["executorch_int8"] = out / "pte" / f"{name}_{size}.int8.pte"
+    for kind, path in paths.items():
+        if not path.is_file():
+            gen = torch.Generator().manual_seed(0)
+            calibration = [torch.randn(1, 3, size, size, generator=gen) for _ in range(4)] if "int8" in kind else None
+            export_pte(copy.deepcopy(model), path, (size, size), calibration=calibration)
+    return paths
+
+
 def cpu_rows(
-    names, threads_list, size_arg, warmup, repeats, compile_names, out: Path, int8: bool = True
+    names,
+    threads_list,
+    size_arg,
+    warmup,
+    repeats,
+    compile_names,
+    out: Path,
+    int8: bool = True,
+    pte_names: frozenset = frozenset(),
 ) -> tuple[list[dict], dict]:
     """Latency rows (one per network x thread count) and the matmul rate per thread count; with ``int8``, the
-    Table 7 networks' INT8 ONNX Runtime latency and file size too."""
+    Table 7 networks' INT8 ONNX Runtime latency and file size too; the ``pte_names`` networks also as ExecuTorch
+    programs (float, and INT8 with ``int8``)."""
     rates, rows = {}, []
     onnx_dir = out / "onnx"
     for threads in threads_list:
@@ -155,6 +179,10 @@ def cpu_rows(
                 quantized = int8_model(path, size)
                 row["onnxruntime_int8"] = ort_latency(quantized, (size, size), threads, warmup, repeats)
                 row["int8_mb"] = quantized.stat().st_size / 1e6
+            if name in pte_names:
+                for kind, pte in pte_models(name, model, size, out, int8 and name in OURS).items():
+                    row[kind] = pte_latency(pte, (size, size), threads, warmup, repeats)
+                    row[f"{kind}_mb"] = pte.stat().st_size / 1e6
             if name in compile_names:
                 compiled = torch.compile(copy.deepcopy(model).to(memory_format=torch.contiguous_format))
                 row["compile"] = measure_latency(compiled, size, "cpu", warmup + 2, repeats)
@@ -164,6 +192,61 @@ def cpu_rows(
             row["floor_ratio"] = row["best_ms"] / row["floor_ms"]
             rows.append(row)
     return rows, rates
+
+
+# Kernels of the final resize in a profile: a Resize node (``resize=interpolate``; the head's image pooling
+# broadcast, 1x1 to the feature size, is a Resize too and is counted with it: well under 0.1 ms) or the two
+# interpolation-matrix products (``resize=matmul``: float MatMul, or their int8 form when quantized)
+# ExecuTorch against ONNX Runtime in the goal lines: (label, ExecuTorch key, ONNX Runtime key)
+ET_PAIRS = (("float", "executorch", "onnxruntime"), ("INT8", "executorch_int8", "onnxruntime_int8"))
+RESIZE_OPS = ("Resize", "MatMul", "QLinearMatMul", "MatMulInteger")
+
+
+def profile_rows(size: int, threads_list, out: Path, warmup: int, repeats: int) -> list[dict]:
+    """Where the candidate's time goes in ONNX Runtime (its profiler, per op type), float and INT8, with the final
+    resize as a Resize node and as two matrix products: the resize's share before and after."""
+    rows = []
+    torch.manual_seed(0)
+    model = build(CANDIDATE).eval()
+    for resize in ("interpolate", "matmul"):
+        path = out / "profile" / f"{CANDIDATE}_{size}_{resize}.onnx"
+        if not path.is_file():
+            export_onnx(copy.deepcopy(model), path, (size, size), resize=resize)
+        for kind, file in (("float", path), ("int8", int8_model(path, size))):
+            for threads in threads_list:
+                prof = ort_profile(file, (size, size), threads, warmup, repeats)
+                kernels = sum(prof["ops"].values())
+                resize_ms = sum(ms for op, ms in prof["ops"].items() if op in RESIZE_OPS)
+                rows.append(
+                    {
+                        "resize": resize,
+                        "model": kind,
+                        "threads": threads,
+                        "run_ms": prof["total_ms"],
+                        "kernels_ms": kernels,
+                        "resize_ms": resize_ms,
+                        "resize_share": resize_ms / kernels,
+                        "ops": prof["ops"],
+                    }
+                )
+    return rows
+
+
+def profile_markdown(rows: list[dict], size: int) -> str:
+    out = [
+        f"Where the candidate's time goes at {size}x{size} (ONNX Runtime's profiler; kernel times per run, the "
+        "final resize's share of them):",
+        "",
+        "| final resize | model | threads | run ms | kernels ms | resize ms | resize share | largest op types (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(r["ops"].items())[:4])
+        out.append(
+            f"| {r['resize']} | {r['model']} | {r['threads']} | {r['run_ms']:.1f} | {r['kernels_ms']:.1f} "
+            f"| {r['resize_ms']:.2f} | {100 * r['resize_share']:.1f}% | {top} |"
+        )
+    return "\n".join(out) + "\n"
 
 
 def memory_rows(names, size) -> list[dict]:
@@ -258,6 +341,17 @@ def goals(cpu: list[dict], size: int) -> list[str]:
                     f"{threads} thread(s): candidate INT8 {speedup:.2f}x faster than SMP DeepLabV3-mobilenet_v2 "
                     f"(its best backend), MAdds ratio {ratio:.2f}x: goal {'met' if speedup >= ratio else 'NOT met'}"
                 )
+        if CANDIDATE in by and "executorch" in by[CANDIDATE]:
+            c = by[CANDIDATE]
+            et = ", ".join(
+                f"{kind} {c[key]['median_ms']:.1f} ms against ONNX Runtime's {c[ort]['median_ms']:.1f} ms"
+                for kind, key, ort in (
+                    ("float", "executorch", "onnxruntime"),
+                    ("INT8", "executorch_int8", "onnxruntime_int8"),
+                )
+                if key in c and ort in c
+            )
+            lines.append(f"{threads} thread(s): candidate as an ExecuTorch program (XNNPACK): {et}")
     sizes = {r["network"]: r["int8_mb"] for r in cpu if "int8_mb" in r}
     if CANDIDATE in sizes:
         met = "met" if sizes[CANDIDATE] <= 2.5 else "NOT met"
@@ -274,8 +368,8 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
         f"({', '.join(f'{t} thread(s): {r:.1f} GFLOP/s' for t, r in rates.items())}).",
         "",
         "| network | threads | GFLOP | floor | eager | channels_last | ONNX Runtime | compile | best / floor "
-        "| ORT INT8 | ONNX MB fp32 / INT8 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ORT INT8 | ExecuTorch | ExecuTorch INT8 | ONNX MB fp32 / INT8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in cpu:
         compiled = ms(r["compile"]) if "compile" in r else ""
@@ -285,6 +379,8 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
             f"| {name} | {r['threads']} | {r['gflop']:.2f} | {r['floor_ms']:.1f} | {ms(r['eager'])} "
             f"| {ms(r['channels_last'])} | {ms(r['onnxruntime'])} | {compiled} | {r['floor_ratio']:.2f}x "
             f"| {ms(r['onnxruntime_int8']) if 'onnxruntime_int8' in r else ''} "
+            f"| {ms(r['executorch']) if 'executorch' in r else ''} "
+            f"| {ms(r['executorch_int8']) if 'executorch_int8' in r else ''} "
             f"| {mb} |"
         )
     out += ["", "| network | Params | peak activations (MB) | memory-efficient blocks (MB) |", "|---|---|---|---|"]
@@ -302,7 +398,7 @@ def markdown(cpu, rates, memory, cuda, size, goal_lines) -> str:
 
 CSV_FIELDS = (
     "network threads gflop floor_ms eager_ms channels_last_ms onnxruntime_ms compile_ms best best_ms floor_ratio "
-    "onnxruntime_int8_ms onnx_mb int8_mb"
+    "onnxruntime_int8_ms executorch_ms executorch_int8_ms onnx_mb int8_mb executorch_mb executorch_int8_mb"
 ).split()
 
 
@@ -314,9 +410,9 @@ def csv_table(cpu: list[dict]) -> str:
     for r in cpu:
         times = [r[k]["median_ms"] for k in ("eager", "channels_last", "onnxruntime")]
         extra = [r.get("compile", {}).get("median_ms", ""), r["best"], r["best_ms"], r["floor_ratio"]]
-        int8 = r.get("onnxruntime_int8", {}).get("median_ms", "")
-        sizes = [r["onnx_mb"], r.get("int8_mb", "")]
-        writer.writerow([r["network"], r["threads"], r["gflop"], r["floor_ms"], *times, *extra, int8, *sizes])
+        int8 = [r.get(k, {}).get("median_ms", "") for k in ("onnxruntime_int8", "executorch", "executorch_int8")]
+        sizes = [r["onnx_mb"], *(r.get(k, "") for k in ("int8_mb", "executorch_mb", "executorch_int8_mb"))]
+        writer.writerow([r["network"], r["threads"], r["gflop"], r["floor_ms"], *times, *extra, *int8, *sizes])
     return table.getvalue()
 
 
@@ -339,7 +435,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile", nargs="*", default=[CANDIDATE], help="networks also timed with torch.compile")
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA measurements")
-    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 ONNX Runtime rows")
+    parser.add_argument("--no-int8", action="store_true", help="skip the INT8 rows (ONNX Runtime and ExecuTorch)")
+    parser.add_argument(
+        "--executorch",
+        nargs="*",
+        default=[CANDIDATE],
+        help="networks also timed as ExecuTorch programs, XNNPACK, float and INT8 (none: --executorch)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="ONNX Runtime's profile of the candidate: the final resize's share"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     groups = {"candidate": [CANDIDATE], "heads": OURS_BY_HEAD}
@@ -352,9 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("outputs/benchmark") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
 
+    pte_names = frozenset(CANDIDATE if m == "candidate" else m for m in args.executorch)
     cpu, rates = cpu_rows(
-        names, args.threads, args.size, args.warmup, args.repeats, compile_names, out, not args.no_int8
+        names, args.threads, args.size, args.warmup, args.repeats, compile_names, out, not args.no_int8, pte_names
     )
+    profile = profile_rows(args.size, args.threads, out, args.warmup, args.repeats) if args.profile else []
     memory = memory_rows(names, args.size)
     cuda = (
         [] if args.no_cuda or not torch.cuda.is_available() else cuda_rows(names, args.size, args.warmup, args.repeats)
@@ -369,11 +476,14 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory,
         "cuda": cuda,
         "goals": goal_lines,
+        "profile": profile,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__},
     }
     write_json(out / "benchmark.json", result)
     write_text(out / "benchmark.csv", csv_table(cpu))
     text = markdown(cpu, rates, memory, cuda, args.size, goal_lines)
+    if profile:
+        text += "\n" + profile_markdown(profile, args.size)
     write_text(out / "benchmark.md", text)
     print(text)
     print(f"wrote {out}/benchmark.json, benchmark.csv, benchmark.md")

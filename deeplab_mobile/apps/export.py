@@ -1,10 +1,10 @@
 """The export app: a run folder's model, a model file's (``weights=FILE``) or a configuration's (random weights) to
-ONNX for devices, checked against PyTorch with ONNX Runtime (``scripts/export.py`` is its command line;
-docs/export.md).
+ONNX (``format=onnx``) or to an ExecuTorch program for XNNPACK (``format=pte``) for devices, checked against
+PyTorch with the format's runtime (``scripts/export.py`` is its command line; docs/export.md).
 
 The input is the normalised image (N, 3, H, W) float32 (the encoder's mean/std, as in training). Written: the
-.onnx file and export.json (settings, input/output, file size, and the parity of ONNX Runtime against PyTorch:
-max |logit difference| and argmax agreement on random inputs).
+.onnx or .pte file and export.json (settings, input/output, file size, and the parity of the runtime against
+PyTorch: max |logit difference| and argmax agreement on random inputs).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..config.model import build_model, class_names
 from ..config.run import load_run
 from ..data.voc import CLASSES as VOC_CLASSES
 from ..deploy import export_onnx
+from ..deploy.executorch import PteSegmentor, export_pte
 from ..deploy.exported import export_meta, write_export_meta
 from ..engine.checkpoint import CheckpointError
 from ..extras import MissingExtra, require
@@ -29,14 +30,12 @@ from ..models.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
+FORMATS = {"onnx": ".onnx", "pte": ".pte"}  # ONNX (ONNX Runtime) | ExecuTorch (XNNPACK delegate)
 
-def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, seed: int = 0) -> list[dict]:
-    """ONNX Runtime against the same module in PyTorch (unfolded, so the folding is checked too) on random
-    inputs of each size."""
-    require("The ONNX parity check", "onnxruntime")
-    import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+def parity(model: torch.nn.Module, run, sizes, labels: str | None, seed: int = 0) -> list[dict]:
+    """The exported file run by its runtime (``run``: normalised NCHW tensor -> output tensor) against the same
+    module in PyTorch (unfolded, so the folding is checked too) on random inputs of each size."""
     reference = model.eval()
     gen = torch.Generator().manual_seed(seed)
     results = []
@@ -44,7 +43,7 @@ def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, s
         x = torch.randn(1, 3, h, w, generator=gen)
         with torch.no_grad():
             logits = reference(x)
-        (out,) = session.run(None, {"image": x.numpy()})
+        out = run(x).numpy()
         expected = logits.argmax(1).numpy()
         row = {"size": [h, w]}
         if labels:
@@ -56,7 +55,17 @@ def parity(model: torch.nn.Module, onnx_path: Path, sizes, labels: str | None, s
     return results
 
 
+def onnx_runner(path: Path):
+    require("The ONNX parity check", "onnxruntime")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+
 def export(cfg: DictConfig, out_dir: Path) -> dict:
+    if cfg.format not in FORMATS:
+        raise ValueError(f"format={cfg.format!r}: choose one of {list(FORMATS)}")
     if cfg.run_dir:
         loaded = load_run(Path(cfg.run_dir), cfg.checkpoint)
         model = loaded.model
@@ -76,24 +85,41 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         classes = VOC_CLASSES if model.head.num_classes == len(VOC_CLASSES) else None
     model.eval()
     size = tuple(cfg.size)
-    path = export_onnx(model, out_dir / cfg.name, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset)
     sizes = [tuple(s) for s in cfg.parity.sizes] if cfg.dynamic else [size]
-    checks = parity(model, path, sizes, cfg.labels, cfg.parity.seed)
-    shape = ["N", 3, "H", "W"] if cfg.dynamic else [1, 3, *size]
+    name = cfg.name or f"model{FORMATS[cfg.format]}"
+    if cfg.format == "onnx":
+        path = export_onnx(
+            model, out_dir / name, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset, resize=cfg.resize
+        )
+        runtime, checks = "ONNX Runtime", parity(model, onnx_runner(path), sizes, cfg.labels, cfg.parity.seed)
+        shape = ["N", 3, "H", "W"] if cfg.dynamic else [1, 3, *size]
+        extra = {"onnx": str(path), "opset": cfg.opset}
+    else:
+        if cfg.dynamic:
+            raise ValueError(
+                "format=pte: an ExecuTorch program with the final resize has a static size (dynamic=false); "
+                "free sizes come as feature-resolution logits from scripts/quantize.py executorch=true"
+            )
+        path = export_pte(model, out_dir / name, size, False, cfg.labels, cfg.fold_bn, resize=cfg.resize)
+        runner = PteSegmentor(path, size=size, labels=bool(cfg.labels))
+        runtime, checks = "ExecuTorch", parity(model, runner.raw, sizes, cfg.labels, cfg.parity.seed)
+        shape = [1, 3, *size]
+        extra = {"pte": str(path), "delegate": "XNNPACK"}
     output = {"name": "labels" if cfg.labels else "logits", "dtype": cfg.labels or "float32"}
     info = {
         **export_meta(model, classes, shape, output),
         **source,
-        "onnx": str(path),
+        "format": cfg.format,
+        **extra,
         "bytes": path.stat().st_size,
-        "opset": cfg.opset,
         "fold_bn": cfg.fold_bn,
+        "resize": cfg.resize,
         "parity": checks,
     }
     write_export_meta(path, info)
     for c in checks:
         diff = f"max |diff| {c['max_abs_diff']:.2e}, " if "max_abs_diff" in c else ""
-        log.info("ONNX Runtime vs PyTorch at %dx%d: %sargmax agreement %.5f", *c["size"], diff, c["argmax_agreement"])
+        log.info("%s vs PyTorch at %dx%d: %sargmax agreement %.5f", runtime, *c["size"], diff, c["argmax_agreement"])
     log.info("wrote %s (%.2f MB) and export.json", path, info["bytes"] / 1e6)
     return info
 

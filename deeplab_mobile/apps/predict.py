@@ -1,10 +1,12 @@
-"""The predict app: segment images, a folder or a glob with a model file, a training run folder or an exported ONNX
-file (``scripts/predict.py`` is its command line; docs/predict.md).
+"""The predict app: segment images, a folder or a glob, videos and cameras, with a model file, a training run
+folder, an exported ONNX file or an ExecuTorch program (``scripts/predict.py`` is its command line;
+docs/predict.md).
 
 For each image ``<name>.png`` (palette PNG: class indices in VOC's colours) and ``<name>_overlay.jpg`` (the image
-blended with the colours, a legend of the classes present) go to the output folder, with ``predictions.json``:
-the settings, each image's classes (pixel fractions) and the images that could not be read. An unreadable image
-is named and skipped; the exit status is then 1.
+blended with the colours, a legend of the classes present) go to the output folder; for each video file
+(``clip.mp4``) or camera index (``0``) ``<name>_overlay.mp4`` and its frame rates (``video.segment_video``);
+``predictions.json`` has the settings, each image's classes (pixel fractions), each video's frames and frames per
+second, and what could not be read. An unreadable image or video is named and skipped; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from ..config.run import load_segmenter
@@ -27,6 +30,7 @@ from ..files import atomic_path, write_json
 from ..models.weights import WeightsError
 from ..predict import MAX_SIZE, PAD_TO
 from ..table7 import MF_SCALES
+from ..video import VideoError, is_camera, is_video, segment_video
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -58,8 +62,12 @@ def output_names(images: list[Path]) -> dict[Path, str]:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="predict.py", description="Segment images with a trained or official model.")
-    parser.add_argument("inputs", nargs="+", help="image files, folders or globs ('photos/*.jpg')")
-    what = "a model file (scripts/convert_weights.py), a training run folder or an exported .onnx"
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="images, folders or globs ('photos/*.jpg'), videos (clip.mp4), camera indices (0)",
+    )
+    what = "a model file (scripts/convert_weights.py), a training run folder, an exported .onnx or an ExecuTorch .pte"
     parser.add_argument("--weights", required=True, help=what)
     parser.add_argument("--out", default=None, help="output folder (default outputs/predict/<time>)")
     parser.add_argument("--mf", action="store_true", help="multi-scale + left-right flip (DeepLab's MF)")
@@ -71,6 +79,10 @@ def parse_args(argv):
     parser.add_argument("--max-size", type=int, default=MAX_SIZE, help="scale longer sides down to this (0: never)")
     parser.add_argument("--pad-to", type=int, default=PAD_TO, help="pad smaller images to this square, as evaluation")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads: PyTorch's, or the runtime's for an export"
+    )
+    parser.add_argument("--max-frames", type=int, default=None, help="stop a video or camera after this many frames")
     parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -78,13 +90,16 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
-        segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os)
+        segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os, threads=args.threads)
     except (WeightsError, FileNotFoundError, ValueError, MissingExtra) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    images = find_images(args.inputs)
-    if not images:
+    videos = [item for item in args.inputs if is_video(item) or is_camera(item)]
+    images = find_images([item for item in args.inputs if item not in videos])
+    if not images and not videos:
         print(f"error: no images in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
     out = Path(args.out or f"outputs/predict/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
@@ -99,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         "max_size": args.max_size,
         "pad_to": args.pad_to,
         "classes": list(segmenter.classes),
+        "threads": args.threads,
         "images": [],
+        "videos": [],
         "errors": [],
     }
     for path in tqdm(images, desc="predict", disable=args.no_progress):
@@ -126,11 +143,33 @@ def main(argv: list[str] | None = None) -> int:
         counts = np.bincount(labels.ravel(), minlength=len(segmenter.classes))
         present = {segmenter.classes[c]: round(float(n) / labels.size, 5) for c, n in enumerate(counts) if n}
         record["images"].append({"image": str(path), "mask": f"{stem}.png", "classes": present})
+    predict_kwargs = {"scales": scales, "flip": flip, "max_size": args.max_size or None, "pad_to": args.pad_to}
+    for item in videos:
+        try:
+            done = segment_video(
+                segmenter, item, out, args.max_frames, not args.no_progress, args.threads, **predict_kwargs
+            )
+        except VideoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            record["errors"].append({"video": f"camera {item}" if is_camera(item) else item, "error": str(exc)})
+            continue
+        except ValueError as exc:  # a setting the model cannot run: stop here
+            print(f"error: {item}: {exc}", file=sys.stderr)
+            return 1
+        record["videos"].append(done)
+        h, w = done["frame_size"]
+        print(
+            f"{done['source']}: {done['frames']} frames of {w}x{h}, {done['fps_model']:.1f} frames/s in the model "
+            f"({done['model_ms']['median_ms']:.1f} ms median), {done['fps_total']:.1f} frames/s with decoding and "
+            f"writing, threads {args.threads or 'default'} -> {done['output']}"
+        )
     write_json(out / "predictions.json", record)
-    print(f"{len(record['images'])} of {len(images)} images segmented -> {out}")
+    if images:
+        print(f"{len(record['images'])} of {len(images)} images segmented -> {out}")
     if record["errors"]:
         print(
-            f"{len(record['errors'])} could not be read: " + ", ".join(e["image"] for e in record["errors"]),
+            f"{len(record['errors'])} could not be read: "
+            + ", ".join(e.get("image") or e["video"] for e in record["errors"]),
             file=sys.stderr,
         )
         return 1

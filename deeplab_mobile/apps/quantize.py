@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +36,15 @@ from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_
 from ..data.loader import train_loader
 from ..data.transforms import pad_collate
 from ..deploy import OnnxSegmentor, export_onnx
+from ..deploy.executorch import MAX_SIDE, PTE_SUFFIX, PteSegmentor, export_pte, lower_to_pte
 from ..deploy.exported import export_meta, read_export_meta, write_export_meta
-from ..deploy.qat import convert_and_export, finetune, prepare_qat
+from ..deploy.qat import convert, export_qdq_onnx, finetune, prepare_qat
 from ..deploy.quantize import METHODS, QuantizationError, check_float_model, quantize_model
 from ..engine.checkpoint import CheckpointError
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
 from ..extras import MissingExtra
 from ..files import write_json
-from ..latency import ort_latency
+from ..latency import ort_latency, pte_latency
 from ..models.pretrained import load_model_file
 from ..models.weights import WeightsError
 from ..table7 import MF_SCALES
@@ -151,6 +153,8 @@ def quantize(cfg: DictConfig) -> dict:
         raise QuantizationError("qat.steps must be >= 0, and QAT needs run_dir= or weights= (the PyTorch model)")
     if int(cfg.calibration.images) < 1:
         raise QuantizationError(f"calibration.images must be at least 1, got {cfg.calibration.images}")
+    if cfg.executorch and cfg.onnx:
+        raise QuantizationError("executorch=true needs the PyTorch model: give run_dir= or weights=, not onnx=")
     source = float_model(cfg)
     data = source.data
     if not cfg.run_dir:  # a run's data is where its config says: it is not written again elsewhere
@@ -165,9 +169,21 @@ def quantize(cfg: DictConfig) -> dict:
     geometry = source.meta.get("geometry", "torch")
     stride = source.meta.get("output", {}).get("stride")  # feature-resolution logits: resized as PyTorch's are
     files = {"float": source.onnx, "int8": int8_path}
+    if cfg.executorch:  # the same network as XNNPACK programs: float, and INT8 from the same calibration images
+        side, most = (source.pad_to, source.pad_to), pte_max_side(cfg, source)
+        files["float_pte"] = export_pte(
+            source.model, source.out_dir / "model.pte", side, True, upsample=False, max_side=most
+        )
+        calibration = calibration_batches(source, int(cfg.calibration.images), split, int(cfg.calibration.seed), False)
+        int8_pte = source.out_dir / "model.int8.pte"
+        files["int8_pte"] = export_pte(
+            source.model, int8_pte, side, True, upsample=False, calibration=calibration, max_side=most
+        )
+        log.info("wrote %s and %s", files["float_pte"], files["int8_pte"])
     if int(cfg.qat.steps) > 0:
-        files["qat"], qat_losses = quantization_aware(cfg, source)
-        log.info("wrote %s", files["qat"])
+        qat_files, qat_losses = quantization_aware(cfg, source)
+        files.update(qat_files)
+        log.info("wrote %s", ", ".join(str(p) for p in qat_files.values()))
     classes = source.meta["classes"]
     mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
     val = evaluation_data(
@@ -184,12 +200,12 @@ def quantize(cfg: DictConfig) -> dict:
             for mode, kw in modes.items()
         }
 
-    nets = {name: OnnxSegmentor(path, geometry, output_stride=stride) for name, path in files.items()}
+    nets = {name: runner(path, geometry, stride) for name, path in files.items()}
     scores = {name: score(net) for name, net in nets.items()}
     agree = {name: agreement(nets["float"], net, normalize, loader) for name, net in nets.items() if name != "float"}
     size = tuple(cfg.latency.size or (source.pad_to, source.pad_to))
     latency = {
-        name: {str(t): ort_latency(path, size, int(t), repeats=int(cfg.latency.repeats)) for t in cfg.latency.threads}
+        name: {str(t): file_latency(path, size, int(t), int(cfg.latency.repeats)) for t in cfg.latency.threads}
         for name, path in files.items()
     }
     record = {
@@ -215,6 +231,14 @@ def quantize(cfg: DictConfig) -> dict:
         "pixel_acc": {name: {mode: s["pixel_acc"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
         "files": {name: str(path) for name, path in files.items()},
     }
+    if "float_pte" in files:
+        record["executorch"] = {
+            "delegate": "XNNPACK",
+            "quantizer": "XNNPACKQuantizer (PT2E): int8 per-channel symmetric weights, int8 activations",
+            "float_max_abs_diff": pte_parity(source.model, files["float_pte"], source.pad_to),
+            "miou_drop": {mode: scores["float_pte"][mode]["miou"] - scores["int8_pte"][mode]["miou"] for mode in modes},
+            "argmax_agreement": {name: agree[name] for name in files if name.endswith("_pte")},
+        }
     if "qat" in files:
         record["qat"] = {
             "steps": int(cfg.qat.steps),
@@ -285,7 +309,38 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
         align,
         progress=cfg.progress,
     )
-    return convert_and_export(prepared, source.out_dir / "model.qat.int8.onnx"), losses
+    converted = convert(prepared)
+    files = {"qat": export_qdq_onnx(converted, source.out_dir / "model.qat.int8.onnx")}
+    if cfg.executorch:
+        side = (source.pad_to, source.pad_to)
+        path = source.out_dir / "model.qat.int8.pte"
+        files["qat_pte"] = lower_to_pte(converted, path, side, dynamic=True, max_side=pte_max_side(cfg, source))
+    return files, losses
+
+
+def pte_max_side(cfg: DictConfig, source: FloatModel) -> int:
+    """The largest side an ExecuTorch program of this run takes: the MF scales' largest input, at least 1025."""
+    scales = list(cfg.eval.mf_scales or source.mf_scales) if cfg.eval.mf else [1.0]
+    return max(MAX_SIDE, math.ceil(source.pad_to * max(1.0, *scales)) + 1)
+
+
+def runner(path: Path, geometry: str, stride: int | None):
+    """The evaluator's view of an exported file: ONNX Runtime for ``.onnx``, ExecuTorch for ``.pte``."""
+    if path.suffix == PTE_SUFFIX:
+        return PteSegmentor(path, geometry, output_stride=stride)
+    return OnnxSegmentor(path, geometry, output_stride=stride)
+
+
+def file_latency(path: Path, size: tuple[int, int], threads: int, repeats: int) -> dict:
+    timer = pte_latency if path.suffix == PTE_SUFFIX else ort_latency
+    return timer(path, size, threads, repeats=repeats)
+
+
+@torch.no_grad()
+def pte_parity(model: torch.nn.Module, path: Path, side: int, seed: int = 0) -> float:
+    """Max |logit difference| of the float ExecuTorch program against the PyTorch model on one random input."""
+    x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(seed))
+    return float((PteSegmentor(path).raw(x) - model.eval().logits(x)).abs().max())
 
 
 def main(cfg: DictConfig) -> None:

@@ -17,12 +17,15 @@ def eval_dir(run_dir, weights, out_dir) -> str:
     return str(run_dir or out_dir or Path("outputs/eval") / Path(str(weights)).stem)
 
 
-def export_dir(run_dir, weights, now) -> str:
+def export_dir(run_dir, weights, now, format="onnx") -> str:
     """An export's folder: ``<run>/export``, ``outputs/export/<model file name>``, or ``outputs/export/<time>`` for a
-    configuration with random weights."""
+    configuration with random weights; an ExecuTorch program (``format=pte``) in its ``executorch`` subfolder, so
+    each file has its own export.json."""
     if run_dir:
-        return str(Path(run_dir) / "export")
-    return str(Path("outputs/export") / (Path(str(weights)).stem if weights else str(now)))
+        base = Path(run_dir) / "export"
+    else:
+        base = Path("outputs/export") / (Path(str(weights)).stem if weights else str(now))
+    return str(base / "executorch" if format == "pte" else base)
 
 
 def quant_dir(run_dir, weights, onnx, out_dir) -> str:

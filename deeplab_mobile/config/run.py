@@ -107,11 +107,14 @@ class LoadedRun:
     checkpoint: Path
 
 
-def load_segmenter(path: str | Path, *, device: str = "cpu", output_stride: int | None = None) -> Segmenter:
+def load_segmenter(
+    path: str | Path, *, device: str = "cpu", output_stride: int | None = None, threads: int | None = None
+) -> Segmenter:
     """A ``Segmenter`` for a training run folder (its network built from its config, the last checkpoint's weights),
-    or for anything else ``Segmenter.from_pretrained`` reads (a model file, an ONNX export)."""
+    or for anything else ``Segmenter.from_pretrained`` reads (a model file, an ONNX export, an ExecuTorch program;
+    ``threads`` for their runtimes)."""
     if not Path(path).is_dir():
-        return Segmenter.from_pretrained(path, device=device, output_stride=output_stride)
+        return Segmenter.from_pretrained(path, device=device, output_stride=output_stride, threads=threads)
     loaded = load_run(path)
     model = loaded.model
     if output_stride is not None:

@@ -4,11 +4,12 @@ output channel; BatchNorm kept and folded at conversion), the model is fine-tune
 exported to ONNX as QuantizeLinear/DequantizeLinear pairs that ONNX Runtime runs with integer kernels, the same
 format as post-training quantization (``deploy.quantize``), so both are evaluated and timed the same way.
 
-The quantizer is XNNPACK's annotation (int8 per-channel symmetric weights, int8 activations), as torchao 0.18
-ships it under ``torchao.testing.pt2e``: its x86 and Arm inductor quantizers refuse MobileNetV2's residual
-conv -> BN -> add partitions ("Input partition has more than one output node"), and executorch, XNNPACK's home, is
-not a dependency worth taking for one annotation. The model exported is the segmentor's feature-resolution logits
-(``FeatureLogits``); the resize to the image runs outside, in float, as it does for the PTQ model.
+The quantizer is XNNPACK's (int8 per-channel symmetric weights, int8 activations; ``executorch.xnnpack_quantizer``),
+the one the ExecuTorch INT8 export calibrates with: the fine-tuned model goes to ONNX Runtime as a QDQ file and to
+ExecuTorch as an XNNPACK program from the same converted graph. (torchao's x86 and Arm inductor quantizers refuse
+MobileNetV2's residual conv -> BN -> add partitions: "Input partition has more than one output node".) The model is
+the segmentor's feature-resolution logits (``FeatureLogits``); the resize to the image runs outside, in float, as
+it does for the PTQ model.
 """
 
 from __future__ import annotations
@@ -19,33 +20,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.export import Dim
 from tqdm import tqdm
 
 from ..extras import require
 from ..files import atomic_path
+from .executorch import xnnpack_quantizer
+from .exported import dynamic_shapes
 from .onnx import FeatureLogits
-
-
-def _dynamic_shapes():
-    return ({0: Dim("batch"), 2: Dim("height", min=33), 3: Dim("width", min=33)},)
 
 
 def prepare_qat(model: nn.Module, crop_size: int) -> fx.GraphModule:
     """The segmentor (``logits``) captured and annotated for QAT, in training mode."""
     require("Quantization-aware training", "torchao", "executorch")
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
     net = FeatureLogits(model).train()
     example = torch.randn(2, 3, crop_size, crop_size)
-    exported = torch.export.export(net, (example,), dynamic_shapes=_dynamic_shapes()).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
-    prepared = prepare_qat_pt2e(exported, quantizer)
+    exported = torch.export.export(net, (example,), dynamic_shapes=dynamic_shapes()).module()
+    prepared = prepare_qat_pt2e(exported, xnnpack_quantizer(qat=True))
     move_exported_model_to_train(prepared)
     return prepared
 
@@ -80,13 +73,17 @@ def finetune(
     return losses
 
 
-def convert_and_export(prepared: fx.GraphModule, path: str | Path, opset: int = 18) -> Path:
-    """Freeze the fine-tuned model's quantization (BN folded) and write it as a QDQ ONNX file, atomically."""
+def convert(prepared: fx.GraphModule) -> fx.GraphModule:
+    """Freeze the fine-tuned model's quantization (BN folded): the integer model both runtimes get."""
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     move_exported_model_to_eval(prepared)
-    converted = convert_pt2e(prepared)
+    return convert_pt2e(prepared)
+
+
+def export_qdq_onnx(converted: fx.GraphModule, path: str | Path, opset: int = 18) -> Path:
+    """A converted PT2E model as a QDQ ONNX file (free batch, height and width), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(1, 3, 65, 65)
@@ -97,7 +94,7 @@ def convert_and_export(prepared: fx.GraphModule, path: str | Path, opset: int = 
             input_names=["image"],
             output_names=["logits"],
             opset_version=opset,
-            dynamic_shapes=_dynamic_shapes(),
+            dynamic_shapes=dynamic_shapes(),
             dynamo=True,
             external_data=False,
             verbose=False,

@@ -62,7 +62,9 @@ def check_float_model(path: str | Path) -> dict:
 
 def float_nodes(path: str | Path, groups: Sequence[str]) -> list[str]:
     """The nodes of the ``groups`` of ``KEEP_FLOAT``: ``first``, the conv that reads the graph input; ``logits``,
-    the chain from the graph output back to (and including) the last conv, the classifier."""
+    the nodes from the graph output back to (and including) the last conv, the classifier: the resize, through
+    every computed input (a matmul resize reads its interpolation matrices as its first inputs), but not into
+    what a ``Shape`` node reads (only its size)."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -77,8 +79,8 @@ def float_nodes(path: str | Path, groups: Sequence[str]) -> list[str]:
             if node is None or node.name in names:
                 continue
             names.append(node.name)
-            if node.op_type != "Conv":
-                frontier += [i for i in node.input[:1] if i]
+            if node.op_type not in ("Conv", "Shape"):
+                frontier += [i for i in node.input if i in producer]
     return names
 
 

@@ -27,6 +27,8 @@ def test_benchmark_writes_its_tables(tmp_path):
             "--repeats",
             "2",
             "--compile",
+            "--executorch",
+            "--profile",
             "--out",
             str(out),
         ]
@@ -46,6 +48,14 @@ def test_benchmark_writes_its_tables(tmp_path):
     assert "onnxruntime_int8" not in rows["tv_lraspp_mnv3"]
     assert any("candidate INT8" in g and "float ONNX Runtime" in g for g in result["goals"])
     assert any(g.startswith("candidate INT8 file") for g in result["goals"])
+    # the profile: float and INT8, the final resize as a Resize node and as two MatMuls, its share of the kernels
+    profile = {(r["resize"], r["model"]): r for r in result["profile"]}
+    assert set(profile) == {(r, m) for r in ("interpolate", "matmul") for m in ("float", "int8")}
+    assert "Resize" in profile["interpolate", "float"]["ops"] and "MatMul" in profile["matmul", "float"]["ops"]
+    for r in profile.values():
+        assert 0 < r["resize_ms"] < r["kernels_ms"] and r["resize_share"] == r["resize_ms"] / r["kernels_ms"]
+        assert sum(r["ops"].values()) == pytest.approx(r["kernels_ms"])
+    assert "final resize" in (out / "benchmark.md").read_text()
 
 
 def test_the_benchmark_networks_are_table7s():

@@ -32,3 +32,22 @@ def test_export_of_a_configuration_and_of_a_run_that_ended_at_os8(tmp_path, synt
     train(tiny(synthetic_voc, "trainer.iters=2", "trainer.final_stage={os:8,iters:1}", "eval.mf=false"), run)
     info = export(composed("export", [f"run_dir={run}", "size=[65,65]"]), run / "export")
     assert info["os"] == 8 and info["parity"][0]["argmax_agreement"] >= 0.999
+
+
+def test_executorch_program_of_a_configuration(tmp_path):
+    """format=pte: an XNNPACK program (DeepLab's geometry: the matmul resize with align_corners=True) within 1e-4 of
+    PyTorch, its export.json, the folder rule (<export>/executorch), and the one-line refusals."""
+    from deeplab_mobile.config.paths import export_dir
+
+    cfg = composed("export", ["head=no_aspp", "width=0.35", "size=[65,81]", "format=pte", "geometry=deeplab"])
+    info = export(cfg, tmp_path)
+    assert (tmp_path / "model.pte").is_file() and info["delegate"] == "XNNPACK" and info["resize"] == "matmul"
+    assert info["parity"][0]["size"] == [65, 81] and info["parity"][0]["max_abs_diff"] <= 1e-4
+    assert json.loads((tmp_path / "export.json").read_text())["input"]["shape"] == [1, 3, 65, 81]
+    assert export_dir("outputs/train/r", None, "now", "pte") == "outputs/train/r/export/executorch"
+    assert export_dir("outputs/train/r", None, "now", "onnx") == "outputs/train/r/export"
+    with pytest.raises(ValueError, match="static size"):
+        export(composed("export", ["width=0.35", "format=pte", "dynamic=true"]), tmp_path / "d")
+    with pytest.raises(ValueError, match="format='tflite'"):
+        export(composed("export", ["width=0.35", "format=tflite"]), tmp_path / "t")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "t").exists()

@@ -104,6 +104,29 @@ def test_quantization_aware_fine_tuning_runs_exports_and_is_scored(run, tmp_path
     assert saved["qat"]["loss_last"] == record["qat"]["loss_last"] and "qat" in saved["latency_ms"]
 
 
+def test_executorch_programs_are_scored_by_the_same_evaluator(run, synthetic_voc, tmp_path):
+    """executorch=true: float and INT8 XNNPACK programs beside the ONNX files; the float program scores as the float
+    ONNX model does (both are the PyTorch model to ~1e-6), the INT8 one segments like it. (A QAT model is lowered
+    by the same ``lower_to_pte`` from the same converted graph as the PTQ one; not repeated here for time.)"""
+    record = quantize(settings(f"run_dir={run}", f"out_dir={tmp_path}", "executorch=true"))
+    for name in ("model.pte", "model.int8.pte"):
+        assert (tmp_path / name).is_file()
+    et = record["executorch"]
+    assert et["float_max_abs_diff"] <= 1e-4 and et["delegate"] == "XNNPACK"
+    assert record["miou"]["float_pte"]["ss"] == pytest.approx(record["miou"]["float"]["ss"], abs=1e-3)
+    assert et["argmax_agreement"]["int8_pte"] > 0.9
+    assert et["miou_drop"]["ss"] == pytest.approx(record["miou"]["float_pte"]["ss"] - record["miou"]["int8_pte"]["ss"])
+    assert record["bytes"]["int8_pte"] < 0.5 * record["bytes"]["float_pte"]
+    assert set(record["latency_ms"]) == {"float", "int8", "float_pte", "int8_pte"}
+    # an INT8 program segments images through Segmenter (export.json beside it), free sizes included
+    from deeplab_mobile.data.base import read_image
+
+    image = read_image(next((synthetic_voc / "JPEGImages").iterdir()))
+    segmenter = Segmenter.from_pretrained(tmp_path / "model.int8.pte", threads=1)
+    assert segmenter.predict(image, pad_to=65, max_size=None).shape == image.shape[:2]
+    assert segmenter.predict(image, pad_to=97, max_size=None, scales=(0.75, 1.0), flip=True).shape == image.shape[:2]
+
+
 def test_bad_settings_are_refused_before_any_file(run, tmp_path):
     with pytest.raises(QuantizationError, match="method='kl'"):
         quantize(settings(f"run_dir={run}", "method=kl", f"out_dir={tmp_path / 'a'}"))
@@ -111,6 +134,8 @@ def test_bad_settings_are_refused_before_any_file(run, tmp_path):
         quantize(settings(f"out_dir={tmp_path / 'b'}"))
     with pytest.raises(QuantizationError, match="QAT needs run_dir= or weights="):
         quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "qat.steps=5", f"out_dir={tmp_path / 'd'}"))
+    with pytest.raises(QuantizationError, match="executorch=true needs the PyTorch model"):
+        quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "executorch=true", f"out_dir={tmp_path / 'e'}"))
     with pytest.raises(QuantizationError, match="calibration.images must be at least 1"):
         quantize(settings(f"run_dir={run}", "calibration.images=0", f"out_dir={tmp_path / 'c'}"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
