@@ -131,7 +131,8 @@ def pte_models(name: str, model: nn.Module, size: int, out: Path, int8: bool) ->
         if not path.is_file():
             gen = torch.Generator().manual_seed(0)
             calibration = [torch.randn(1, 3, size, size, generator=gen) for _ in range(4)] if "int8" in kind else None
-            export_pte(copy.deepcopy(model), path, (size, size), calibration=calibration)
+            net = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # as timed channels_last before
+            export_pte(net, path, (size, size), calibration=calibration)
     return paths
 
 

@@ -112,7 +112,7 @@ def export_pte(
             "an ExecuTorch program with the final resize has a static size: export dynamic=true with upsample=false "
             "(feature-resolution logits), or give the size"
         )
-    net = prepare_for_export(model, labels, fold_bn, upsample, resize)
+    net = prepare_for_export(model, labels, fold_bn, upsample, resize, None if dynamic else size)
     if calibration is not None:
         net = quantize_pt2e(net, calibration, size, dynamic, max_side)
     return lower_to_pte(net, path, size, dynamic, max_side)

@@ -11,7 +11,7 @@ from ..extras import require
 from ..files import atomic_path
 from .exported import ExportedSegmentor, dynamic_shapes
 from .fold import fold_batchnorm
-from .resize import MatmulUpsample
+from .resize import FixedSizeResize, MatmulUpsample
 
 LABEL_DTYPES = {"int32": torch.int32, "uint8": torch.uint8}
 # The final resize in a deployed graph: ``matmul``, two interpolation-matrix products (``deploy.resize``, the
@@ -48,21 +48,28 @@ def prepare_for_export(
     fold_bn: bool = True,
     upsample: bool = True,
     resize: str = "matmul",
+    size: tuple[int, int] | None = None,
 ) -> nn.Module:
     """The module that gets exported: eval mode, BN folded (``fold_bn``), the final resize as ``resize`` says
-    (``RESIZES``), wrapped in ``LabelMap`` if ``labels`` is ``"int32"`` or ``"uint8"``; ``upsample=False``: the
-    logits at the feature resolution (``FeatureLogits``)."""
+    (``RESIZES``; for a static ``size`` the matmul resize's matrices are constants, ``FixedSizeResize``), wrapped
+    in ``LabelMap`` if ``labels`` is ``"int32"`` or ``"uint8"``; ``upsample=False``: the logits at the feature
+    resolution (``FeatureLogits``)."""
     if labels is not None and labels not in LABEL_DTYPES:
         raise ValueError(f"labels must be one of {sorted(LABEL_DTYPES)} or None, not {labels!r}")
     if resize not in RESIZES:
         raise ValueError(f"resize must be one of {list(RESIZES)}, not {resize!r}")
-    if not upsample:
-        if labels:
-            raise ValueError("labels need the logits at the input size: upsample=False exports logits only")
+    if not upsample and labels:
+        raise ValueError("labels need the logits at the input size: upsample=False exports logits only")
+    segmentor = hasattr(model, "logits")  # any other module has no final resize to replace
+    fixed = upsample and resize == "matmul" and segmentor and size is not None
+    align_corners = bool(getattr(model, "align_corners", False))
+    if not upsample or fixed:
         model = FeatureLogits(model)
-    elif resize == "matmul" and hasattr(model, "logits"):  # a segmentor; any other module has no final resize
+    elif resize == "matmul" and segmentor:
         model = MatmulUpsample(model)
     model = fold_batchnorm(model) if fold_bn else model.eval()
+    if fixed:
+        model = FixedSizeResize(model, size, align_corners).eval()
     return LabelMap(model, LABEL_DTYPES[labels]).eval() if labels else model
 
 
@@ -85,7 +92,7 @@ def export_onnx(
     require("ONNX export", "onnx", "onnxscript")
     if opset < 17:
         raise ValueError(f"opset {opset} < 17: the export needs opset 17 or later")
-    net = prepare_for_export(model, labels, fold_bn, upsample, resize)
+    net = prepare_for_export(model, labels, fold_bn, upsample, resize, None if dynamic else size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(1, 3, *size)

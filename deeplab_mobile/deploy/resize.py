@@ -47,7 +47,7 @@ def resize_bilinear(x: torch.Tensor, size: Sequence[int], align_corners: bool = 
 
 class MatmulUpsample(nn.Module):
     """A segmentor whose final resize (feature-resolution logits to the input size) is ``resize_bilinear``: what
-    the deployed graphs run (``deploy.onnx.prepare_for_export``, the ExecuTorch export)."""
+    the deployed graphs with free sizes run (``deploy.onnx.prepare_for_export``)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -56,3 +56,23 @@ class MatmulUpsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return resize_bilinear(self.model.logits(x), x.shape[-2:], self.align_corners)
+
+
+class FixedSizeResize(nn.Module):
+    """``logits`` (a module computing feature-resolution logits) followed by the matmul resize to one input
+    ``size``, its two matrices computed once and kept as buffers: constants in an exported graph, so a runtime that
+    does not fold constants (ExecuTorch) runs two matrix products and nothing else. What static-size deployed
+    graphs run."""
+
+    def __init__(self, logits: nn.Module, size: Sequence[int], align_corners: bool) -> None:
+        super().__init__()
+        self.logits = logits
+        self.size = tuple(int(v) for v in size)
+        with torch.no_grad():
+            h, w = logits(torch.zeros(1, 3, *self.size)).shape[-2:]
+        like = torch.zeros(())
+        self.register_buffer("a", interpolation_matrix(h, self.size[0], align_corners, like))
+        self.register_buffer("b_t", interpolation_matrix(w, self.size[1], align_corners, like).T.contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a @ (self.logits(x) @ self.b_t)
