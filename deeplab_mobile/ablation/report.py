@@ -68,15 +68,40 @@ def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
     return result
 
 
+# --latency: measured here in PyTorch (cpu, cuda), or read from each run's quant/quant.json (scripts/quantize.py
+# timed its exported files): the runtime's label in the table and that file's key in quant.json's latency_ms
+QUANT_RUNTIMES = {
+    "ort": ("ORT float", "float"),
+    "ort_int8": ("ORT INT8", "int8"),
+    "executorch": ("ExecuTorch float", "float_pte"),
+    "executorch_int8": ("ExecuTorch INT8", "int8_pte"),
+}
+LATENCY_CHOICES = ["cpu", "cuda", *QUANT_RUNTIMES]
+
+
 def measure(runs: list[Run], device: str, size: int) -> None:
-    """Time each finished run's network (its architecture: the weights do not change the time) and write
+    """Time each finished run's network in PyTorch (its architecture: the weights do not change the time) and write
     ``latency.json`` into its folder."""
     for run in tqdm([r for r in runs if r.state == "done"], desc=f"latency on {device}"):
         model_cfg = OmegaConf.load(run.path / ".hydra" / "config.yaml").model
         torch.manual_seed(0)
         model = build_model(model_cfg, weights=False).set_output_stride(run.arch["os"])  # the stride evaluated at
-        run.latency = measure_latency(model, size=size, device=device)
+        run.latency = {**measure_latency(model, size=size, device=device), "runtime": "torch"}
         write_json(run.path / "latency.json", run.latency)
+
+
+def latency_from_quant(runs: list[Run], runtime: str, threads: int) -> None:
+    """Each run's latency as ``scripts/quantize.py`` measured it for ``runtime`` (``QUANT_RUNTIMES``) at
+    ``threads``; a run without that measurement gets none (an empty cell)."""
+    label, key = QUANT_RUNTIMES[runtime]
+    for run in runs:
+        quant = run.quant or {}
+        ms = (quant.get("latency_ms") or {}).get(key, {}).get(str(threads))
+        size = "x".join(str(v) for v in quant.get("latency_size") or [])
+        run.latency = None
+        if ms is not None:
+            device = f"CPU, {threads} thread{'s' if threads > 1 else ''}" + (f", {size}" if size else "")
+            run.latency = {"median_ms": ms, "device": device, "runtime": label}
 
 
 def other_evaluations(runs: list[Run], rows: list) -> list[str]:
@@ -96,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", type=Path, help="a sweep folder (outputs/multirun/<date>) or a run folder")
     parser.add_argument("--out", type=Path, help="where to write the report (default: <sweep>/report)")
-    parser.add_argument("--latency", choices=["cpu", "cuda"], help="measure each model's latency first")
-    parser.add_argument("--latency-size", type=int, default=513, help="input size for --latency (default 513)")
+    parser.add_argument(
+        "--latency",
+        choices=LATENCY_CHOICES,
+        help="a latency column: cpu or cuda measures each model in PyTorch first; ort, ort_int8, executorch, "
+        "executorch_int8 read what scripts/quantize.py measured for each run (quant/quant.json)",
+    )
+    parser.add_argument("--latency-size", type=int, default=513, help="input size for --latency cpu|cuda (513)")
+    parser.add_argument("--latency-threads", type=int, default=1, help="threads read for a runtime's latency (1)")
     evaluations = (
         f"the evaluations that make rows: {TRAIN} (the training's own, default), names of <run>/eval/<name>/ "
         "records, or all; each row shows its protocol on every split it was evaluated on"
@@ -120,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     runs += not_started(args.sweep, runs)
-    if args.latency:
+    if args.latency in QUANT_RUNTIMES:
+        latency_from_quant(runs, args.latency, args.latency_threads)
+    elif args.latency:
         measure(runs, args.latency, args.latency_size)
     try:
         rows = build_rows(runs, tuple(args.eval), args.reference, args.samples, args.seed)

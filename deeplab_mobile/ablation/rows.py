@@ -312,7 +312,8 @@ def rows_of_variant(group: list[Run], evaluations: tuple[str, ...], expected_see
         row.int8_miou = float(np.mean(int8)) if int8 else None
         latency = next((r.latency for r in seen_seeds.values() if r.latency), None)
         if latency and not row.mf and row.arch["os"] == first.arch["os"]:  # one single-scale pass at that stride
-            row.latency_ms, row.latency_device = latency.get("median_ms"), latency.get("device")
+            runtime = latency.get("runtime", "torch")  # a latency.json written before runtimes were named: torch's
+            row.latency_ms, row.latency_device = latency.get("median_ms"), f"{runtime}, {latency.get('device')}"
         rows.append(row)
     return rows
 

@@ -376,7 +376,26 @@ def test_latency_is_measured_and_reported(tmp_path):
     latency = json.loads((tmp_path / "a" / "latency.json").read_text())
     assert latency["size"] == 65 and latency["repeats"] == 10 and 0 < latency["min_ms"] <= latency["median_ms"]
     assert float(rows[0]["latency_ms"]) == pytest.approx(latency["median_ms"])
-    assert "Latency (CPU" in (tmp_path / "report" / "table.md").read_text()
+    assert latency["runtime"] == "torch" and "Latency (torch, CPU" in (tmp_path / "report" / "table.md").read_text()
+
+
+def test_latency_of_a_runtime_is_read_from_quant_json(tmp_path):
+    """--latency ort_int8 / executorch: what scripts/quantize.py timed for each run, at --latency-threads, the
+    runtime named in the column; a run not quantized has an empty cell."""
+    metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.1}}
+    fake_run(tmp_path / "a", ["variant=mnv2_os16_no_aspp"], metrics)
+    fake_run(tmp_path / "b", ["variant=mnv2_os16_aspp"], metrics)
+    latency = {"int8": {"1": 12.5, "2": 8.25}, "float_pte": {"1": 30.0, "2": 20.0}}
+    (tmp_path / "a" / "quant").mkdir()
+    (tmp_path / "a" / "quant" / "quant.json").write_text(
+        json.dumps({"latency_ms": latency, "latency_size": [129, 129]})
+    )
+    rows, out = report(tmp_path, "--latency", "ort_int8", "--latency-threads", "2")
+    assert {r["runs"]: r["latency_ms"] for r in rows} == {"a": "8.25", "b": ""}
+    assert "| Latency (ORT INT8, CPU, 2 threads, 129x129) |" in (out / "table.md").read_text()
+    rows, out = report(tmp_path, "--latency", "executorch")
+    assert {r["runs"]: r["latency_ms"] for r in rows} == {"a": "30.0", "b": ""}
+    assert "Latency (ExecuTorch float, CPU, 1 thread, 129x129)" in (out / "table.md").read_text()
 
 
 def test_eval_subfolder_is_not_a_run(tmp_path):
