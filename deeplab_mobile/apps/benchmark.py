@@ -195,12 +195,13 @@ def cpu_rows(
     return rows, rates
 
 
-# Kernels of the final resize in a profile: a Resize node (``resize=interpolate``; the head's image pooling
-# broadcast, 1x1 to the feature size, is a Resize too and is counted with it: well under 0.1 ms) or the two
-# interpolation-matrix products (``resize=matmul``: float MatMul, or their int8 form when quantized)
 # ExecuTorch against ONNX Runtime in the goal lines: (label, ExecuTorch key, ONNX Runtime key)
 ET_PAIRS = (("float", "executorch", "onnxruntime"), ("INT8", "executorch_int8", "onnxruntime_int8"))
-RESIZE_OPS = ("Resize", "MatMul", "QLinearMatMul", "MatMulInteger")
+# Kernels of the final resize in a profile: a Resize node (``resize=interpolate``; ONNX Runtime's profiler names
+# its kernel Resize or Upsample; the head's image-pooling broadcast, 1x1 to the feature size, is one too and is
+# counted with it in both variants: about 0.1 ms) or the two interpolation-matrix products (``resize=matmul``:
+# float MatMul, or their int8 form when quantized)
+RESIZE_OPS = ("Resize", "Upsample", "MatMul", "QLinearMatMul", "MatMulInteger")
 
 
 def profile_rows(size: int, threads_list, out: Path, warmup: int, repeats: int) -> list[dict]:
