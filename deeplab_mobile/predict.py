@@ -24,9 +24,8 @@ from .data import Normalize
 from .data.transforms import mean_pixel, pad_collate
 from .data.voc import CLASSES as VOC_CLASSES
 from .data.voc import PALETTE
-from .deploy.executorch import PTE_SUFFIX, PteSegmentor
-from .deploy.exported import ExportedSegmentor, exported_shape, read_export_meta
-from .deploy.onnx import OnnxSegmentor
+from .deploy.executorch import PTE_SUFFIX
+from .deploy.exported import ExportedSegmentor, open_exported, read_export_meta
 from .engine.evaluator import mean_padded, predict_probs
 
 MAX_SIZE = 513  # DeepLab's demo scales an image's long side to this; VOC images are at most 500 pixels
@@ -72,13 +71,7 @@ class Segmenter:
             info = read_export_meta(path)
             if output_stride is not None and output_stride != info.get("os"):
                 raise ValueError(f"{path}: exported at output stride {info.get('os')}; re-export for another")
-            stride = info.get("output", {}).get("stride")  # a feature-resolution export (scripts/quantize.py)
-            geometry = info.get("geometry", "torch")
-            if path.suffix == ".onnx":
-                model = OnnxSegmentor(path, geometry, threads=threads, output_stride=stride)
-            else:
-                labels = info.get("output", {}).get("name") == "labels"
-                model = PteSegmentor(path, geometry, threads, stride, exported_shape(info), labels)
+            model = open_exported(path, info, threads)
             classes = info.get("classes") or _default_classes(info.get("num_classes", 21))
             return cls(model, classes, info["input"]["mean"], info["input"]["std"], "cpu")
         from .models.pretrained import load_model_file

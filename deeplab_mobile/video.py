@@ -84,7 +84,8 @@ def segment_video(
     out.parent.mkdir(parents=True, exist_ok=True)
     model_ms: list[float] = []
     size = None
-    total = min(x for x in (source.frames, max_frames) if x is not None) if (source.frames or max_frames) else None
+    limits = [n for n in (source.frames, max_frames) if n]
+    total = min(limits) if limits else None
     bar = tqdm(total=total, desc=f"video {source.stem}", unit="frame", disable=not progress)
     start = time.perf_counter()
     try:

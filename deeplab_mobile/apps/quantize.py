@@ -35,9 +35,9 @@ from ..config.run import load_run
 from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
 from ..data.loader import train_loader
 from ..data.transforms import pad_collate
-from ..deploy import OnnxSegmentor, export_onnx
+from ..deploy import export_onnx
 from ..deploy.executorch import MAX_SIDE, PTE_SUFFIX, PteSegmentor, export_pte, lower_to_pte
-from ..deploy.exported import export_meta, read_export_meta, write_export_meta
+from ..deploy.exported import export_meta, open_exported, read_export_meta, write_export_meta
 from ..deploy.qat import convert, export_qdq_onnx, finetune, prepare_qat
 from ..deploy.quantize import METHODS, QuantizationError, check_float_model, quantize_model
 from ..engine.checkpoint import CheckpointError
@@ -167,7 +167,6 @@ def quantize(cfg: DictConfig) -> dict:
     log.info("wrote %s", int8_path)
 
     geometry = source.meta.get("geometry", "torch")
-    stride = source.meta.get("output", {}).get("stride")  # feature-resolution logits: resized as PyTorch's are
     files = {"float": source.onnx, "int8": int8_path}
     if cfg.executorch:  # the same network as XNNPACK programs: float, and INT8 from the same calibration images
         side, most = (source.pad_to, source.pad_to), pte_max_side(cfg, source)
@@ -200,7 +199,7 @@ def quantize(cfg: DictConfig) -> dict:
             for mode, kw in modes.items()
         }
 
-    nets = {name: runner(path, geometry, stride) for name, path in files.items()}
+    nets = {name: open_exported(path, source.meta) for name, path in files.items()}
     scores = {name: score(net) for name, net in nets.items()}
     agree = {name: agreement(nets["float"], net, normalize, loader) for name, net in nets.items() if name != "float"}
     size = tuple(cfg.latency.size or (source.pad_to, source.pad_to))
@@ -235,7 +234,7 @@ def quantize(cfg: DictConfig) -> dict:
         record["executorch"] = {
             "delegate": "XNNPACK",
             "quantizer": "XNNPACKQuantizer (PT2E): int8 per-channel symmetric weights, int8 activations",
-            "float_max_abs_diff": pte_parity(source.model, files["float_pte"], source.pad_to),
+            "float_max_abs_diff": pte_parity(source.model, nets["float_pte"], source.pad_to),
             "miou_drop": {mode: scores["float_pte"][mode]["miou"] - scores["int8_pte"][mode]["miou"] for mode in modes},
             "argmax_agreement": {name: agree[name] for name in files if name.endswith("_pte")},
         }
@@ -324,23 +323,17 @@ def pte_max_side(cfg: DictConfig, source: FloatModel) -> int:
     return max(MAX_SIDE, math.ceil(source.pad_to * max(1.0, *scales)) + 1)
 
 
-def runner(path: Path, geometry: str, stride: int | None):
-    """The evaluator's view of an exported file: ONNX Runtime for ``.onnx``, ExecuTorch for ``.pte``."""
-    if path.suffix == PTE_SUFFIX:
-        return PteSegmentor(path, geometry, output_stride=stride)
-    return OnnxSegmentor(path, geometry, output_stride=stride)
-
-
 def file_latency(path: Path, size: tuple[int, int], threads: int, repeats: int) -> dict:
     timer = pte_latency if path.suffix == PTE_SUFFIX else ort_latency
     return timer(path, size, threads, repeats=repeats)
 
 
 @torch.no_grad()
-def pte_parity(model: torch.nn.Module, path: Path, side: int, seed: int = 0) -> float:
-    """Max |logit difference| of the float ExecuTorch program against the PyTorch model on one random input."""
+def pte_parity(model: torch.nn.Module, program: PteSegmentor, side: int, seed: int = 0) -> float:
+    """Max |logit difference| of the float ExecuTorch program (its runner) against the PyTorch model on one random
+    input."""
     x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(seed))
-    return float((PteSegmentor(path).raw(x) - model.eval().logits(x)).abs().max())
+    return float((program.raw(x) - model.eval().logits(x)).abs().max())
 
 
 def main(cfg: DictConfig) -> None:

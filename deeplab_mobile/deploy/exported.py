@@ -49,6 +49,23 @@ def exported_shape(meta: dict) -> tuple[int, int] | None:
     return tuple(dims) if all(isinstance(d, int) for d in dims) else None
 
 
+def open_exported(path: str | Path, meta: dict, threads: int | None = None) -> ExportedSegmentor:
+    """The runner of an exported file, by its suffix: ``OnnxSegmentor`` for ``.onnx``, ``PteSegmentor`` for ``.pte``,
+    set up from its ``export.json`` (``meta``: geometry, the stride of feature-resolution logits, a static size,
+    a label output); ``threads`` for the runtime."""
+    # imported here: both runner modules build on this one
+    from .executorch import PTE_SUFFIX, PteSegmentor
+    from .onnx import OnnxSegmentor
+
+    path = Path(path)
+    geometry = meta.get("geometry", "torch")
+    stride = meta.get("output", {}).get("stride")  # a feature-resolution export (scripts/quantize.py)
+    if path.suffix == PTE_SUFFIX:
+        labels = meta.get("output", {}).get("name") == "labels"
+        return PteSegmentor(path, geometry, threads, stride, exported_shape(meta), labels)
+    return OnnxSegmentor(path, geometry, threads, stride)
+
+
 def write_export_meta(onnx_path: str | Path, meta: dict) -> Path:
     """``export.json`` beside ``onnx_path`` (written atomically)."""
     return write_json(Path(onnx_path).with_name(EXPORT_JSON), meta)
