@@ -347,10 +347,7 @@ def goals(cpu: list[dict], size: int) -> list[str]:
             c = by[CANDIDATE]
             et = ", ".join(
                 f"{kind} {c[key]['median_ms']:.1f} ms against ONNX Runtime's {c[ort]['median_ms']:.1f} ms"
-                for kind, key, ort in (
-                    ("float", "executorch", "onnxruntime"),
-                    ("INT8", "executorch_int8", "onnxruntime_int8"),
-                )
+                for kind, key, ort in ET_PAIRS
                 if key in c and ort in c
             )
             lines.append(f"{threads} thread(s): candidate as an ExecuTorch program (XNNPACK): {et}")
