@@ -85,7 +85,10 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, device: str | torch.device =
     return 2 * n**3 / (t["min_ms"] / 1000) / 1e9
 
 
-def _ort_session(onnx_path, threads: int, profile: bool = False):
+def _ort_session(onnx_path, threads: int, profile: bool = False, session: dict | None = None):
+    """A CPU session with all graph optimisations and ``threads`` intra-op threads; ``session`` changes it: a key
+    with a dot is a session config entry (``session.intra_op.allow_spinning``), any other a ``SessionOptions``
+    attribute (``enable_mem_pattern``; ``graph_optimization_level`` by the level's name)."""
     require("ONNX Runtime latency", "onnxruntime")
     import onnxruntime as ort
 
@@ -93,18 +96,41 @@ def _ort_session(onnx_path, threads: int, profile: bool = False):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for key, value in (session or {}).items():
+        if "." in key:
+            options.add_session_config_entry(key, str(value))
+        elif key == "graph_optimization_level":
+            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, value)
+        else:
+            setattr(options, key, value)
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="ort-profile-")) / "profile")
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def ort_latency(onnx_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
-    """ONNX Runtime (CPU, all graph optimisations, ``threads`` intra-op threads) on one random image."""
-    session = _ort_session(onnx_path, threads)
-    x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
-    name = session.get_inputs()[0].name
-    return timings(lambda: session.run(None, {name: x}), warmup, repeats)
+def ort_latency(
+    onnx_path,
+    size: tuple[int, int],
+    threads: int,
+    warmup: int = 3,
+    repeats: int = 20,
+    session: dict | None = None,
+    channels: int = 3,
+) -> dict:
+    """ONNX Runtime (CPU, all graph optimisations, ``threads`` intra-op threads, changed by ``session``: see
+    ``_ort_session``) on one random (1, ``channels``, H, W) input."""
+    return timings(ort_runner(onnx_path, size, threads, session, channels), warmup, repeats)
+
+
+def ort_runner(
+    onnx_path, size: tuple[int, int], threads: int, session: dict | None = None, channels: int = 3
+) -> Callable[[], list]:
+    """One run of the model on a fixed random input (the same input for every file and setting)."""
+    sess = _ort_session(onnx_path, threads, session=session)
+    x = np.random.default_rng(0).standard_normal((1, channels, *size), dtype=np.float32)
+    name = sess.get_inputs()[0].name
+    return lambda: sess.run(None, {name: x})
 
 
 def ort_profile(onnx_path, size: tuple[int, int], threads: int, warmup: int = 2, repeats: int = 5) -> dict:

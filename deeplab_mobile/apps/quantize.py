@@ -38,8 +38,8 @@ from ..data.transforms import pad_collate
 from ..deploy import export_onnx
 from ..deploy.executorch import MAX_SIDE, PTE_SUFFIX, PteSegmentor, export_pte, lower_to_pte
 from ..deploy.exported import export_meta, open_exported, read_export_meta, write_export_meta
-from ..deploy.qat import convert, export_qdq_onnx, finetune, prepare_qat
-from ..deploy.quantize import METHODS, QuantizationError, check_float_model, quantize_model
+from ..deploy.qat import SCHEDULES, convert, export_qdq_onnx, finetune, prepare_qat
+from ..deploy.quantize import METHODS, WEIGHT_TYPES, QuantizationError, check_float_model, quantize_model
 from ..engine.checkpoint import CheckpointError
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
 from ..extras import MissingExtra
@@ -47,6 +47,7 @@ from ..files import write_json
 from ..latency import ort_latency, pte_latency
 from ..models.pretrained import load_model_file
 from ..models.weights import WeightsError
+from ..stats import paired_difference
 from ..table7 import MF_SCALES
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,14 @@ def quantize(cfg: DictConfig) -> dict:
         raise QuantizationError(f"method={method!r} is not supported; choose one of {METHODS}")
     if int(cfg.qat.steps) < 0 or (int(cfg.qat.steps) > 0 and cfg.onnx):
         raise QuantizationError("qat.steps must be >= 0, and QAT needs run_dir= or weights= (the PyTorch model)")
+    if str(cfg.weight_type) not in WEIGHT_TYPES:
+        raise QuantizationError(f"weight_type={cfg.weight_type!r} is not supported; choose one of {WEIGHT_TYPES}")
+    if str(cfg.qat.schedule) not in SCHEDULES:
+        raise QuantizationError(f"qat.schedule={cfg.qat.schedule!r} is not supported; choose one of {SCHEDULES}")
+    for key in ("freeze_bn_after", "freeze_observers_after"):
+        value = cfg.qat.get(key)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise QuantizationError(f"qat.{key} must be a number of steps (>= 0) or null, got {value!r}")
     if int(cfg.calibration.images) < 1:
         raise QuantizationError(f"calibration.images must be at least 1, got {cfg.calibration.images}")
     if cfg.executorch and cfg.onnx:
@@ -163,7 +172,17 @@ def quantize(cfg: DictConfig) -> dict:
     split = cfg.calibration.split or data.train_split
     batches = calibration_batches(source, int(cfg.calibration.images), split, int(cfg.calibration.seed), cfg.progress)
     keep_float = tuple(cfg.keep_float or ())
-    quantize_model(source.onnx, int8_path, batches, method, bool(cfg.per_channel), float(cfg.percentile), keep_float)
+    quantize_model(
+        source.onnx,
+        int8_path,
+        batches,
+        method,
+        bool(cfg.per_channel),
+        float(cfg.percentile),
+        keep_float,
+        str(cfg.weight_type),
+        bool(cfg.reduce_range),
+    )
     log.info("wrote %s", int8_path)
 
     geometry = source.meta.get("geometry", "torch")
@@ -176,7 +195,14 @@ def quantize(cfg: DictConfig) -> dict:
         calibration = calibration_batches(source, int(cfg.calibration.images), split, int(cfg.calibration.seed), False)
         int8_pte = source.out_dir / "model.int8.pte"
         files["int8_pte"] = export_pte(
-            source.model, int8_pte, side, True, upsample=False, calibration=calibration, max_side=most
+            source.model,
+            int8_pte,
+            side,
+            True,
+            upsample=False,
+            calibration=calibration,
+            max_side=most,
+            keep_float=keep_float,
         )
         log.info("wrote %s and %s", files["float_pte"], files["int8_pte"])
     if int(cfg.qat.steps) > 0:
@@ -195,13 +221,25 @@ def quantize(cfg: DictConfig) -> dict:
 
     def score(net):
         return {
-            mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, **kw)[0]
+            mode: evaluate(net, normalize, loader, len(classes), progress=cfg.progress, per_image=True, **kw)
             for mode, kw in modes.items()
         }
 
     nets = {name: open_exported(path, source.meta) for name, path in files.items()}
-    scores = {name: score(net) for name, net in nets.items()}
+    evaluations = {name: score(net) for name, net in nets.items()}
+    scores = {name: {mode: e.scores for mode, e in by_mode.items()} for name, by_mode in evaluations.items()}
+    # each INT8 model's drop from its float model, with a paired bootstrap over the same images (stats.py)
+    reference = {name: "float_pte" if name.endswith("_pte") else "float" for name in files if "float" not in name}
+    drops = {
+        name: {
+            mode: paired_difference({0: evaluations[ref][mode].per_image}, {0: evaluations[name][mode].per_image})
+            for mode in modes
+        }
+        for name, ref in reference.items()
+    }
     agree = {name: agreement(nets["float"], net, normalize, loader) for name, net in nets.items() if name != "float"}
+    # before the latency runs: they resize ExecuTorch's thread pool, and a program loaded before that must not run again
+    parity = pte_parity(source.model, nets["float_pte"], source.pad_to) if "float_pte" in nets else None
     size = tuple(cfg.latency.size or (source.pad_to, source.pad_to))
     latency = {
         name: {str(t): file_latency(path, size, int(t), int(cfg.latency.repeats)) for t in cfg.latency.threads}
@@ -214,6 +252,8 @@ def quantize(cfg: DictConfig) -> dict:
         "geometry": geometry,
         "method": method,
         "per_channel": bool(cfg.per_channel),
+        "weight_type": str(cfg.weight_type),
+        "reduce_range": bool(cfg.reduce_range),
         "keep_float": list(keep_float),
         "calibration": {"images": int(cfg.calibration.images), "split": split, "seed": int(cfg.calibration.seed)},
         "eval": {
@@ -223,6 +263,9 @@ def quantize(cfg: DictConfig) -> dict:
         },
         "miou": {name: {mode: s["miou"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
         "miou_drop": {mode: scores["float"][mode]["miou"] - scores["int8"][mode]["miou"] for mode in modes},
+        "miou_drop_ci95": {
+            name: {mode: [d.low, d.high] for mode, d in by_mode.items()} for name, by_mode in drops.items()
+        },
         "argmax_agreement": agree["int8"],
         "bytes": {name: path.stat().st_size for name, path in files.items()},
         "latency_ms": {name: {t: v["median_ms"] for t, v in by_t.items()} for name, by_t in latency.items()},
@@ -234,7 +277,8 @@ def quantize(cfg: DictConfig) -> dict:
         record["executorch"] = {
             "delegate": "XNNPACK",
             "quantizer": "XNNPACKQuantizer (PT2E): int8 per-channel symmetric weights, int8 activations",
-            "float_max_abs_diff": pte_parity(source.model, nets["float_pte"], source.pad_to),
+            "keep_float": list(keep_float),
+            "float_max_abs_diff": parity,
             "miou_drop": {mode: scores["float_pte"][mode]["miou"] - scores["int8_pte"][mode]["miou"] for mode in modes},
             "argmax_agreement": {name: agree[name] for name in files if name.endswith("_pte")},
         }
@@ -242,6 +286,10 @@ def quantize(cfg: DictConfig) -> dict:
         record["qat"] = {
             "steps": int(cfg.qat.steps),
             "lr": float(cfg.qat.lr),
+            "schedule": str(cfg.qat.schedule),
+            "freeze_bn_after": cfg.qat.freeze_bn_after,
+            "freeze_observers_after": cfg.qat.freeze_observers_after,
+            "seed": int(cfg.qat.seed),
             "batch_size": int(cfg.qat.batch_size),
             "crop_size": qat_crop(cfg, source),
             "loss_first": qat_losses[0],
@@ -296,7 +344,8 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
             yield from train_loader(train_set, int(cfg.qat.batch_size), 0, generator=generator)
 
     torch.manual_seed(int(cfg.qat.seed))
-    prepared = prepare_qat(copy.deepcopy(source.model).cpu(), crop)
+    keep_float = tuple(cfg.keep_float or ())
+    prepared = prepare_qat(copy.deepcopy(source.model).cpu(), crop, keep_float)
     align = source.meta.get("geometry") == "deeplab"
     losses = finetune(
         prepared,
@@ -307,6 +356,9 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
         float(cfg.qat.momentum),
         align,
         progress=cfg.progress,
+        schedule=str(cfg.qat.schedule),
+        freeze_bn_after=cfg.qat.freeze_bn_after,
+        freeze_observers_after=cfg.qat.freeze_observers_after,
     )
     converted = convert(prepared)
     files = {"qat": export_qdq_onnx(converted, source.out_dir / "model.qat.int8.onnx")}

@@ -15,7 +15,7 @@ resolution (input size / output stride), resized by the caller, as ``scripts/qua
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +26,10 @@ from ..extras import require
 from ..files import atomic_path
 from .exported import ExportedSegmentor, dynamic_shapes
 from .onnx import prepare_for_export
+from .pt2e import xnnpack_quantizer
 
 PTE_SUFFIX = ".pte"
 MAX_SIDE = 1025  # a free-size program's largest height and width (its memory is planned for them): 513 x 2 - 1
-
-
-def xnnpack_quantizer(qat: bool = False):
-    """XNNPACK's PT2E quantizer: int8 per-channel symmetric weights, int8 activations (``qat``: with fake-quant
-    observers for training)."""
-    require("INT8 with XNNPACK's quantizer", "executorch", "torchao")
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
 
 
 def quantize_pt2e(
@@ -49,17 +38,18 @@ def quantize_pt2e(
     size: tuple[int, int],
     dynamic: bool,
     max_side: int = MAX_SIDE,
+    keep_float: Sequence[str] = (),
 ) -> fx.GraphModule:
-    """PTQ of ``net`` (eval mode, BN already folded) with XNNPACK's quantizer: captured at ``size`` (free height and
-    width up to ``max_side`` with ``dynamic``), observed on the ``calibration`` batches (normalised float32 NCHW),
-    converted."""
+    """PTQ of ``net`` (eval mode, BN already folded) with XNNPACK's quantizer, the ``keep_float`` layers in float
+    (``pt2e``): captured at ``size`` (free height and width up to ``max_side`` with ``dynamic``), observed on the
+    ``calibration`` batches (normalised float32 NCHW), converted."""
     require("INT8 with XNNPACK's quantizer", "executorch", "torchao")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     example = torch.randn(1, 3, *size)
     shapes = dynamic_shapes(batch=False, max_side=max_side) if dynamic else None
     captured = torch.export.export(net, (example,), dynamic_shapes=shapes).module()
-    prepared = prepare_pt2e(captured, xnnpack_quantizer())
+    prepared = prepare_pt2e(captured, xnnpack_quantizer(keep_float=keep_float))
     seen = 0
     with torch.no_grad():
         for batch in calibration:
@@ -102,10 +92,12 @@ def export_pte(
     calibration: Iterable[np.ndarray] | None = None,
     resize: str = "matmul",
     max_side: int = MAX_SIDE,
+    keep_float: Sequence[str] = (),
 ) -> Path:
     """Write ``model`` as an ExecuTorch ``.pte`` for XNNPACK: input (1, 3, H, W) float32, normalised; output logits
     (1, 21, H, W), labels (1, H, W) with ``labels``, or feature-resolution logits with ``upsample=False``. Float, or
-    INT8 (PT2E, XNNPACK's quantizer) calibrated on ``calibration`` batches when they are given. ``dynamic`` (free
+    INT8 (PT2E, XNNPACK's quantizer; the ``keep_float`` layers in float) calibrated on ``calibration`` batches when
+    they are given. ``dynamic`` (free
     height and width up to ``max_side``) needs ``upsample=False`` (see the module's note)."""
     if dynamic and upsample:
         raise ValueError(
@@ -114,7 +106,7 @@ def export_pte(
         )
     net = prepare_for_export(model, labels, fold_bn, upsample, resize, None if dynamic else size)
     if calibration is not None:
-        net = quantize_pt2e(net, calibration, size, dynamic, max_side)
+        net = quantize_pt2e(net, calibration, size, dynamic, max_side, keep_float)
     return lower_to_pte(net, path, size, dynamic, max_side)
 
 

@@ -4,9 +4,10 @@ output channel; BatchNorm kept and folded at conversion), the model is fine-tune
 exported to ONNX as QuantizeLinear/DequantizeLinear pairs that ONNX Runtime runs with integer kernels, the same
 format as post-training quantization (``deploy.quantize``), so both are evaluated and timed the same way.
 
-The quantizer is XNNPACK's (int8 per-channel symmetric weights, int8 activations; ``executorch.xnnpack_quantizer``),
-the one the ExecuTorch INT8 export calibrates with: the fine-tuned model goes to ONNX Runtime as a QDQ file and to
-ExecuTorch as an XNNPACK program from the same converted graph. (torchao's x86 and Arm inductor quantizers refuse
+The quantizer is XNNPACK's (int8 per-channel symmetric weights, int8 activations; ``pt2e.xnnpack_quantizer``, the
+layers ``keep_float`` names left in float as post-training INT8 leaves them), the one the ExecuTorch INT8 export
+calibrates with: the fine-tuned model goes to ONNX Runtime as a QDQ file and to ExecuTorch as an XNNPACK program
+from the same converted graph. (torchao's x86 and Arm inductor quantizers refuse
 MobileNetV2's residual conv -> BN -> add partitions: "Input partition has more than one output node".) The model is
 the segmentor's feature-resolution logits (``FeatureLogits``); the resize to the image runs outside, in float, as
 it does for the PTQ model.
@@ -14,7 +15,7 @@ it does for the PTQ model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -24,21 +25,30 @@ from tqdm import tqdm
 
 from ..extras import require
 from ..files import atomic_path
-from .executorch import xnnpack_quantizer
 from .exported import dynamic_shapes
 from .onnx import FeatureLogits
+from .pt2e import freeze_batchnorm, freeze_observers, xnnpack_quantizer
+
+SCHEDULES = ("constant", "poly")
 
 
-def prepare_qat(model: nn.Module, crop_size: int) -> fx.GraphModule:
-    """The segmentor (``logits``) captured and annotated for QAT, in training mode."""
+def prepare_qat(model: nn.Module, crop_size: int, keep_float: Sequence[str] = ()) -> fx.GraphModule:
+    """The segmentor (``logits``) captured and annotated for QAT (the ``keep_float`` layers in float), in training
+    mode."""
     require("Quantization-aware training", "torchao", "executorch")
+    zero = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine and (m.weight == 0).any()]
+    if zero:  # a freshly built model's residual BNs start at zero scale
+        raise ValueError(
+            f"QAT: BatchNorm scale (weight) exactly 0 in {len(zero)} layer(s) ({', '.join(zero[:3])}"
+            f"{', ...' if len(zero) > 3 else ''}): PT2E's conv-BN fusion divides by it; fine-tune a trained model"
+        )
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
     net = FeatureLogits(model).train()
     example = torch.randn(2, 3, crop_size, crop_size)
     exported = torch.export.export(net, (example,), dynamic_shapes=dynamic_shapes()).module()
-    prepared = prepare_qat_pt2e(exported, xnnpack_quantizer(qat=True))
+    prepared = prepare_qat_pt2e(exported, xnnpack_quantizer(qat=True, keep_float=keep_float))
     move_exported_model_to_train(prepared)
     return prepared
 
@@ -53,13 +63,27 @@ def finetune(
     align_corners: bool = False,
     ignore_index: int = 255,
     progress: bool = False,
+    schedule: str = "constant",
+    freeze_bn_after: int | None = None,
+    freeze_observers_after: int | None = None,
 ) -> list[float]:
     """``steps`` SGD steps on (uint8 NHWC image, int64 mask) batches: the logits resized to the mask, cross-entropy
-    (TF DeepLab's QAT recipe: momentum SGD, LR 3e-5, 2-5K steps at batch 8). Returns the losses."""
+    (TF DeepLab's QAT recipe: momentum SGD, LR 3e-5, 2-5K steps at batch 8). ``schedule``: the LR ``constant`` or
+    ``poly`` (decayed to 0 with power 0.9, as training decays it). BatchNorm's statistics freeze after
+    ``freeze_bn_after`` steps, the activation ranges after ``freeze_observers_after`` (None: never). Returns the
+    losses."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"qat.schedule={schedule!r} is not supported; choose one of {SCHEDULES}")
     optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=momentum)
+    decay = (lambda step: (1 - step / steps) ** 0.9) if schedule == "poly" else (lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     losses: list[float] = []
     it = iter(batches)
-    for _ in tqdm(range(steps), desc="QAT", leave=False, disable=not progress):
+    for step in tqdm(range(steps), desc="QAT", leave=False, disable=not progress):
+        if step == freeze_bn_after:
+            freeze_batchnorm(prepared)
+        if step == freeze_observers_after:
+            freeze_observers(prepared)
         images, masks = next(it)
         logits = prepared(normalize(images))
         logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=align_corners)
@@ -69,6 +93,7 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         losses.append(float(loss))
     return losses
 

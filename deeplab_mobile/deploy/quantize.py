@@ -27,6 +27,7 @@ from ..files import atomic_path
 
 METHODS = ("minmax", "percentile", "entropy")
 KEEP_FLOAT = ("first", "logits")
+WEIGHT_TYPES = ("int8", "uint8")  # with uint8 activations: ONNX Runtime's u8s8 and u8u8 kernels
 
 
 class QuantizationError(ValueError):
@@ -108,12 +109,17 @@ def quantize_model(
     per_channel: bool = True,
     percentile: float = 99.999,
     keep_float: Sequence[str] = KEEP_FLOAT,
+    weight_type: str = "int8",
+    reduce_range: bool = False,
 ) -> Path:
     """Quantize ``float_path`` to ``out_path`` (QDQ, int8 weights per channel, uint8 activations) with the
     activation ranges of the ``calibration`` batches (normalised float32 NCHW, as the model takes them).
     ``keep_float`` names the layers left in float: ``first``, the first conv (its input, the image, would be
     rounded to 8 bits a second time), and ``logits``, the classifier conv and the resize to the input size (21
     logits per pixel in 8 bits round near-ties the other way); both are a small share of the MAdds.
+    ``weight_type``: int8 weights (ONNX Runtime's u8s8 kernels) or uint8 (u8u8; zero point 128: per-channel weights
+    are symmetric either way). ``reduce_range``: 7-bit
+    weights, for x86 CPUs without VNNI, whose u8s8 multiply-adds (``vpmaddubsw``) can saturate with 8 bits.
 
     Written atomically: the file appears complete or not at all.
     """
@@ -123,6 +129,8 @@ def quantize_model(
 
     if method not in METHODS:
         raise QuantizationError(f"method={method!r} is not supported; choose one of {METHODS}")
+    if weight_type not in WEIGHT_TYPES:
+        raise QuantizationError(f"weight_type={weight_type!r} is not supported; choose one of {WEIGHT_TYPES}")
     info = check_float_model(float_path)
     out_path = Path(out_path)
     reader = _Reader(calibration, info["input"])
@@ -149,7 +157,8 @@ def quantize_model(
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
                 activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+                reduce_range=reduce_range,
                 calibrate_method=calibrate,
                 extra_options={**extra, "ActivationSymmetric": False, "WeightSymmetric": True},
                 nodes_to_exclude=exclude,

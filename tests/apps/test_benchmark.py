@@ -75,3 +75,36 @@ def test_the_heads_group_is_every_head_on_both_encoders():
         assert model.encoder.out_channels == {"mnv2": 320, "mnv3": 960}[short]
     assert label("mnv3_os16_lraspp") == "MNet V3 OS16 LR-ASPP"
     assert label("mnv2_os16_deeplabv3plus") == "MNet V2* OS16 V3+ (ASPP)"
+
+
+def test_int8_tries_time_each_setting_and_the_resize_alone(tmp_path):
+    """scripts/benchmark_int8.py on a tiny size: one INT8 file per setting (every layer int8 means no float kernel
+    left), session options that give the same outputs, and resize-alone graphs that compute the resize."""
+    import numpy as np
+    import onnx
+    import torch
+    import torch.nn.functional as F
+    from onnx import numpy_helper
+
+    from deeplab_mobile.apps.benchmark_int8 import main as int8_main
+    from deeplab_mobile.latency import ort_runner
+
+    out = tmp_path / "int8"
+    args = ["--size", "65", "--threads", "1", "--warmup", "1", "--repeats", "1", "--out", str(out)]
+    assert int8_main([*args, "--tries", "all_int8", "--sessions", "default", "no_spinning"]) == 0
+    record = json.loads((out / "int8_tries.json").read_text())
+    assert [r["try"] for r in record["tries"]] == ["float", "default", "all_int8"]  # the default always comes
+
+    def float_kernels(name):
+        graph = onnx.load(str(out / "onnx" / f"{name}.int8.onnx")).graph
+        return sum(numpy_helper.to_array(i).dtype == np.float32 and len(i.dims) == 4 for i in graph.initializer)
+
+    assert float_kernels("default") == 2 and float_kernels("all_int8") == 0  # first conv and classifier
+    assert [r["max_abs_diff"] for r in record["sessions"]] == [0.0, 0.0]
+    assert {r["form"] for r in record["resize"]} == {"interpolate", "matmul", "write"}
+    x = np.random.default_rng(0).standard_normal((1, 21, 5, 5), dtype=np.float32)  # what ort_runner feeds
+    want = F.interpolate(torch.from_numpy(x), size=(65, 65), mode="bilinear", align_corners=False).numpy()
+    for form in ("interpolate", "matmul"):
+        got = ort_runner(out / "resize" / f"{form}.onnx", (5, 5), 1, channels=21)()[0]
+        assert np.abs(got - want).max() < 1e-5
+    assert "| all_int8 |" in (out / "int8_tries.md").read_text()

@@ -49,6 +49,8 @@ def test_post_training_int8_of_a_run(run, synthetic_voc):
     assert saved["miou"] == record["miou"] and (run / "quant" / "model.int8.onnx").is_file()
     assert saved["bytes"]["int8"] < 0.5 * saved["bytes"]["float"]
     assert saved["argmax_agreement"] > 0.9
+    low, high = saved["miou_drop_ci95"]["int8"]["ss"]  # a paired interval over the val images, around the drop
+    assert low <= saved["miou_drop"]["ss"] <= high and set(saved["miou_drop_ci95"]) == {"int8"}
     assert set(saved["miou"]["int8"]) == {"ss", "mf"} and saved["calibration"]["split"] == "train"
     assert set(saved["latency_ms"]["int8"]) == {"1"} and saved["eval"]["pad_to"] == 65
     # the float ONNX model (feature-resolution logits) is scored by the same evaluator, with the same staged MF
@@ -79,27 +81,46 @@ def test_post_training_int8_of_a_run(run, synthetic_voc):
 
 
 def test_quantization_aware_fine_tuning_runs_exports_and_is_scored(run, tmp_path):
-    """PT2E QAT for two steps: a QDQ ONNX file, evaluated by the same evaluator, beside the PTQ result."""
+    """PT2E QAT for three steps (BatchNorm frozen after the first, the ranges after the second, a decaying LR): a
+    QDQ ONNX file, the first conv and the classifier left in float as PTQ leaves them, evaluated by the same
+    evaluator beside the PTQ result."""
     record = quantize(
-        settings(f"run_dir={run}", f"out_dir={tmp_path}", "qat.steps=2", "qat.batch_size=2", "latency.threads=[1]")
+        settings(
+            f"run_dir={run}",
+            f"out_dir={tmp_path}",
+            "qat.steps=3",
+            "qat.batch_size=2",
+            "qat.freeze_bn_after=1",
+            "qat.freeze_observers_after=2",
+            "qat.schedule=poly",
+            "latency.threads=[1]",
+        )
     )
     qat = tmp_path / "model.qat.int8.onnx"
     assert qat.is_file() and record["files"]["qat"] == str(qat)
-    # every conv reads int8 weights (through DequantizeLinear); the file is about 0.6 of the float one and its size
-    # varies by a few 10 kB between exports, so the size bound has room
+    # every other conv reads int8 weights (through DequantizeLinear); the file is about 0.6 of the float one and
+    # its size varies by a few 10 kB between exports, so the size bound has room
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(qat)).graph
     ops = {n.op_type for n in graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops and "BatchNormalization" not in ops
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     by_output = {o: n for n in graph.node for o in n.output}
-    kernels = [by_output[n.input[1]] for n in graph.node if n.op_type == "Conv"]
-    assert kernels and all(k.op_type == "DequantizeLinear" and inits[k.input[0]].dtype == np.int8 for k in kernels)
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    kernels = [by_output.get(n.input[1]) for n in convs]
+    quantized = [k for k in kernels if k is not None and k.op_type == "DequantizeLinear"]
+    assert all(inits[k.input[0]].dtype == np.int8 for k in quantized) and len(quantized) == len(convs) - 2
+    kept = [n for n, k in zip(convs, kernels, strict=True) if k not in quantized]
+    assert kept[0].input[0] == graph.input[0].name  # the first conv reads the image
+    assert graph.output[0].name in kept[1].output  # the classifier writes the logits
     assert record["bytes"]["qat"] < 0.75 * record["bytes"]["float"]
-    assert set(record["miou"]["qat"]) == {"ss"} and record["qat"]["steps"] == 2
+    assert set(record["miou"]["qat"]) == {"ss"} and record["qat"]["steps"] == 3
+    assert record["qat"]["freeze_bn_after"] == 1 and record["qat"]["schedule"] == "poly"
     assert record["qat"]["argmax_agreement"] > 0.8 and record["qat"]["crop_size"] == 65
+    low, high = record["miou_drop_ci95"]["qat"]["ss"]
+    assert low <= record["qat"]["miou_drop"]["ss"] <= high
     saved = json.loads((tmp_path / "quant.json").read_text())
     assert saved["qat"]["loss_last"] == record["qat"]["loss_last"] and "qat" in saved["latency_ms"]
 
@@ -114,7 +135,7 @@ def test_executorch_programs_are_scored_by_the_same_evaluator(run, synthetic_voc
     et = record["executorch"]
     assert et["float_max_abs_diff"] <= 1e-4 and et["delegate"] == "XNNPACK"
     assert record["miou"]["float_pte"]["ss"] == pytest.approx(record["miou"]["float"]["ss"], abs=1e-3)
-    assert et["argmax_agreement"]["int8_pte"] > 0.9
+    assert et["argmax_agreement"]["int8_pte"] > 0.9 and et["keep_float"] == ["first", "logits"]
     assert et["miou_drop"]["ss"] == pytest.approx(record["miou"]["float_pte"]["ss"] - record["miou"]["int8_pte"]["ss"])
     assert record["bytes"]["int8_pte"] < 0.5 * record["bytes"]["float_pte"]
     assert set(record["latency_ms"]) == {"float", "int8", "float_pte", "int8_pte"}
@@ -136,6 +157,12 @@ def test_bad_settings_are_refused_before_any_file(run, tmp_path):
         quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "qat.steps=5", f"out_dir={tmp_path / 'd'}"))
     with pytest.raises(QuantizationError, match="executorch=true needs the PyTorch model"):
         quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "executorch=true", f"out_dir={tmp_path / 'e'}"))
+    with pytest.raises(QuantizationError, match="qat.schedule='cosine'"):
+        quantize(settings(f"run_dir={run}", "qat.schedule=cosine", f"out_dir={tmp_path / 'f'}"))
+    with pytest.raises(QuantizationError, match="qat.freeze_bn_after must be a number of steps"):
+        quantize(settings(f"run_dir={run}", "qat.freeze_bn_after=-1", f"out_dir={tmp_path / 'g'}"))
+    with pytest.raises(QuantizationError, match="weight_type='int4'"):
+        quantize(settings(f"run_dir={run}", "weight_type=int4", f"out_dir={tmp_path / 'h'}"))
     with pytest.raises(QuantizationError, match="calibration.images must be at least 1"):
         quantize(settings(f"run_dir={run}", "calibration.images=0", f"out_dir={tmp_path / 'c'}"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

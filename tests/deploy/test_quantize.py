@@ -82,6 +82,33 @@ def test_int8_outputs_are_the_float_outputs_within_the_quantization_step(tmp_pat
     assert (q.argmax(1) == ref.argmax(1)).float().mean() > 0.9
 
 
+@pytest.mark.parametrize(("weight_type", "reduce_range"), [("uint8", False), ("int8", True)])
+def test_uint8_weights_and_the_reduced_range(tmp_path, weight_type, reduce_range):
+    """u8u8: uint8 kernels, symmetric about the zero point 128; reduce_range: int8 kernels in 7 bits (each filter's
+    largest weight at +-64, not +-127). Both still compute the float network."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU6(), nn.Conv2d(16, 5, 1)).eval()
+    path = export_onnx(net, tmp_path / "small.onnx", SIZE, fold_bn=False)
+    out = quantize_model(
+        path, tmp_path / "q.onnx", calibration(8), keep_float=(), weight_type=weight_type, reduce_range=reduce_range
+    )
+    graph = onnx.load(str(out)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    kernels = [a for a in inits.values() if a.ndim == 4]
+    assert len(kernels) == 2 and all(k.dtype == np.dtype(weight_type) for k in kernels)
+    zero = 128 if weight_type == "uint8" else 0
+    peaks = [np.abs(k.astype(np.int32) - zero).reshape(len(k), -1).max(1) for k in kernels]
+    if reduce_range:
+        assert all((p == 64).all() for p in peaks)  # symmetric 7 bits: [-64, 64]
+    else:
+        assert all((p >= 127).all() for p in peaks)  # the full 8 bits
+    x = torch.from_numpy(calibration(1, seed=5)[0])
+    with torch.no_grad():
+        ref = net(x)
+    err = (OnnxSegmentor(out)(x) - ref).abs()
+    assert err.mean() < 2 * (ref.max() - ref.min()) / 255
+
+
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_other_calibration_methods_run(float_onnx, tmp_path, method):
     _, path = float_onnx
@@ -98,6 +125,8 @@ def test_refusals_name_the_problem_and_write_nothing(float_onnx, tmp_path):
     out = tmp_path / "q.onnx"
     with pytest.raises(QuantizationError, match="method='kl'"):
         quantize_model(path, out, calibration(), method="kl")
+    with pytest.raises(QuantizationError, match="weight_type='int4'"):
+        quantize_model(path, out, calibration(), weight_type="int4")
     with pytest.raises(QuantizationError, match="no calibration images"):
         quantize_model(path, out, [])
     assert not leaves_nothing(tmp_path)

@@ -1,0 +1,91 @@
+"""PT2E with XNNPACK's quantizer: the ``keep_float`` layers found by the graph's structure and left in float, after
+post-training quantization and under QAT; BatchNorm statistics and activation ranges that freeze when told."""
+
+import pytest
+import torch
+from torch import nn
+
+from deeplab_mobile.deploy.fold import randomize_batchnorm
+from deeplab_mobile.deploy.onnx import prepare_for_export
+from deeplab_mobile.deploy.pt2e import float_layer_nodes, freeze_batchnorm, freeze_observers, xnnpack_quantizer
+from deeplab_mobile.models import build_model
+
+pytest.importorskip("executorch")
+CONV = torch.ops.aten.conv2d.default
+
+
+def weight_of(conv, graph_module):
+    """The parameter name a conv node's weight comes from, through any dequantize op (None: computed)."""
+    node = conv.args[1]
+    while node.op == "call_function" and node.all_input_nodes:
+        node = node.all_input_nodes[0]
+    return node.target if node.op == "get_attr" else None
+
+
+def captured(model, size=65):
+    net = prepare_for_export(model.eval(), None, True, True, "matmul", (size, size))
+    return torch.export.export(net, (torch.randn(1, 3, size, size),)).module()
+
+
+def test_keep_float_groups_are_the_first_layer_and_the_classifier_with_its_resize():
+    model = build_model(head="no_aspp", width=0.35)
+    graph = captured(model)
+    first = float_layer_nodes(graph.graph, ["first"])
+    assert [n.target for n in first] == [CONV, torch.ops.aten.hardtanh_.default]  # BN folded by the export
+    assert weight_of(first[0], graph).endswith("encoder.features.0.0.weight")
+    logits = float_layer_nodes(graph.graph, ["logits"])
+    convs = [n for n in logits if n.target == CONV]
+    assert len(convs) == 1 and weight_of(convs[0], graph).endswith("head.classifier.weight")
+    assert sum("matmul" in str(n.target) for n in logits) == 2  # the resize: A @ x @ B.T
+    assert not set(first) & set(logits)
+    with pytest.raises(ValueError, match=r"unknown layer group\(s\) \['last'\]"):
+        xnnpack_quantizer(keep_float=["last"])
+
+
+@pytest.mark.parametrize("keep_float", [(), ("first", "logits")])
+def test_kept_layers_read_float_weights_after_post_training_int8(keep_float):
+    from deeplab_mobile.deploy.executorch import quantize_pt2e
+
+    model = build_model(head="no_aspp", width=0.35).eval()
+    net = prepare_for_export(model, None, True, False, "matmul", None)
+    batches = [torch.randn(1, 3, 65, 65) for _ in range(2)]
+    converted = quantize_pt2e(net, batches, (65, 65), dynamic=False, keep_float=keep_float)
+    convs = [n for n in converted.graph.nodes if n.target == CONV]
+    n_convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert len(convs) == n_convs
+    float_weights = [n for n in convs if n.args[1].op == "get_attr"]  # a quantized weight comes through dequantize
+    assert len(float_weights) == (2 if keep_float else 0)
+    if keep_float:
+        first, classifier = (weight_of(n, converted) for n in float_weights)
+        assert first.endswith("encoder.features.0.0.weight") and classifier.endswith("head.classifier.weight")
+        assert float_weights[0].args[0].op == "placeholder"  # the first conv reads the image as it is
+
+
+@pytest.mark.slow
+def test_batchnorm_statistics_and_activation_ranges_freeze_under_qat():
+    from deeplab_mobile.deploy.qat import prepare_qat
+
+    model = build_model(head="no_aspp", width=0.35)
+    with pytest.raises(ValueError, match=r"BatchNorm scale \(weight\) exactly 0 in 10 layer\(s\)"):
+        prepare_qat(model, 33)  # the residual blocks' last BNs start at 0: PT2E's conv-BN fusion divides by them
+    randomize_batchnorm(model, torch.Generator().manual_seed(0))
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    prepared = prepare_qat(model, 33, keep_float=("first", "logits"))
+    buffers = dict(prepared.named_buffers())
+    running = {k: v for k, v in buffers.items() if k.endswith("running_mean")}
+    scales = {k: v for k, v in buffers.items() if k.endswith(".scale")}
+    assert len(running) == n_bn and scales
+    torch.manual_seed(0)
+    prepared(torch.randn(2, 3, 33, 33))
+    before = {k: v.clone() for k, v in {**running, **scales}.items()}
+    prepared(3 * torch.randn(2, 3, 33, 33) + 1)  # statistics and ranges that move while not frozen
+    assert all(not torch.equal(before[k], v) for k, v in running.items())
+    assert any(not torch.equal(before[k], v) for k, v in scales.items())
+
+    assert freeze_batchnorm(prepared) == n_bn
+    freeze_observers(prepared)
+    before = {k: v.clone() for k, v in {**running, **scales}.items()}
+    out = prepared(10 * torch.randn(2, 3, 33, 33) - 5)
+    assert all(torch.equal(before[k], v) for k, v in {**running, **scales}.items())
+    out.sum().backward()  # still trains: gradients reach the weights
+    assert all(p.grad is not None for p in prepared.parameters() if p.requires_grad and p.dim() == 4)
