@@ -42,23 +42,21 @@ def test_keep_float_groups_are_the_first_layer_and_the_classifier_with_its_resiz
         xnnpack_quantizer(keep_float=["last"])
 
 
-@pytest.mark.parametrize("keep_float", [(), ("first", "logits")])
-def test_kept_layers_read_float_weights_after_post_training_int8(keep_float):
+@pytest.mark.slow
+def test_kept_layers_read_float_weights_after_post_training_int8():
     from deeplab_mobile.deploy.executorch import quantize_pt2e
 
     model = build_model(head="no_aspp", width=0.35).eval()
     net = prepare_for_export(model, None, True, False, "matmul", None)
     batches = [torch.randn(1, 3, 65, 65) for _ in range(2)]
-    converted = quantize_pt2e(net, batches, (65, 65), dynamic=False, keep_float=keep_float)
+    converted = quantize_pt2e(net, batches, (65, 65), dynamic=False, keep_float=("first", "logits"))
     convs = [n for n in converted.graph.nodes if n.target == CONV]
-    n_convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
-    assert len(convs) == n_convs
+    assert len(convs) == sum(isinstance(m, nn.Conv2d) for m in model.modules())
     float_weights = [n for n in convs if n.args[1].op == "get_attr"]  # a quantized weight comes through dequantize
-    assert len(float_weights) == (2 if keep_float else 0)
-    if keep_float:
-        first, classifier = (weight_of(n, converted) for n in float_weights)
-        assert first.endswith("encoder.features.0.0.weight") and classifier.endswith("head.classifier.weight")
-        assert float_weights[0].args[0].op == "placeholder"  # the first conv reads the image as it is
+    assert len(float_weights) == 2  # every other conv is int8
+    first, classifier = (weight_of(n, converted) for n in float_weights)
+    assert first.endswith("encoder.features.0.0.weight") and classifier.endswith("head.classifier.weight")
+    assert float_weights[0].args[0].op == "placeholder"  # the first conv reads the image as it is
 
 
 @pytest.mark.slow
