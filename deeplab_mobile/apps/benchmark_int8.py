@@ -8,9 +8,10 @@ The candidate (MobileNetV2 x1.0, no ASPP, OS16; random weights: only speed is me
 app's, on a trained model) is exported with the matmul resize and quantized once per setting (``TRIES``,
 calibrated on generated images); the default INT8 file is then timed under each session option (``SESSIONS``)
 and its outputs compared with the default session's. The resize rows time the final resize alone (21 maps from
-the feature resolution to the input size): as a Resize node, as the two matrix products, and the floor of any
-exact form that outputs float logits, writing the 21 maps once (an Expand). Results: int8_tries.json and .md in
---out (default outputs/benchmark_int8/<time>).
+the feature resolution to the input size): as a Resize node, as the two matrix products, as a banded product, and
+the floor of any exact form that outputs float logits, writing the 21 maps once (an Expand). Every row is timed in
+``--rounds`` interleaved rounds and keeps the median: a slow spell of the machine falls on all rows alike.
+Results: int8_tries.json and .md in --out (default outputs/benchmark_int8/<time>).
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ import argparse
 import datetime as dt
 import os
 import platform
+import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ..deploy import export_onnx
 from ..deploy.quantize import quantize_model
 from ..deploy.resize import interpolation_matrix
 from ..files import atomic_path, write_json, write_text
-from ..latency import ort_latency, ort_runner
+from ..latency import ort_runner, timings
 from ..table7 import CANDIDATE, NETWORKS, build_row
 from .benchmark_video import calibration
 
@@ -59,29 +62,45 @@ STRIDE = 16
 
 class ResizeOnly(nn.Module):
     """The final resize alone, (1, 21, h, w) -> (1, 21, H, W): ``form`` ``interpolate`` (a Resize node), ``matmul``
-    (``A @ x @ B.T`` with the matrices as constants, as the deployed graphs have them), or ``write`` (one value per
-    map broadcast to the output: only the writing of the 21 maps, which every exact form that outputs float logits
-    does at least once)."""
+    (``A @ x @ B.T`` with the matrices as constants, as the deployed graphs have them), ``banded`` (the width product,
+    then the height product by blocks of output rows, each block reading only the few input rows its weights touch:
+    a batched product with about 1/8 of the dense multiply-adds at 513), or ``write`` (one value per map broadcast to
+    the output: only the writing of the 21 maps, which every exact form that outputs float logits does at least
+    once)."""
 
     def __init__(self, h: int, w: int, size: tuple[int, int], form: str) -> None:
         super().__init__()
         self.size, self.form = size, form
         like = torch.zeros(())
-        self.register_buffer("a", interpolation_matrix(h, size[0], False, like))
+        a = interpolation_matrix(h, size[0], False, like)
+        self.register_buffer("a", a)
         self.register_buffer("b_t", interpolation_matrix(w, size[1], False, like).T.contiguous())
+        if form == "banded":  # blocks of m output rows (m the largest divisor of H up to 32: no slicing after)
+            m = max(d for d in range(1, 33) if size[0] % d == 0)
+            rows = [a[i : i + m] for i in range(0, size[0], m)]
+            touched = [r.ne(0).any(0).nonzero().flatten() for r in rows]
+            k = max(int(t.max() - t.min()) + 1 for t in touched)
+            starts = [min(int(t.min()), h - k) for t in touched]
+            self.register_buffer("rows", torch.tensor([[s + j for j in range(k)] for s in starts]))
+            self.register_buffer("blocks", torch.stack([r[:, s : s + k] for r, s in zip(rows, starts, strict=True)]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.form == "interpolate":
             return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         if self.form == "matmul":
             return self.a @ (x @ self.b_t)
+        if self.form == "banded":
+            return (self.blocks @ (x @ self.b_t)[:, :, self.rows]).reshape(1, CLASSES, *self.size)
         return x[:, :, :1, :1].expand(1, CLASSES, *self.size)
 
 
-def resize_rows(out: Path, size: int, threads_list, warmup: int, repeats: int) -> list[dict]:
+RESIZE_FORMS = ("interpolate", "matmul", "banded", "write")
+
+
+def resize_rows(out: Path, size: int, threads_list) -> list[dict]:
     side = (size - 1) // STRIDE + 1  # the candidate's logits at OS16
     rows = []
-    for form in ("interpolate", "matmul", "write"):
+    for form in RESIZE_FORMS:
         path = out / "resize" / f"{form}.onnx"
         if not path.is_file():  # a bare module with a 21-channel input: not a segmentor for export_onnx
             with torch.no_grad():
@@ -97,12 +116,12 @@ def resize_rows(out: Path, size: int, threads_list, warmup: int, repeats: int) -
             with atomic_path(path) as tmp:
                 program.save(str(tmp))
         for threads in threads_list:
-            t = ort_latency(path, (side, side), threads, warmup, repeats, channels=CLASSES)
-            rows.append({"form": form, "threads": threads, "ms": t["median_ms"], "p90_ms": t["p90_ms"]})
+            runner = ort_runner(path, (side, side), threads, channels=CLASSES)
+            rows.append({"form": form, "threads": threads, "runner": runner})
     return rows
 
 
-def try_rows(out: Path, size: int, tries, threads_list, warmup, repeats) -> tuple[list[dict], dict]:
+def try_rows(out: Path, size: int, tries, threads_list) -> tuple[list[dict], dict]:
     torch.manual_seed(0)
     model = build_row(NETWORKS[CANDIDATE]).eval()
     float_path = export_onnx(model, out / "onnx" / "model.onnx", (size, size))
@@ -113,54 +132,61 @@ def try_rows(out: Path, size: int, tries, threads_list, warmup, repeats) -> tupl
     rows = []
     for name, path in files.items():
         for threads in threads_list:
-            t = ort_latency(path, (size, size), threads, warmup, repeats)
             rows.append(
                 {
                     "try": name,
                     "what": "float ONNX Runtime" if name == "float" else TRIES[name][0],
                     "threads": threads,
-                    "ms": t["median_ms"],
-                    "p90_ms": t["p90_ms"],
                     "mb": path.stat().st_size / 1e6,
+                    "runner": ort_runner(path, (size, size), threads),
                 }
             )
     return rows, files
 
 
-def session_rows(path: Path, size: int, sessions, threads_list, warmup, repeats) -> list[dict]:
+def session_rows(path: Path, size: int, sessions, threads_list) -> list[dict]:
     reference = ort_runner(path, (size, size), 1)()[0]
     rows = []
     for name in sessions:
         what, options = SESSIONS[name]
         for threads in threads_list:
-            t = ort_latency(path, (size, size), threads, warmup, repeats, session=options)
-            output = ort_runner(path, (size, size), threads, session=options)()[0]
-            rows.append(
-                {
-                    "session": name,
-                    "what": what,
-                    "threads": threads,
-                    "ms": t["median_ms"],
-                    "p90_ms": t["p90_ms"],
-                    "max_abs_diff": float(np.abs(output - reference).max()),
-                }
-            )
+            runner = ort_runner(path, (size, size), threads, session=options)
+            diff = float(np.abs(runner()[0] - reference).max())
+            rows.append({"session": name, "what": what, "threads": threads, "max_abs_diff": diff, "runner": runner})
     return rows
+
+
+def measure(rows: list[dict], rounds: int, warmup: int, repeats: int) -> None:
+    """Time every row's runner ``rounds`` times, the rows taken in turn within each round (so that a slow spell of
+    the machine falls on all of them, not on one): ``ms``, the median of the rounds' medians, and ``ms_rounds``."""
+    for row in rows:
+        row["ms_rounds"] = []
+    for _ in tqdm(range(rounds), desc="rounds"):
+        for row in rows:
+            row["ms_rounds"].append(timings(row["runner"], warmup, repeats)["median_ms"])
+    for row in rows:
+        row["ms"] = statistics.median(row["ms_rounds"])
+        del row["runner"]
 
 
 def markdown(record: dict) -> str:
     size, tries, sessions, resize = record["size"], record["tries"], record["sessions"], record["resize"]
     float_ms = {r["threads"]: r["ms"] for r in tries if r["try"] == "float"}
     int8_ms = {r["threads"]: r["ms"] for r in tries if r["try"] == "default"}
+
+    def ms(r, digits=1):
+        return f"{r['ms']:.{digits}f} ({min(r['ms_rounds']):.{digits}f}-{max(r['ms_rounds']):.{digits}f})"
+
     lines = [
-        f"The candidate at {size}x{size}, ONNX Runtime, median ms (speed-up over the float model):",
+        f"The candidate at {size}x{size}, ONNX Runtime; ms: the median of {record['rounds']} interleaved rounds' "
+        f"medians of {record['repeats']} runs (the rounds' range); speed-up over the float model:",
         "",
         "| try | what | threads | ms | speed-up | MB |",
         "|---|---|---|---|---|---|",
     ]
     for r in tries:
         up = float_ms[r["threads"]] / r["ms"]
-        lines.append(f"| {r['try']} | {r['what']} | {r['threads']} | {r['ms']:.1f} | {up:.2f}x | {r['mb']:.2f} |")
+        lines.append(f"| {r['try']} | {r['what']} | {r['threads']} | {ms(r)} | {up:.2f}x | {r['mb']:.2f} |")
     if sessions:
         lines += [
             "",
@@ -170,7 +196,7 @@ def markdown(record: dict) -> str:
             "|---|---|---|---|---|",
         ]
         for r in sessions:
-            lines.append(f"| {r['session']} | {r['what']} | {r['threads']} | {r['ms']:.1f} | {r['max_abs_diff']:.2g} |")
+            lines.append(f"| {r['session']} | {r['what']} | {r['threads']} | {ms(r)} | {r['max_abs_diff']:.2g} |")
     if resize:
         lines += [
             "",
@@ -181,7 +207,7 @@ def markdown(record: dict) -> str:
         ]
         for r in resize:
             share = f"{r['ms'] / int8_ms[r['threads']]:.1%}" if r["threads"] in int8_ms else ""
-            lines.append(f"| {r['form']} | {r['threads']} | {r['ms']:.2f} | {share} |")
+            lines.append(f"| {r['form']} | {r['threads']} | {ms(r, 2)} | {share} |")
     return "\n".join(lines) + "\n"
 
 
@@ -194,22 +220,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resize", action="store_true", help="skip the resize-alone rows")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timings of every row; the median is kept")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if "default" not in args.tries:
         args.tries = ["default", *args.tries]  # the reference of the session and resize rows
     out = args.out or Path("outputs/benchmark_int8") / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
-    tries, files = try_rows(out, args.size, args.tries, args.threads, args.warmup, args.repeats)
-    sessions = session_rows(files["default"], args.size, args.sessions, args.threads, args.warmup, args.repeats)
-    resize = [] if args.no_resize else resize_rows(out, args.size, args.threads, args.warmup, args.repeats)
+    tries, files = try_rows(out, args.size, args.tries, args.threads)
+    sessions = session_rows(files["default"], args.size, args.sessions, args.threads)
+    resize = [] if args.no_resize else resize_rows(out, args.size, args.threads)
+    measure(tries + sessions + resize, args.rounds, args.warmup, args.repeats)
     machine = {
         "platform": platform.platform(),
         "processor": platform.processor(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
     }
-    record = {"size": args.size, "tries": tries, "sessions": sessions, "resize": resize, "machine": machine}
+    record = {
+        "size": args.size,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "tries": tries,
+        "sessions": sessions,
+        "resize": resize,
+        "machine": machine,
+    }
     write_json(out / "int8_tries.json", record)
     text = markdown(record)
     write_text(out / "int8_tries.md", text)

@@ -90,7 +90,7 @@ def test_int8_tries_time_each_setting_and_the_resize_alone(tmp_path):
     from deeplab_mobile.latency import ort_runner
 
     out = tmp_path / "int8"
-    args = ["--size", "65", "--threads", "1", "--warmup", "1", "--repeats", "1", "--out", str(out)]
+    args = ["--size", "65", "--threads", "1", "--warmup", "1", "--repeats", "1", "--rounds", "2", "--out", str(out)]
     assert int8_main([*args, "--tries", "all_int8", "--sessions", "default", "no_spinning"]) == 0
     record = json.loads((out / "int8_tries.json").read_text())
     assert [r["try"] for r in record["tries"]] == ["float", "default", "all_int8"]  # the default always comes
@@ -101,10 +101,11 @@ def test_int8_tries_time_each_setting_and_the_resize_alone(tmp_path):
 
     assert float_kernels("default") == 2 and float_kernels("all_int8") == 0  # first conv and classifier
     assert [r["max_abs_diff"] for r in record["sessions"]] == [0.0, 0.0]
-    assert {r["form"] for r in record["resize"]} == {"interpolate", "matmul", "write"}
+    assert {r["form"] for r in record["resize"]} == {"interpolate", "matmul", "banded", "write"}
+    assert all(len(r["ms_rounds"]) == 2 for r in record["tries"] + record["sessions"] + record["resize"])
     x = np.random.default_rng(0).standard_normal((1, 21, 5, 5), dtype=np.float32)  # what ort_runner feeds
     want = F.interpolate(torch.from_numpy(x), size=(65, 65), mode="bilinear", align_corners=False).numpy()
-    for form in ("interpolate", "matmul"):
+    for form in ("interpolate", "matmul", "banded"):
         got = ort_runner(out / "resize" / f"{form}.onnx", (5, 5), 1, channels=21)()[0]
         assert np.abs(got - want).max() < 1e-5
     assert "| all_int8 |" in (out / "int8_tries.md").read_text()
