@@ -80,10 +80,11 @@ def test_post_training_int8_of_a_run(run, synthetic_voc):
     assert segmenter.predict(read_image(image), pad_to=65, max_size=None).shape == read_image(image).shape[:2]
 
 
-def test_quantization_aware_fine_tuning_runs_exports_and_is_scored(run, tmp_path):
-    """PT2E QAT for three steps (BatchNorm frozen after the first, the ranges after the second, a decaying LR): a
-    QDQ ONNX file, the first conv and the classifier left in float as PTQ leaves them, evaluated by the same
-    evaluator beside the PTQ result."""
+def test_qat_and_executorch_programs_are_scored_by_the_same_evaluator(run, synthetic_voc, tmp_path):
+    """PT2E QAT for three steps (BatchNorm frozen after the first, the ranges after the second, a decaying LR) with
+    executorch=true: a QDQ ONNX file, the first conv and the classifier left in float as PTQ leaves them; float,
+    INT8 and QAT XNNPACK programs beside the ONNX files. All scored by the same evaluator: the float program as the
+    float ONNX model (both are the PyTorch model to ~1e-6), the INT8 ones segment like it."""
     record = quantize(
         settings(
             f"run_dir={run}",
@@ -93,7 +94,7 @@ def test_quantization_aware_fine_tuning_runs_exports_and_is_scored(run, tmp_path
             "qat.freeze_bn_after=1",
             "qat.freeze_observers_after=2",
             "qat.schedule=poly",
-            "latency.threads=[1]",
+            "executorch=true",
         )
     )
     qat = tmp_path / "model.qat.int8.onnx"
@@ -119,26 +120,24 @@ def test_quantization_aware_fine_tuning_runs_exports_and_is_scored(run, tmp_path
     assert set(record["miou"]["qat"]) == {"ss"} and record["qat"]["steps"] == 3
     assert record["qat"]["freeze_bn_after"] == 1 and record["qat"]["schedule"] == "poly"
     assert record["qat"]["argmax_agreement"] > 0.8 and record["qat"]["crop_size"] == 65
-    low, high = record["miou_drop_ci95"]["qat"]["ss"]
-    assert low <= record["qat"]["miou_drop"]["ss"] <= high
+    assert set(record["miou_drop_ci95"]) == {"int8", "int8_pte", "qat", "qat_pte"}
+    drops = {"qat": record["qat"]["miou_drop"]["ss"], "int8_pte": record["executorch"]["miou_drop"]["ss"]}
+    for name, drop in drops.items():
+        low, high = record["miou_drop_ci95"][name]["ss"]
+        assert low <= drop <= high
     saved = json.loads((tmp_path / "quant.json").read_text())
-    assert saved["qat"]["loss_last"] == record["qat"]["loss_last"] and "qat" in saved["latency_ms"]
+    assert saved["qat"]["loss_last"] == record["qat"]["loss_last"]
 
-
-def test_executorch_programs_are_scored_by_the_same_evaluator(run, synthetic_voc, tmp_path):
-    """executorch=true: float and INT8 XNNPACK programs beside the ONNX files; the float program scores as the float
-    ONNX model does (both are the PyTorch model to ~1e-6), the INT8 one segments like it. (A QAT model is lowered
-    by the same ``lower_to_pte`` from the same converted graph as the PTQ one; not repeated here for time.)"""
-    record = quantize(settings(f"run_dir={run}", f"out_dir={tmp_path}", "executorch=true"))
-    for name in ("model.pte", "model.int8.pte"):
+    for name in ("model.pte", "model.int8.pte", "model.qat.int8.pte"):
         assert (tmp_path / name).is_file()
     et = record["executorch"]
     assert et["float_max_abs_diff"] <= 1e-4 and et["delegate"] == "XNNPACK"
     assert record["miou"]["float_pte"]["ss"] == pytest.approx(record["miou"]["float"]["ss"], abs=1e-3)
     assert et["argmax_agreement"]["int8_pte"] > 0.9 and et["keep_float"] == ["first", "logits"]
+    assert et["argmax_agreement"]["qat_pte"] > 0.8
     assert et["miou_drop"]["ss"] == pytest.approx(record["miou"]["float_pte"]["ss"] - record["miou"]["int8_pte"]["ss"])
     assert record["bytes"]["int8_pte"] < 0.5 * record["bytes"]["float_pte"]
-    assert set(record["latency_ms"]) == {"float", "int8", "float_pte", "int8_pte"}
+    assert set(record["latency_ms"]) == {"float", "int8", "float_pte", "int8_pte", "qat", "qat_pte"}
     # an INT8 program segments images through Segmenter (export.json beside it), free sizes included
     from deeplab_mobile.data.base import read_image
 
