@@ -43,9 +43,10 @@ class ConvLeafTracer(fx.Tracer):
         return isinstance(m, nn.Conv2d) or super().is_leaf_module(m, module_qualified_name)
 
 
-def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
+def fold_batchnorm(model: nn.Module, first_only: bool = False) -> fx.GraphModule:
     """A copy of ``model`` (put in eval mode) with every conv -> BN pair folded; returns an ``fx.GraphModule`` that
-    computes the same function in inference. BN layers that follow something other than a lone conv are kept."""
+    computes the same function in inference. BN layers that follow something other than a lone conv are kept.
+    ``first_only``: only the pairs whose conv reads the model's input (the first layer)."""
     model = copy.deepcopy(model).eval()
     try:
         tracer = ConvLeafTracer()
@@ -58,6 +59,8 @@ def fold_batchnorm(model: nn.Module) -> fx.GraphModule:
             continue
         src = node.args[0]
         if not (isinstance(src, fx.Node) and src.op == "call_module" and len(src.users) == 1):
+            continue
+        if first_only and not (isinstance(src.args[0], fx.Node) and src.args[0].op == "placeholder"):
             continue
         conv, bn = modules[src.target], modules[node.target]
         if not isinstance(conv, nn.Conv2d) or not bn.track_running_stats:

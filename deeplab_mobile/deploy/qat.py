@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..extras import require
 from ..files import atomic_path
 from .exported import dynamic_shapes
+from .fold import fold_batchnorm
 from .onnx import FeatureLogits
 from .pt2e import freeze_batchnorm, freeze_observers, xnnpack_quantizer
 
@@ -34,7 +35,9 @@ SCHEDULES = ("constant", "poly")
 
 def prepare_qat(model: nn.Module, crop_size: int, keep_float: Sequence[str] = ()) -> fx.GraphModule:
     """The segmentor (``logits``) captured and annotated for QAT (the ``keep_float`` layers in float), in training
-    mode."""
+    mode. With ``first`` kept in float, the first layer's BatchNorm is folded into its conv beforehand (with its
+    trained statistics): otherwise PT2E's conv-BN fusion for QAT leaves that float layer as a conv, a division, an
+    addition and a BatchNorm, which ONNX Runtime and XNNPACK run unfused."""
     require("Quantization-aware training", "torchao", "executorch")
     zero = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine and (m.weight == 0).any()]
     if zero:  # a freshly built model's residual BNs start at zero scale
@@ -45,7 +48,10 @@ def prepare_qat(model: nn.Module, crop_size: int, keep_float: Sequence[str] = ()
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    net = FeatureLogits(model).train()
+    net = FeatureLogits(model)
+    if "first" in keep_float:  # a float layer needs no simulated BN folding: folded now, it runs as one float conv
+        net = fold_batchnorm(net, first_only=True)
+    net = net.train()
     example = torch.randn(2, 3, crop_size, crop_size)
     exported = torch.export.export(net, (example,), dynamic_shapes=dynamic_shapes()).module()
     prepared = prepare_qat_pt2e(exported, xnnpack_quantizer(qat=True, keep_float=keep_float))

@@ -49,6 +49,19 @@ def test_folding_removes_every_batchnorm_and_keeps_the_function(encoder, head, w
     assert count_batchnorm(net) > 20  # the original is untouched
 
 
+def test_folding_only_the_first_layer():
+    """``first_only``: the conv that reads the input gets its BN folded, every other BN stays (QAT keeps the first
+    layer in float this way)."""
+    net = model("mobilenet_v2", "no_aspp", width=0.35)
+    folded = fold_batchnorm(net, first_only=True)
+    assert count_batchnorm(folded) == count_batchnorm(net) - 1
+    names = {name for name, _ in folded.named_modules()}
+    assert "encoder.features.0.1" not in names and "encoder.features.1.conv.0.1" in names  # the stem's BN only
+    x = torch.randn(2, 3, 65, 97)
+    with torch.no_grad():
+        assert (folded(x) - net.eval()(x)).abs().max().item() < 1e-4
+
+
 def test_folding_matches_the_formula_on_one_conv():
     conv, bn = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)
     randomize_batchnorm(nn.Sequential(conv, bn))
