@@ -130,3 +130,18 @@ def load_encoder_weights(
         fit_state_dict(module, imagenet(), ignore, source=f"ImageNet weights from {host}")
         return
     fit_state_dict(module, read_state_dict(weights), ignore, source=str(weights))
+
+
+def load_torchvision_weights(
+    module: nn.Module, weights: str | Path | None, imagenet: object, width: float, ignore: Iterable[str]
+) -> None:
+    """``load_encoder_weights`` for an encoder built on torchvision's modules: ``imagenet`` is a torchvision weights
+    entry (``MobileNet_V2_Weights.IMAGENET1K_V1``), which exists for width 1.0 only."""
+    load_encoder_weights(
+        module,
+        weights,
+        imagenet=(lambda: imagenet.get_state_dict(progress=True)) if width == 1.0 else None,
+        host="download.pytorch.org",
+        ignore=ignore,
+        source=imagenet.url,
+    )

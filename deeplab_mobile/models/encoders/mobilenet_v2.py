@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, MobileNetV2
 
-from ..weights import load_encoder_weights
+from ..weights import load_torchvision_weights
 from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
 
 WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.4)
@@ -103,18 +103,8 @@ class MobileNetV2Encoder(InvertedResidualBody):
 
         set_batchnorm(self, bn, self.deeplab_bn_eps)
 
-        imagenet = None
-        if width == 1.0:
-            imagenet = lambda: MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=True)  # noqa: E731
         ignore = ("classifier.",) + (() if self.tap == "last" else ("features.18.",))
-        load_encoder_weights(
-            self,
-            weights,
-            imagenet=imagenet,
-            host="download.pytorch.org",
-            ignore=ignore,
-            source=MobileNet_V2_Weights.IMAGENET1K_V1.url,
-        )
+        load_torchvision_weights(self, weights, MobileNet_V2_Weights.IMAGENET1K_V1, width, ignore)
 
     @property
     def base_label(self) -> str:

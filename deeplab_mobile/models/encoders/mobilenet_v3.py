@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large
 
-from ..weights import load_encoder_weights
+from ..weights import load_torchvision_weights
 from ._base import check_output_stride, set_batchnorm
 from .mobilenet_v2 import InvertedResidualBody, depthwise_conv
 
@@ -75,18 +75,8 @@ class MobileNetV3Encoder(InvertedResidualBody):
                 if isinstance(m, nn.BatchNorm2d):
                     m.momentum = TORCH_BN_MOMENTUM
 
-        imagenet = None
-        if width == 1.0:
-            imagenet = lambda: MobileNet_V3_Large_Weights.IMAGENET1K_V1.get_state_dict(progress=True)  # noqa: E731
         ignore = ("classifier.",) + (() if self.tap == "last" else ("features.16.",))
-        load_encoder_weights(
-            self,
-            weights,
-            imagenet=imagenet,
-            host="download.pytorch.org",
-            ignore=ignore,
-            source=MobileNet_V3_Large_Weights.IMAGENET1K_V1.url,
-        )
+        load_torchvision_weights(self, weights, MobileNet_V3_Large_Weights.IMAGENET1K_V1, width, ignore)
 
     @property
     def base_label(self) -> str:
