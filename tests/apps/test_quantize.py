@@ -116,6 +116,17 @@ def test_qat_and_executorch_programs_are_scored_by_the_same_evaluator(run, synth
     kept = [n for n, k in zip(convs, kernels, strict=True) if k not in quantized]
     assert kept[0].input[0] == graph.input[0].name  # the first conv reads the image
     assert graph.output[0].name in kept[1].output  # the classifier writes the logits
+    # activations in uint8 and each ReLU6 quantized with its conv: ONNX Runtime runs every quantized conv as an
+    # integer conv (with int8 activations or a clip between two quantizations it ran many in float)
+    assert all(inits[n.input[2]].dtype == np.uint8 for n in graph.node if n.op_type == "QuantizeLinear")
+    assert all(by_output[n.input[0]].op_type == "Conv" for n in graph.node if n.op_type == "Clip")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "qat.optimized.onnx")
+    ort.InferenceSession(str(qat), options, providers=["CPUExecutionProvider"])
+    optimized = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    assert optimized.count("QLinearConv") == len(convs) - 2
     assert record["bytes"]["qat"] < 0.75 * record["bytes"]["float"]
     assert set(record["miou"]["qat"]) == {"ss"} and record["qat"]["steps"] == 3
     assert record["qat"]["freeze_bn_after"] == 1 and record["qat"]["schedule"] == "poly"

@@ -1,6 +1,8 @@
 """PT2E with XNNPACK's quantizer: the ``keep_float`` layers found by the graph's structure and left in float, after
 post-training quantization and under QAT; BatchNorm statistics and activation ranges that freeze when told."""
 
+import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -12,6 +14,8 @@ from deeplab_mobile.models import build_model
 
 pytest.importorskip("executorch")
 CONV = torch.ops.aten.conv2d.default
+HARDTANH_ = torch.ops.aten.hardtanh_.default
+QUANTIZE = "quantized_decomposed.quantize_per_tensor.default"  # registered when torchao is imported
 
 
 def weight_of(conv, graph_module):
@@ -31,7 +35,7 @@ def test_keep_float_groups_are_the_first_layer_and_the_classifier_with_its_resiz
     model = build_model(head="no_aspp", width=0.35)
     graph = captured(model)
     first = float_layer_nodes(graph.graph, ["first"])
-    assert [n.target for n in first] == [CONV, torch.ops.aten.hardtanh_.default]  # BN folded by the export
+    assert [n.target for n in first] == [CONV, HARDTANH_]  # BN folded by the export
     assert weight_of(first[0], graph).endswith("encoder.features.0.0.weight")
     logits = float_layer_nodes(graph.graph, ["logits"])
     convs = [n for n in logits if n.target == CONV]
@@ -57,6 +61,11 @@ def test_kept_layers_read_float_weights_after_post_training_int8():
     first, classifier = (weight_of(n, converted) for n in float_weights)
     assert first.endswith("encoder.features.0.0.weight") and classifier.endswith("head.classifier.weight")
     assert float_weights[0].args[0].op == "placeholder"  # the first conv reads the image as it is
+    # each quantized conv's ReLU6 reads the conv itself (no quantize between them) and is quantized at its output
+    clamps = [n for n in converted.graph.nodes if n.target in (torch.ops.aten.hardtanh.default, HARDTANH_)]
+    fused = [n for n in clamps if n.args[0].target == CONV and n.args[0] not in float_weights]
+    assert len(fused) == len(clamps) - 1 == sum(isinstance(m, nn.ReLU6) for m in model.modules()) - 1
+    assert all([str(u.target) for u in n.users] == [QUANTIZE] for n in fused)
 
 
 @pytest.mark.slow
@@ -87,3 +96,60 @@ def test_batchnorm_statistics_and_activation_ranges_freeze_under_qat():
     assert all(torch.equal(before[k], v) for k, v in {**running, **scales}.items())
     out.sum().backward()  # still trains: gradients reach the weights
     assert all(p.grad is not None for p in prepared.parameters() if p.requires_grad and p.dim() == 4)
+
+
+def test_int8_activations_become_uint8_with_the_same_numbers():
+    """A hand-built QDQ graph with int8 activations (as XNNPACK's quantizer writes them) and an int8 weight: after
+    ``activations_to_uint8`` the activations' zero points are the old ones + 128 as uint8, the weight's is as it was,
+    and ONNX Runtime gives bit-identical outputs."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deeplab_mobile.deploy.qat import activations_to_uint8
+
+    def const(name, value, dtype):
+        return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+    g = np.random.default_rng(0)
+    weight = g.integers(-127, 128, (4, 3, 1, 1)).astype(np.int8)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s1", "z1"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s1", "z1"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "sw", "zw"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd"], ["y"]),
+        helper.make_node("QuantizeLinear", ["y", "s2", "z2"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "s2", "z2"], ["out"]),
+    ]
+    inits = [
+        const("s1", 0.05, np.float32),
+        const("z1", -7, np.int8),
+        const("s2", 0.2, np.float32),
+        const("z2", 100, np.int8),
+        numpy_helper.from_array(weight, "w"),
+        const("sw", [0.01, 0.02, 0.03, 0.04], np.float32),
+        const("zw", [0, 0, 0, 0], np.int8),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 5, 5])],
+        inits,
+        value_info=[helper.make_tensor_value_info(n, TensorProto.INT8, None) for n in ("xq", "yq")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = 4 * g.standard_normal((1, 3, 5, 5), dtype=np.float32)
+
+    def run(m):
+        session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"x": x})[0]
+
+    before = run(model)
+    converted = activations_to_uint8(onnx.load_from_string(model.SerializeToString()))
+    values = {t.name: numpy_helper.to_array(t) for t in converted.graph.initializer}
+    zero_points = {n.input[0]: values[n.input[2]] for n in converted.graph.node if n.op_type != "Conv"}
+    assert zero_points["x"].dtype == np.uint8 and zero_points["x"] == 121  # -7 + 128
+    assert zero_points["y"].dtype == np.uint8 and zero_points["y"] == 228  # 100 + 128
+    assert zero_points["w"].dtype == np.int8  # weights stay int8
+    assert {"z1", "z2"}.isdisjoint(values)  # the int8 zero points are gone
+    np.testing.assert_array_equal(run(converted), before)
