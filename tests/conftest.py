@@ -1,8 +1,17 @@
-"""Shared fixtures: small trees in the real on-disk formats."""
+"""Shared fixtures: small trees in the real on-disk formats. Under pytest-xdist (``-n 2``, the README's test
+command) each worker process computes on one thread, its subprocesses too, so that the workers share the cores
+instead of oversubscribing them."""
+
+import os
 
 import pytest
+import torch
 
 from deeplab_mobile.data.synthetic import write_synthetic_voc
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
