@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from deeplab_mobile.deploy import export_onnx
+from deeplab_mobile.deploy.onnx import FeatureLogits
 from deeplab_mobile.deploy.quantize import quantize_model
-from deeplab_mobile.deploy.resize import MatmulUpsample, interpolation_matrix, resize_bilinear
+from deeplab_mobile.deploy.resize import FixedSizeResize, MatmulUpsample, interpolation_matrix, resize_bilinear
 from deeplab_mobile.models import build_model
 
 # 2 -> 4 by hand. align_corners=True: source rows i * 1/3 = 0, 1/3, 2/3, 1. align_corners=False: (i + 0.5) / 2 - 0.5
@@ -79,3 +80,14 @@ def test_wrapper_matches_the_model():
     x = torch.randn(1, 3, 70, 90)
     with torch.no_grad():
         assert torch.allclose(MatmulUpsample(net)(x), net(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("size, own", [((65, 65), ["a"]), ((65, 81), ["a", "b_t"])])
+def test_static_resize_matches_the_model_and_keeps_a_square_matrix_once(size, own):
+    """A static export's resize keeps its matrices as buffers; a square one (both sides the same matrix) one."""
+    net = build_model(head="no_aspp", width=0.35).eval()
+    fixed = FixedSizeResize(FeatureLogits(net), size, align_corners=False).eval()
+    assert [name for name, _ in fixed.named_buffers() if "." not in name] == own
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        assert torch.allclose(fixed(x), net(x), atol=1e-4)
