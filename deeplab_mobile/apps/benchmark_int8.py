@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from ..deploy import export_onnx
 from ..deploy.quantize import quantize_model
-from ..deploy.resize import interpolation_matrix
+from ..deploy.resize import MatrixResize
 from ..files import atomic_path, write_json, write_text
 from ..latency import ort_runner, timings
 from ..table7 import CANDIDATE, NETWORKS, build_row
@@ -60,21 +59,18 @@ CLASSES = 21
 STRIDE = 16
 
 
-class ResizeOnly(nn.Module):
+class ResizeOnly(MatrixResize):
     """The final resize alone, (1, 21, h, w) -> (1, 21, H, W): ``form`` ``interpolate`` (a Resize node), ``matmul``
-    (``A @ x @ B.T`` with the matrices as constants, as the deployed graphs have them), ``banded`` (the width product,
+    (``MatrixResize``, as the static deployed graphs have it), ``banded`` (the width product,
     then the height product by blocks of output rows, each block reading only the few input rows its weights touch:
     a batched product with about 1/8 of the dense multiply-adds at 513), or ``write`` (one value per map broadcast to
     the output: only the writing of the 21 maps, which every exact form that outputs float logits does at least
     once)."""
 
     def __init__(self, h: int, w: int, size: tuple[int, int], form: str) -> None:
-        super().__init__()
-        self.size, self.form = size, form
-        like = torch.zeros(())
-        a = interpolation_matrix(h, size[0], False, like)
-        self.register_buffer("a", a)
-        self.register_buffer("b_t", interpolation_matrix(w, size[1], False, like).T.contiguous())
+        super().__init__(h, w, size, align_corners=False)
+        self.form = form
+        a = self.a
         if form == "banded":  # blocks of m output rows (m the largest divisor of H up to 32: no slicing after)
             m = max(d for d in range(1, 33) if size[0] % d == 0)
             rows = [a[i : i + m] for i in range(0, size[0], m)]
@@ -88,9 +84,9 @@ class ResizeOnly(nn.Module):
         if self.form == "interpolate":
             return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         if self.form == "matmul":
-            return self.a @ (x @ self.b_t)
+            return super().forward(x)
         if self.form == "banded":
-            return (self.blocks @ (x @ self.b_t)[:, :, self.rows]).reshape(1, CLASSES, *self.size)
+            return (self.blocks @ (x @ self.b_transposed)[:, :, self.rows]).reshape(1, CLASSES, *self.size)
         return x[:, :, :1, :1].expand(1, CLASSES, *self.size)
 
 

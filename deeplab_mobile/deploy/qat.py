@@ -146,10 +146,9 @@ def activations_to_uint8(model):
     DequantizeLinear ops that read it) made uint8: the zero point moves by 128, so every value and every dequantized
     number stays the same. XNNPACK's quantizer writes int8 activations, but ONNX Runtime's integer kernels on x86
     take uint8 activations with int8 weights (u8s8, the format of ``deploy.quantize``'s post-training files): it
-    converts only some int8 pairs itself and runs the other convs and Adds in float (a QAT file at 129x129 ran 35 of
-    its 55 convs as integer convs, and 2.6 times slower than the post-training file). The weights (int8 constants,
-    per channel) are left as they are. ONNX's own tools have no such rewrite, hence this one. Returns ``model``,
-    changed in place."""
+    converts only some int8 pairs itself and runs the other convs and Adds in float (results/quantize.md). The
+    weights (int8 constants, per channel) are left as they are. ONNX's own tools have no such rewrite, hence this
+    one. Returns ``model``, changed in place."""
     import onnx
     from onnx import numpy_helper
 

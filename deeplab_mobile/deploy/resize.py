@@ -58,26 +58,39 @@ class MatmulUpsample(nn.Module):
         return resize_bilinear(self.model.logits(x), x.shape[-2:], self.align_corners)
 
 
-class FixedSizeResize(nn.Module):
-    """``logits`` (a module computing feature-resolution logits) followed by the matmul resize to one input
-    ``size``, its two matrices computed once and kept as buffers: constants in an exported graph, so a runtime that
-    does not fold constants (ExecuTorch) runs two matrix products and nothing else. What static-size deployed
-    graphs run."""
+class MatrixResize(nn.Module):
+    """The matmul resize of (N, C, ``h``, ``w``) maps to one ``size``, its two matrices computed once and kept as
+    buffers: constants in an exported graph, so a runtime that does not fold constants (ExecuTorch) runs two matrix
+    products and nothing else. A square resize (both sides the same matrix, as 513x513 from 33x33) keeps its one
+    matrix once, for smaller files; its transpose costs nothing at run time."""
 
-    def __init__(self, logits: nn.Module, size: Sequence[int], align_corners: bool) -> None:
+    def __init__(self, h: int, w: int, size: Sequence[int], align_corners: bool) -> None:
         super().__init__()
-        self.logits = logits
         self.size = tuple(int(v) for v in size)
-        with torch.no_grad():
-            h, w = logits(torch.zeros(1, 3, *self.size)).shape[-2:]
         like = torch.zeros(())
         a = interpolation_matrix(h, self.size[0], align_corners, like)
         b = interpolation_matrix(w, self.size[1], align_corners, like)
         self.register_buffer("a", a)
-        # a square resize (513x513 from 33x33) has one matrix for both sides: stored once, it is 68 kB less in
-        # every file (the INT8 candidate's ONNX file was 2.505 MB with both); its transpose costs nothing at run time
         self.same = torch.equal(a, b)
         self.register_buffer("b_t", None if self.same else b.T.contiguous())
 
+    @property
+    def b_transposed(self) -> torch.Tensor:
+        return self.a.T if self.same else self.b_t
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a @ (self.logits(x) @ (self.a.T if self.same else self.b_t))
+        return self.a @ (x @ self.b_transposed)
+
+
+class FixedSizeResize(MatrixResize):
+    """``logits`` (a module computing feature-resolution logits) followed by the ``MatrixResize`` to one input
+    ``size``: what static-size deployed graphs run."""
+
+    def __init__(self, logits: nn.Module, size: Sequence[int], align_corners: bool) -> None:
+        with torch.no_grad():
+            h, w = logits(torch.zeros(1, 3, *size)).shape[-2:]
+        super().__init__(h, w, size, align_corners)
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.logits(x))
