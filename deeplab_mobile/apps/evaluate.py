@@ -28,11 +28,13 @@ from ..config.model import class_names
 from ..config.paths import eval_dir
 from ..config.run import final_stage, load_run
 from ..data import DatasetError
+from ..data.manifest import data_manifest
 from ..engine.checkpoint import CheckpointError
 from ..engine.distributed import Dist, cleanup, init_distributed
 from ..engine.evaluator import run_protocol
 from ..engine.report import write_metrics
 from ..engine.trainer import autocast_dtype, memory_format
+from ..environment import write_environment
 from ..models import DeepLabV3, describe_model
 from ..models.pretrained import load_model_file
 from ..models.weights import WeightsError
@@ -170,6 +172,8 @@ def evaluate_run(cfg: DictConfig) -> dict:
     out_dir = subject.out_root / name
     if env.main:
         path = write_metrics(out_dir, results, subject.classes, metrics, per_image)
+        manifest = data_manifest({data.val_split: val.loader.dataset})
+        write_environment(out_dir, config=OmegaConf.to_container(cfg, resolve=True), data=manifest)
         strides = {"ss": record["eval"]["os"], "mf": record["eval"].get("mf_os")}
         for mode, r in results.items():
             print(f"{data.val_split} {mode} (OS{strides[mode]}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")

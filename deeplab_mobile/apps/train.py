@@ -7,7 +7,10 @@ per_class_iou.csv and status.json (docs/training.md).
 from __future__ import annotations
 
 import logging
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +20,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from .. import determinism
 from ..config.data import open_data_split, prepare_data
 from ..config.evaluation import EvalData, check_protocol, evaluation_data, protocol
 from ..config.machine import share_machine
 from ..config.model import adopt_data_classes, adopt_weights, build_model, class_names
 from ..config.run import build_scheduler, final_stage, identity
 from ..data import DatasetError, TrainTransform
+from ..data.manifest import data_manifest
 from ..engine.board import Board
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint
 from ..engine.distributed import Dist, broadcast_buffers, cleanup, init_distributed, wrap_model
@@ -30,6 +35,7 @@ from ..engine.evaluator import evaluate, run_protocol
 from ..engine.report import write_metrics
 from ..engine.run import ConfigMismatch, SettingError, check_same_run, run_guarded, write_status
 from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
+from ..environment import write_environment
 from ..files import write_text
 from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
@@ -38,7 +44,15 @@ from ..models.weights import WeightsError
 log = logging.getLogger(__name__)
 
 # Failures that say all there is to say in their message: no traceback, status "failed", exit status 1.
-EXPECTED_ERRORS = (NonFiniteLoss, DatasetError, CheckpointError, ConfigMismatch, SettingError, WeightsError)
+EXPECTED_ERRORS = (
+    NonFiniteLoss,
+    DatasetError,
+    CheckpointError,
+    ConfigMismatch,
+    SettingError,
+    WeightsError,
+    determinism.DeterminismError,
+)
 BN_MIN_BATCH = 12  # DeepLab fine-tunes BatchNorm only with at least this many images per statistics batch
 
 
@@ -104,6 +118,59 @@ def check_seeds(cfg: DictConfig, sweep: bool) -> None:
         )
 
 
+def deterministic_threads(cfg: DictConfig) -> int | None:
+    """``trainer.deterministic``'s fixed thread count (``trainer.deterministic_threads``), or ``None`` when off."""
+    mode = OmegaConf.select(cfg, "trainer.deterministic", default=False)
+    if mode not in (False, True):
+        raise SettingError(f"trainer.deterministic={mode!r} is not supported; choose true or false")
+    if not mode:
+        return None
+    threads = OmegaConf.select(cfg, "trainer.deterministic_threads", default=2)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise SettingError(f"trainer.deterministic_threads must be a positive integer, got {threads!r}")
+    return threads
+
+
+def quoted(value: str) -> str:
+    """A Hydra override value as a quoted string (a sweep's folder names hold ``=`` and ``,``)."""
+    return f"'{value}'" if "'" not in value else f'"{value}"'
+
+
+def relaunch_pinned(cfg: DictConfig, hydra_cfg: DictConfig, out_dir: Path, sweep: bool) -> bool:
+    """Deterministic mode in a process started without its variables (``determinism.pinned_environment``): run
+    this job again, in this run folder, in a child process that has them from its start, without the other
+    numerics variables of the user's environment. Returns ``False`` when there is nothing to do (train here).
+    A failed child has written its status and train.log: a single run exits with its status, a sweep's job
+    raises (Hydra records it and goes on)."""
+    try:
+        threads = deterministic_threads(cfg)
+    except SettingError:
+        return False  # the run itself refuses the setting, with the message
+    if threads is None or not determinism.unpinned(threads):
+        return False
+    environ = determinism.child_environment(threads)
+    dropped = sorted(set(os.environ) - set(environ))
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("seeds=", "hydra.run.dir="))]
+    command = [sys.executable, sys.argv[0], *overrides, f"hydra.run.dir={quoted(str(out_dir))}"]
+    log.info(
+        "trainer.deterministic=true: starting the run with %s%s",
+        " ".join(f"{k}={v}" for k, v in determinism.pinned_environment(threads).items()),
+        f" (leaving out {', '.join(dropped)})" if dropped else "",
+    )
+    child = subprocess.Popen(command, env=environ)
+    try:
+        rc = child.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: the child stops too, and records it
+        child.terminate()
+        child.wait()
+        raise
+    if rc and sweep:
+        raise RuntimeError(f"the deterministic run in {out_dir} ended with exit status {rc}: its train.log says why")
+    if rc:
+        sys.exit(rc)
+    return True
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -118,6 +185,8 @@ class TrainingRun:
         self.env = env = init_distributed(cfg.trainer.device)
         if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
             logging.getLogger().setLevel(logging.WARNING)
+        threads = deterministic_threads(cfg)
+        self.determinism = determinism.apply(threads, env.device) if threads else None
         seed_everything(cfg.trainer.seed)
         # Settings are checked before anything is built, downloaded or written
         self.resuming = resuming(cfg, self.out_dir)
@@ -150,6 +219,8 @@ class TrainingRun:
         self.train_set, val = self.open_data()
         self.normalize, self.val_loader = val.normalize, val.loader
         self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
+        if self.determinism and env.device.type == "cuda":
+            self.determinism["nondeterministic_ops"] = determinism.report_cuda_ops(self.model, env.device)
         net = wrap_model(self.model, env, cfg.trainer.sync_bn)
         decay_depthwise = bool(OmegaConf.select(cfg, "trainer.decay_depthwise", default=True))
         # _convert_: plain lists (AdamW's betas), which the checkpoint keeps and torch.load(weights_only=True) reads
@@ -226,6 +297,21 @@ class TrainingRun:
         if self.env.main and (not saved_config.is_file() or rewrite):
             saved_config.parent.mkdir(parents=True, exist_ok=True)
             write_text(saved_config, OmegaConf.to_yaml(cfg))
+        self.record_environment()
+
+    def record_environment(self) -> None:
+        """``environment.json``: the code, libraries, hardware, numerics variables, the config's hash and the data's
+        manifest (written at the start and again at the end, when every library the run uses has been imported)."""
+        if not self.env.main:
+            return
+        val = getattr(self.val_loader, "dataset", None)
+        splits = {self.cfg.data.train_split: self.train_set}
+        if val is not None:
+            splits[self.cfg.data.val_split] = val
+        if not hasattr(self, "manifest"):
+            self.manifest = data_manifest(splits)
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        write_environment(self.out_dir, config=config, data=self.manifest, determinism=self.determinism)
 
     def finish(self) -> dict:
         """The final evaluation (the protocol's single scale, and MF + flip) and its files; returns the
@@ -246,6 +332,7 @@ class TrainingRun:
         }
         if self.env.main:
             write_metrics(self.out_dir, results, self.names, metrics, per_image)
+            self.record_environment()
             hparams = {
                 **describe_model(self.model),
                 "train_os": cfg.os,
@@ -294,4 +381,6 @@ def main(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
         share_machine(cfg, hydra_cfg)
         return train(cfg, out_dir)
 
+    if relaunch_pinned(cfg, hydra_cfg, out_dir, sweep):
+        return
     run_guarded(job, out_dir, EXPECTED_ERRORS, sweep=sweep)

@@ -79,6 +79,7 @@ class PairedFiles(Dataset):
 
     pairs: list[tuple[Path, Path]]
     transform: Callable | None = None
+    list_file: Path | None = None  # the split list the pairs were read from, where there is one (data/manifest.py)
 
     def __len__(self) -> int:
         return len(self.pairs)

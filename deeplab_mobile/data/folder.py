@@ -128,6 +128,7 @@ class FolderSegmentation(PairedFiles):
         listing = self.root / f"{split}.txt"
         image_dir, mask_dir = self.root / images / split, self.root / masks / split
         if listing.is_file():
+            self.list_file = listing
             if not image_dir.is_dir():  # names in a list file may also live directly in images/ and masks/
                 image_dir, mask_dir = self.root / images, self.root / masks
             pairs = []

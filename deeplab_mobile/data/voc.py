@@ -111,7 +111,8 @@ class VOCSegmentation(PairedFiles):
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset root not found", argument="root")
         self.split = split
-        self.ids = read_list(self.root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self.list_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        self.ids = read_list(self.list_file)
         self.image_dir = self.root / "JPEGImages"
         self.mask_dir = self.root / (mask_dir or mask_dir_for(split))
         self.pairs = [(self.image_dir / f"{name}.jpg", self.mask_dir / f"{name}.png") for name in self.ids]

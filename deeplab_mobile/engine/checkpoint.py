@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
@@ -88,6 +89,17 @@ def model_state(state: dict[str, Any], path: str | Path) -> dict[str, torch.Tens
     if not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CheckpointError(f"{path}: no model state dict in this checkpoint")
     return weights
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of a state dict's names, dtypes, shapes and values (in logical order, whatever each tensor's memory
+    layout or device): equal hashes, bit-identical weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def rng_states() -> dict[str, Any]:

@@ -20,10 +20,18 @@ from tqdm import tqdm
 
 from ..data.base import IGNORE_INDEX
 from ..data.loader import train_loader
-from .checkpoint import last_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .checkpoint import (
+    last_checkpoint,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+    weights_sha256,
+)
 from .distributed import Dist
 from .run import FinalStage
 from .sampler import PositionSeeded, TrainSampler
+from .trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +157,7 @@ class Trainer:
         self.dtype = autocast_dtype(settings.amp, env.device)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
         self.iteration = 0
+        self.trace = Trace()  # every iteration's loss and every checkpoint's weight hash (engine/trace.py)
 
     @property
     def ckpt_path(self) -> Path:
@@ -168,11 +177,14 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng_states(),
             "config": self.config,
+            "trace": self.trace.state(),
         }
 
     def save(self) -> None:
         if self.env.main:
+            self.trace.checkpoint(self.iteration, weights_sha256(self.bare_model.state_dict()))
             save_checkpoint(self.ckpt_path, self.state())
+            self.trace.write(self.out_dir)  # after the checkpoint: the trace never runs ahead of it
 
     def resume(self, state: dict | None = None) -> int:
         """Restore everything from a checkpoint (default: this run's ``last.pt``); returns the iteration to
@@ -184,6 +196,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         set_rng_states(state["rng"])
         self.iteration = int(state["iteration"])
+        self.trace.load(state.get("trace"), self.iteration)
         self.set_stride()
         return self.iteration
 
@@ -245,7 +258,9 @@ class Trainer:
             loss = self.step(images, masks)
             self.iteration += 1
             since += 1
-            seen_loss += float(loss)
+            value = float(loss)
+            seen_loss += value
+            self.trace.add(value)
             bar.update(1)
             if self.iteration % s.log_every == 0 or self.iteration == s.iters:
                 now = time.perf_counter()

@@ -2,6 +2,7 @@
 refusals, the non-finite-loss stop, the final stage, one progress setting, a SIGTERM stop, evaluation from a run
 folder, and the DDP code path."""
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -27,11 +28,12 @@ from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegme
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
 from deeplab_mobile.engine import trainer as trainer_module
-from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint
+from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint, weights_sha256
 from deeplab_mobile.engine.distributed import Dist
 from deeplab_mobile.engine.evaluator import evaluate
 from deeplab_mobile.engine.report import read_per_image
 from deeplab_mobile.engine.run import ConfigMismatch, SettingError
+from deeplab_mobile.engine.trace import read_hashes, read_losses
 from deeplab_mobile.engine.trainer import NonFiniteLoss
 from deeplab_mobile.metrics import scores
 from deeplab_mobile.models.weights import WeightsError
@@ -98,6 +100,20 @@ def test_loss_falls_and_lr_follows_poly_decay(reference):
         assert value == pytest.approx(LR * (1 - t / ITERS) ** 0.9, abs=1e-9)
 
 
+def test_the_run_records_its_environment_every_loss_and_each_checkpoints_weights(reference):
+    out = reference[0]
+    _, logged = scalars(out, "train/loss")  # log_every=1: each iteration's loss, as TensorBoard's float32
+    assert read_losses(out / "train_loss.csv") == {i: float(np.float32(v)) for i, v in logged.items()}
+    hashes = read_hashes(out / "weight_hashes.json")
+    assert sorted(hashes) == [2, 4, 6] and hashes[ITERS] == weights_sha256(final_state(out)["model"])
+    record = json.loads((out / "environment.json").read_text())
+    assert record["libraries"]["torch"] == importlib.metadata.version("torch")
+    assert record["libraries"]["hydra-core"] == importlib.metadata.version("hydra-core")
+    splits = record["data"]["splits"]
+    assert (splits["train"]["samples"], splits["val"]["samples"]) == (60, 30)
+    assert record["threads"]["intra_op"] >= 1 and record["cpu"]["logical_cores"] >= 1
+
+
 def test_tensorboard_has_val_scores_image_grid_and_hparams(reference):
     acc, miou = scalars(reference[0], "val/miou")
     assert list(miou) == [3]
@@ -127,6 +143,8 @@ def test_resume_after_a_crash_is_bit_identical(reference, synthetic_voc, tmp_pat
     train(tiny(synthetic_voc, "resume=true"), tmp_path)
     want, got = final_state(reference[0]), final_state(tmp_path)
     assert got["iteration"] == ITERS
+    for name in ("train_loss.csv", "weight_hashes.json"):  # the trace goes on from the checkpoint
+        assert (tmp_path / name).read_text() == (reference[0] / name).read_text(), name
     for name, tensor in want["model"].items():
         assert torch.equal(tensor, got["model"][name]), name
     for pid, s in want["optimizer"]["state"].items():  # AdamW: step, exp_avg, exp_avg_sq

@@ -1,0 +1,356 @@
+"""Why two runs' numbers differ: the settings, code, libraries, hardware, environment variables and data two run
+folders (or evaluation records) were made with, where their trainings first part, and their metric difference
+with a paired interval over the images (``scripts/compare_runs.py``; docs/reproducibility.md).
+
+Reads only: nothing is ever written into the folders compared. A folder from before a record existed is compared
+on what it has, with a note saying what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .engine.report import PER_IMAGE, read_per_image
+from .engine.trace import LOSS_LOG, WEIGHT_HASHES, TraceError, read_hashes, read_losses
+from .environment import RECORD
+from .stats import paired_difference
+
+CONFIG = Path(".hydra") / "config.yaml"
+METRICS = "metrics.json"
+CHECKPOINT = Path("checkpoints") / "last.pt"
+MISSING = "(unset)"
+
+
+class CompareError(ValueError):
+    """A folder that cannot be compared (missing, not a run, another task); the message names it."""
+
+
+@dataclass
+class RunRecord:
+    """What one folder holds: ``kind`` is ``training run`` or ``evaluation record``; ``None`` where a file is
+    missing (``notes`` says which)."""
+
+    path: Path
+    kind: str
+    config: dict | None = None
+    environment: dict | None = None
+    metrics: dict | None = None
+    losses: dict[int, float] | None = None
+    hashes: dict[int, str] | None = None
+    per_image: tuple[list[str], dict[str, np.ndarray]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    """``sections``: title -> [(key, value in A, value in B)] for every key that differs; ``training`` and
+    ``metrics``: lines of the divergence and score findings; ``notes``: what could not be compared."""
+
+    a: RunRecord
+    b: RunRecord
+    sections: dict[str, list[tuple[str, Any, Any]]]
+    training: list[str]
+    metrics: list[dict]
+    notes: list[str]
+
+    @property
+    def identical_setup(self) -> bool:
+        return not any(self.sections.values())
+
+
+def _read_json(path: Path, notes: list[str], what: str) -> dict | None:
+    if not path.is_file():
+        notes.append(f"{path.parent}: no {path.name} ({what})")
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CompareError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(value, dict):
+        raise CompareError(f"{path}: not a record (a JSON {type(value).__name__})")
+    return value
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _read_config(path: Path) -> dict | None:
+    try:
+        value = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CompareError(f"{path}: unreadable config ({type(exc).__name__}: {exc})") from None
+    return flatten(value) if isinstance(value, dict) else None
+
+
+def open_record(path: str | Path) -> RunRecord:
+    """A training run folder or an evaluation record (``<run>/eval/<name>/``, or a ``metrics.json`` in one)."""
+    path = Path(path)
+    if path.is_file() and path.name == METRICS:
+        path = path.parent
+    if not path.exists():
+        raise CompareError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise CompareError(f"{path}: not a folder (give a run folder or an evaluation record)")
+    markers = [CONFIG, Path(METRICS), Path(RECORD), CHECKPOINT, Path(LOSS_LOG)]
+    if not any((path / m).exists() for m in markers):
+        raise CompareError(
+            f"{path}: not a run folder or an evaluation record (none of {', '.join(str(m) for m in markers)})"
+        )
+    config_file = path / CONFIG
+    kind = "training run"
+    if not config_file.is_file() and (path.parent.parent / CONFIG).is_file() and path.parent.name == "eval":
+        config_file, kind = path.parent.parent / CONFIG, "evaluation record"
+    elif not config_file.is_file() and (path / METRICS).is_file():
+        kind = "evaluation record"
+    record = RunRecord(path, kind)
+    notes = record.notes
+    if config_file.is_file():
+        record.config = _read_config(config_file)
+    else:
+        notes.append(f"{path}: no {CONFIG} (settings cannot be compared)")
+    record.environment = _read_json(path / RECORD, notes, "code, libraries, hardware and variables not recorded")
+    record.metrics = _read_json(path / METRICS, notes, "no scores")
+    if kind == "training run":
+        try:
+            if (path / LOSS_LOG).is_file():
+                record.losses = read_losses(path / LOSS_LOG)
+            else:
+                notes.append(f"{path}: no {LOSS_LOG} (per-iteration losses not recorded)")
+            if (path / WEIGHT_HASHES).is_file():
+                record.hashes = read_hashes(path / WEIGHT_HASHES)
+            else:
+                notes.append(f"{path}: no {WEIGHT_HASHES} (checkpoint weights not hashed)")
+        except TraceError as exc:
+            raise CompareError(str(exc)) from None
+    if (path / PER_IMAGE).is_file():
+        try:
+            record.per_image = read_per_image(path / PER_IMAGE)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CompareError(f"{path / PER_IMAGE}: unreadable ({type(exc).__name__}: {exc})") from None
+    elif record.metrics is not None:
+        notes.append(f"{path}: no {PER_IMAGE} (no paired interval)")
+    return record
+
+
+def classes_of(record: RunRecord) -> list[str] | None:
+    """The class names a record was scored on (``metrics.json``), else the count its config gives."""
+    if record.metrics:
+        for mode in ("ss", "mf"):
+            iou = record.metrics.get(mode, {}).get("iou") if isinstance(record.metrics.get(mode), dict) else None
+            if isinstance(iou, dict):
+                return list(iou)
+    if record.config and "num_classes" in record.config:
+        return [f"class {i}" for i in range(int(record.config["num_classes"]))]
+    return None
+
+
+def check_same_task(a: RunRecord, b: RunRecord) -> None:
+    ca, cb = classes_of(a), classes_of(b)
+    if ca is not None and cb is not None and ca != cb:
+        raise CompareError(
+            f"{a.path} and {b.path} are scored on different classes ({len(ca)}: {', '.join(ca[:4])}... vs "
+            f"{len(cb)}: {', '.join(cb[:4])}...): their runs are not of one task"
+        )
+
+
+def diff_maps(a: Mapping | None, b: Mapping | None, keys: list[str] | None = None) -> list[tuple[str, Any, Any]]:
+    a, b = a or {}, b or {}
+    names = keys if keys is not None else sorted(set(a) | set(b))
+    return [(k, a.get(k, MISSING), b.get(k, MISSING)) for k in names if a.get(k, MISSING) != b.get(k, MISSING)]
+
+
+def _isa_diff(a: list, b: list) -> list[tuple[str, Any, Any]]:
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if not only_a and not only_b:
+        return []
+    return [("cpu.isa", "only A: " + (" ".join(only_a) or "-"), "only B: " + (" ".join(only_b) or "-"))]
+
+
+def environment_sections(a: dict | None, b: dict | None) -> dict[str, list]:
+    if a is None or b is None:
+        return {}
+    sections = {
+        "code": diff_maps(a.get("code"), b.get("code"), ["package_version", "commit", "dirty", "diff_sha256"]),
+        "libraries": diff_maps(
+            {"python": a.get("python"), **a.get("libraries", {})},
+            {
+                "python": b.get("python"),
+                **b.get("libraries", {}),
+            },
+        ),
+    }
+    cpu_a, cpu_b = a.get("cpu", {}), b.get("cpu", {})
+    hardware = diff_maps(
+        {f"cpu.{k}": v for k, v in cpu_a.items() if k != "isa"}, {f"cpu.{k}": v for k, v in cpu_b.items() if k != "isa"}
+    )
+    hardware += _isa_diff(cpu_a.get("isa", []), cpu_b.get("isa", []))
+    hardware += diff_maps(flatten({"threads": a.get("threads", {})}), flatten({"threads": b.get("threads", {})}))
+    build_a = {f"torch_build.{k}": v for k, v in a.get("torch_build", {}).items()}
+    build_b = {f"torch_build.{k}": v for k, v in b.get("torch_build", {}).items()}
+    hardware += diff_maps(build_a, build_b)
+    sections["hardware and build"] = hardware
+    sections["numerics environment variables"] = diff_maps(a.get("numerics_env"), b.get("numerics_env"))
+    sections["deterministic mode"] = diff_maps(
+        flatten({"deterministic": a.get("deterministic") or {}}),
+        flatten({"deterministic": b.get("deterministic") or {}}),
+    )
+    sections["data"] = data_diff(a.get("data"), b.get("data"))
+    return sections
+
+
+def data_diff(a: dict | None, b: dict | None) -> list[tuple[str, Any, Any]]:
+    if a is None or b is None:
+        return [] if a is b else [("data", "recorded" if a else "not recorded", "recorded" if b else "not recorded")]
+    if a.get("sha256") == b.get("sha256"):
+        return []
+    rows = [("data.sha256", a.get("sha256"), b.get("sha256"))]
+    splits_a, splits_b = a.get("splits", {}), b.get("splits", {})
+    for split in sorted(set(splits_a) | set(splits_b)):
+        flat_a = flatten(splits_a.get(split) or {}, f"data.{split}.")
+        flat_b = flatten(splits_b.get(split) or {}, f"data.{split}.")
+        rows += diff_maps(flat_a, flat_b)
+    return rows
+
+
+def training_divergence(a: RunRecord, b: RunRecord) -> list[str]:
+    lines = []
+    if a.losses is not None and b.losses is not None:
+        common = sorted(set(a.losses) & set(b.losses))
+        if not common:
+            lines.append("losses: the two loss logs share no iteration")
+        else:
+            first = next((i for i in common if a.losses[i] != b.losses[i]), None)
+            span = f"iterations {common[0]}..{common[-1]}"
+            if first is None:
+                lines.append(f"losses: bit-identical over {span}")
+            else:
+                same = sum(1 for i in common if i < first)
+                lines.append(
+                    f"losses: first differ at iteration {first} (A {a.losses[first]!r}, B {b.losses[first]!r}; "
+                    f"{same} identical iterations before it, {span} compared)"
+                )
+        if set(a.losses) != set(b.losses):
+            lines.append(
+                f"losses: A logs iterations {min(a.losses, default=0)}..{max(a.losses, default=0)}, "
+                f"B {min(b.losses, default=0)}..{max(b.losses, default=0)}"
+            )
+    if a.hashes is not None and b.hashes is not None:
+        common = sorted(set(a.hashes) & set(b.hashes))
+        if not common:
+            lines.append("weights: no checkpoint iteration in common")
+        else:
+            differ = [i for i in common if a.hashes[i] != b.hashes[i]]
+            same = [i for i in common if a.hashes[i] == b.hashes[i]]
+            if not differ:
+                lines.append(f"weights: bit-identical at every common checkpoint ({', '.join(map(str, common))})")
+            else:
+                before = [i for i in same if i < differ[0]]
+                last = f"last identical at iteration {before[-1]}" if before else "never identical"
+                lines.append(f"weights: first differ at the checkpoint of iteration {differ[0]} ({last})")
+    return lines
+
+
+def _paired(a: RunRecord, b: RunRecord, mode: str) -> tuple[float, float] | str:
+    if a.per_image is None or b.per_image is None:
+        return "no per-image matrices"
+    (names_a, ma), (names_b, mb) = a.per_image, b.per_image
+    if mode not in ma or mode not in mb:
+        return f"no per-image {mode} matrices"
+    if sorted(names_a) != sorted(names_b):
+        return f"different images ({len(names_a)} vs {len(names_b)}, {len(set(names_a) & set(names_b))} shared)"
+    order = {n: i for i, n in enumerate(names_b)}
+    mb_aligned = mb[mode][[order[n] for n in names_a]]
+    if ma[mode].shape[1:] != mb_aligned.shape[1:]:
+        return "matrices of different class counts"
+    estimate = paired_difference({0: mb_aligned}, {0: ma[mode]})
+    return estimate.low, estimate.high
+
+
+def metric_differences(a: RunRecord, b: RunRecord) -> list[dict]:
+    rows = []
+    if not a.metrics or not b.metrics:
+        return rows
+    for mode in ("ss", "mf"):
+        sa, sb = a.metrics.get(mode), b.metrics.get(mode)
+        if not isinstance(sa, dict) or not isinstance(sb, dict) or "miou" not in sa or "miou" not in sb:
+            continue
+        row = {"mode": mode, "a": sa["miou"], "b": sb["miou"], "difference": sb["miou"] - sa["miou"]}
+        paired = _paired(a, b, mode)
+        if isinstance(paired, tuple):
+            row["ci95"] = list(paired)
+        else:
+            row["note"] = paired
+        rows.append(row)
+    return rows
+
+
+def compare_runs(a: str | Path, b: str | Path) -> Comparison:
+    """Compare two run folders or evaluation records; raises ``CompareError`` for a folder that is not one, or for
+    two records scored on different classes."""
+    ra, rb = open_record(a), open_record(b)
+    check_same_task(ra, rb)
+    sections: dict[str, list] = {"settings": diff_maps(ra.config, rb.config) if ra.config and rb.config else []}
+    if ra.metrics and rb.metrics and (ra.metrics.get("eval") or rb.metrics.get("eval")):
+        sections["evaluation settings"] = diff_maps(
+            flatten({"eval": ra.metrics.get("eval") or {}}), flatten({"eval": rb.metrics.get("eval") or {}})
+        )
+    sections.update(environment_sections(ra.environment, rb.environment))
+    notes = [f"A {n}" for n in ra.notes] + [f"B {n}" for n in rb.notes]
+    return Comparison(ra, rb, sections, training_divergence(ra, rb), metric_differences(ra, rb), notes)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def format_comparison(c: Comparison) -> str:
+    lines = [f"A: {c.a.path} ({c.a.kind})", f"B: {c.b.path} ({c.b.kind})", ""]
+    for title, rows in c.sections.items():
+        if not rows:
+            lines.append(f"{title}: same")
+            continue
+        lines.append(f"{title}: {len(rows)} differ")
+        width = min(44, max(len(k) for k, _, _ in rows))
+        lines += [f"  {k:<{width}}  A {_show(va)}  |  B {_show(vb)}" for k, va, vb in rows]
+    if c.training:
+        lines += ["", "training:"] + [f"  {line}" for line in c.training]
+    if c.metrics:
+        lines += ["", "mIoU (B - A, 95% paired bootstrap interval over the images):"]
+        for row in c.metrics:
+            ci = row.get("ci95")
+            interval = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci and not any(map(math.isnan, ci)) else row.get("note", "")
+            lines.append(
+                f"  {row['mode']}: A {row['a']:.4f}  B {row['b']:.4f}  B - A {row['difference']:+.4f}  {interval}"
+            )
+    if c.notes:
+        lines += ["", "not compared:"] + [f"  {n}" for n in c.notes]
+    return "\n".join(lines)
+
+
+def comparison_record(c: Comparison) -> dict:
+    """The comparison as JSON-ready data (``compare_runs --json``)."""
+    return {
+        "a": str(c.a.path),
+        "b": str(c.b.path),
+        "differences": {t: [{"key": k, "a": va, "b": vb} for k, va, vb in rows] for t, rows in c.sections.items()},
+        "training": c.training,
+        "metrics": c.metrics,
+        "notes": c.notes,
+    }

@@ -1,0 +1,133 @@
+"""The manifest of the data a run read: for each split, its list file and its masks by name, size and content hash,
+and its images by name and size; one SHA-256 over all of it.
+
+Two runs with the same manifest hash read the same split lists and the same labels. Images enter by name and size
+only (hashing VOC's 17,000 JPEGs on every run would cost seconds; a re-encoded image almost always changes size).
+Content hashes are cached by (path, size, modification time) in ``$XDG_CACHE_HOME/deeplab_mobile/manifest/``, so
+a run re-hashes only the files that changed; a cache that cannot be read or written is skipped, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..files import write_json
+
+CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deeplab_mobile" / "manifest"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HashCache:
+    """Content hashes of one folder's files, keyed by absolute path, size and modification time (ns)."""
+
+    def __init__(self, root: Path) -> None:
+        key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        self.path = cache_dir() / f"{key}.json"
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.changed = False
+
+    def sha256(self, path: Path, stat: os.stat_result) -> str:
+        name = str(path.resolve())
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        entry = self.entries.get(name)
+        if isinstance(entry, list) and entry[:2] == stamp:
+            return entry[2]
+        value = file_sha256(path)
+        self.entries[name] = [*stamp, value]
+        self.changed = True
+        return value
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            write_json(self.path, self.entries, indent=None)
+        except OSError:
+            pass  # a read-only home: the next run hashes again
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def split_manifest(dataset, cache: HashCache | None = None) -> dict:
+    """One split (a dataset with ``pairs`` and ``root``; ``list_file`` where it has one) -> its counts and hashes.
+    A file that is missing is recorded as missing (the dataset reports it when read)."""
+    root = Path(getattr(dataset, "root", "."))
+    cache = cache or HashCache(root)
+    masks, images = hashlib.sha256(), hashlib.sha256()
+    mask_bytes = image_bytes = missing = 0
+    for image, mask in dataset.pairs:
+        try:
+            stat = image.stat()
+            images.update(f"{_relative(image, root)}\0{stat.st_size}\n".encode())
+            image_bytes += stat.st_size
+        except OSError:
+            images.update(f"{_relative(image, root)}\0missing\n".encode())
+            missing += 1
+        try:
+            stat = mask.stat()
+            masks.update(f"{_relative(mask, root)}\0{stat.st_size}\0{cache.sha256(mask, stat)}\n".encode())
+            mask_bytes += stat.st_size
+        except OSError:
+            masks.update(f"{_relative(mask, root)}\0missing\n".encode())
+            missing += 1
+    record = {
+        "samples": len(dataset.pairs),
+        "list_file": None,
+        "masks_sha256": masks.hexdigest(),
+        "mask_bytes": mask_bytes,
+        "images_sha256": images.hexdigest(),
+        "image_bytes": image_bytes,
+        "missing_files": missing,
+    }
+    list_file = getattr(dataset, "list_file", None)
+    if list_file is not None and Path(list_file).is_file():
+        stat = Path(list_file).stat()
+        record["list_file"] = {
+            "path": _relative(Path(list_file), root),
+            "size": stat.st_size,
+            "sha256": cache.sha256(Path(list_file), stat),
+        }
+    return record
+
+
+def data_manifest(splits: Mapping[str, object]) -> dict:
+    """``{split name: dataset}`` -> ``{"sha256": ..., "root": ..., "splits": {name: split_manifest}}``; a dataset
+    without file pairs (an in-memory one) is recorded by its length alone."""
+    record: dict = {"splits": {}}
+    caches: dict[Path, HashCache] = {}
+    for name, dataset in splits.items():
+        if not hasattr(dataset, "pairs"):
+            record["splits"][name] = {"samples": len(dataset), "files": None}
+            continue
+        root = Path(getattr(dataset, "root", "."))
+        cache = caches.setdefault(root, HashCache(root))
+        record["splits"][name] = split_manifest(dataset, cache)
+        record.setdefault("root", str(root))
+    for cache in caches.values():
+        cache.save()
+    record["sha256"] = hashlib.sha256(json.dumps(record["splits"], sort_keys=True).encode()).hexdigest()
+    return record
