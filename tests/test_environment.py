@@ -181,3 +181,31 @@ def test_apply_refuses_a_process_started_without_the_pins(monkeypatch):
     monkeypatch.delenv(determinism.RELAUNCHED, raising=False)
     with pytest.raises(determinism.DeterminismError, match="before torch starts.*scripts/train.py"):
         determinism.apply(2, torch.device("cpu"))
+
+
+class WarnsLikeCuda(torch.nn.Module):
+    """A step that uses the random stream and an op PyTorch would name as lacking a deterministic kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.drop = torch.nn.Conv2d(3, 2, 1), torch.nn.Dropout(0.5)
+
+    def forward(self, x):
+        import warnings
+
+        warnings.warn(
+            "upsample_bilinear2d_backward_out_cuda does not have a deterministic implementation, but you set "
+            "'torch.use_deterministic_algorithms(True, warn_only=True)'",
+            UserWarning,
+            stacklevel=2,
+        )
+        return self.drop(self.conv(x))
+
+
+def test_the_probe_step_names_the_ops_and_leaves_the_model_and_random_stream_alone():
+    model = WarnsLikeCuda()
+    before, weights = torch.get_rng_state(), {k: v.clone() for k, v in model.state_dict().items()}
+    assert determinism.nondeterministic_ops(model, torch.device("cpu")) == ["upsample_bilinear2d_backward_out_cuda"]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    assert model.conv.weight.grad is None
