@@ -63,15 +63,31 @@ def numerics_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in sorted(environ.items()) if k.startswith(NUMERICS_PREFIXES) and k not in NUMERICS_SKIP}
 
 
+def cpu_caches(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> dict[str, str]:
+    """Core 0's caches (``L1d``, ``L2``, ... -> size), as Linux reports them: oneDNN sizes its blocks by them, and
+    a virtual machine may report other sizes for the same CPU model."""
+    caches = {}
+    for index in sorted(root.glob("index*")):
+        try:
+            level, kind, size = ((index / n).read_text().strip() for n in ("level", "type", "size"))
+        except OSError:
+            continue
+        caches[f"L{level}{ {'Data': 'd', 'Instruction': 'i'}.get(kind, '') }"] = size
+    return caches
+
+
 def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
-    """Vendor, model and numerics ISA flags (from ``/proc/cpuinfo`` on Linux), cores, and the vector width ATen
-    dispatches to."""
+    """Vendor, model, microcode and numerics ISA flags (from ``/proc/cpuinfo`` on Linux), whether it runs under a
+    hypervisor, its caches, cores, and the vector width ATen dispatches to."""
     info: dict[str, Any] = {
         "machine": platform.machine(),
         "vendor": None,
         "model": platform.processor() or None,
         "family_model_stepping": None,
+        "microcode": None,
+        "hypervisor": None,
         "isa": [],
+        "caches": cpu_caches(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
@@ -91,6 +107,8 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
     if "cpu family" in fields:
         info["family_model_stepping"] = f"{fields['cpu family']}/{fields.get('model')}/{fields.get('stepping')}"
     flags = (fields.get("flags") or fields.get("Features") or "").split()
+    info["microcode"] = fields.get("microcode")
+    info["hypervisor"] = "hypervisor" in flags if flags else None
     info["isa"] = sorted(f for f in flags if ISA_FLAGS.match(f))
     return info
 

@@ -20,6 +20,7 @@ from deeplab_mobile.engine.trace import Trace, read_hashes, read_losses
 from deeplab_mobile.environment import (
     code_state,
     config_sha256,
+    cpu_caches,
     cpu_info,
     environment_record,
     imported_libraries,
@@ -34,7 +35,8 @@ cpu family\t: 6
 model\t\t: 143
 model name\t: Intel(R) Xeon(R) Platinum 8480+
 stepping\t: 8
-flags\t\t: {FLAGS}amx_int8 avx_vnni rdrand
+microcode\t: 0x2b000603
+flags\t\t: {FLAGS}amx_int8 avx_vnni rdrand hypervisor
 
 processor\t: 1
 vendor_id\t: GenuineIntel
@@ -48,6 +50,16 @@ def test_cpu_info_reads_vendor_model_and_the_numerics_isa_flags():
     want = "sse4_2 avx avx2 fma f16c avx512f avx512bw avx512_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8"
     assert info["isa"] == sorted([*want.split(), "avx_vnni"])  # not fpu, sse, sse2, rdrand
     assert info["aten_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["microcode"] == "0x2b000603" and info["hypervisor"] is True
+
+
+def test_cpu_caches_as_linux_lists_them(tmp_path):
+    for i, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K")]):
+        folder = tmp_path / f"index{i}"
+        folder.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(f"{value}\n")
+    assert cpu_caches(tmp_path) == {"L1d": "48K", "L1i": "32K", "L2": "2048K"}
 
 
 def test_numerics_env_keeps_the_variables_that_change_kernels():

@@ -22,6 +22,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.train import check_batch, train
+from deeplab_mobile.compare import compare_runs
 from deeplab_mobile.complexity import count_madds, count_params
 from deeplab_mobile.config.run import load_run
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
@@ -368,6 +369,18 @@ def test_every_evaluation_is_its_own_record_with_the_madds_it_ran(reference, syn
     want, *_ = evaluate(at[16].to(memory_format=torch.channels_last), norm, loader, 21)
     assert zoo["ss"]["miou"] == plain["ss"]["miou"] == want["miou"]
     assert zoo["eval"] == {"os": 16, "mf": True, "mf_os": 8, "mf_scales": [1.0], "flip": True, "pad_to": 65}
+    # each record has its environment and the manifest of the split it scored; compare_runs reads two records
+    env = json.loads((Path(plain["record"]) / "environment.json").read_text())
+    assert list(env["data"]["splits"]) == ["val"] and env["data"]["splits"]["val"]["samples"] == 30
+    c = compare_runs(zoo["record"], plain["record"])
+    assert c.a.kind == c.b.kind == "evaluation record" and c.sections["settings"] == []
+    assert {k for k, _, _ in c.sections["evaluation settings"]} == {
+        "eval.mf",
+        "eval.mf_os",
+        "eval.mf_scales",
+        "eval.flip",
+    }
+    assert c.metrics[0]["mode"] == "ss" and c.metrics[0]["difference"] == 0 and c.metrics[0]["ci95"] == [0.0, 0.0]
     with pytest.raises(ValueError, match="eval.os=12: output stride 12 is not supported"):
         evaluate_run(composed("eval", [*common, "eval.os=12"]))
 
