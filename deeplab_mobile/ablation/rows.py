@@ -89,7 +89,8 @@ class Row:
         """``MNet V2* OS16 ASPP MF``: names the variant in plots and notes."""
         if self.arch is None:
             return self.network
-        return f"{self.network} OS{self.arch['os']} {head_label(self.arch['head'])}{' MF' if self.mf else ''}"
+        loss = f" {self.arch['loss']}" if self.arch.get("loss") else ""
+        return f"{self.network} OS{self.arch['os']} {head_label(self.arch['head'])}{loss}{' MF' if self.mf else ''}"
 
     @property
     def title(self) -> str:
@@ -98,6 +99,8 @@ class Row:
         if self.arch is None:
             return self.network
         name = f"{self.network} OS{self.arch['os']} {head_label(self.arch['head'])}"
+        if self.arch.get("loss"):
+            name += f" {self.arch['loss']}"
         return f"{name} {self.short_eval}" if self.mf or self.extra else name
 
     @property

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from ..config.loss import loss_label, loss_settings
 from ..config.model import build_model
 from ..config.run import final_stage
 from ..models import describe_model
@@ -130,6 +131,7 @@ def architecture(cfg) -> dict | None:
     evaluated = OmegaConf.select(cfg, "eval.os", default=None)
     # Table 7's OS is the stride a network is evaluated at (the model zoo evaluates its OS16 network at OS8)
     arch.update(os=int(evaluated) if evaluated is not None else final or trained, train_os=trained, final_os=final)
+    arch["loss"] = loss_label(loss_settings(cfg))  # None for plain cross-entropy
     return arch
 
 

@@ -63,6 +63,7 @@ def columns(rows: list[Row]) -> dict[str, bool]:
         "evaluation": any(r.extra or not r.from_train for r in rows if r.state == "done"),
         "int8": any(r.int8_miou is not None for r in rows),
         "heads": any(r.arch and r.arch["head"] not in ("aspp", "no_aspp") for r in rows),
+        "loss": any(r.arch and r.arch.get("loss") for r in rows),
     }
 
 
@@ -128,6 +129,8 @@ def head_cell(row: Row, cols: dict[str, bool], check: str) -> str:
 
 def to_cells(row: Row, cols: dict[str, bool], check: str, splits: list[str], pm: str = "±") -> list[str]:
     cells = [str(row.number), row.network, _os_cell(row.arch), head_cell(row, cols, check), check if row.mf else ""]
+    if cols.get("loss"):
+        cells.append(((row.arch or {}).get("loss") or "CE") if row.arch else "")
     if cols["evaluation"]:
         cells.append(row.short_eval if row.state == "done" else "")
     n_seeds = row_n(row)
@@ -154,6 +157,8 @@ def to_cells(row: Row, cols: dict[str, bool], check: str, splits: list[str], pm:
 
 def header(cols: dict[str, bool], latency_device: str | None, splits: list[str]) -> list[str]:
     head = ["#", "Network", "OS", "Head" if cols.get("heads") else "ASPP", "MF"]
+    if cols.get("loss"):
+        head.append("Loss")
     if cols["evaluation"]:
         head.append("Evaluation")
     head.append("n")
@@ -248,7 +253,8 @@ def to_markdown(rows: list[Row], extra_notes: list[str] = (), samples: int = sta
 
 
 BASE_FIELDS = (
-    "row label evaluation state reason runs network encoder width tap os train_os final_os head aspp mf mf_scales data "
+    "row label evaluation state reason runs network encoder width tap os train_os final_os head aspp loss mf mf_scales "
+    "data "
     "seeds failed_seeds missing_seeds reference"
 ).split()
 SPLIT_FIELDS = (
@@ -290,6 +296,7 @@ def to_csv(rows: list[Row]) -> str:
             "final_os": a.get("final_os"),
             "head": a.get("head"),
             "aspp": None if not a else a["head"] == "aspp",
+            "loss": a.get("loss") or ("CE" if a else None),
             "mf": r.mf,
             "mf_scales": " ".join(f"{s:g}" for s in r.mf_scales) if r.mf_scales else None,
             "data": r.data,

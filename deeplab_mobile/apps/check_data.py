@@ -1,14 +1,19 @@
 """The data check app: every image and mask of the chosen splits, read as training reads them; every problem listed
-with its file, and ``check.json`` in the run folder (``scripts/check_data.py``; docs/data.md)."""
+with its file, and ``check.json`` in the run folder (``scripts/check_data.py``; docs/data.md). With
+``class_weights=<rule>``, also each class's pixel frequency on the training split and its weight by the rule, to
+``class_weights.json`` (the file ``loss.class_weights`` reads; ``data.class_weights``)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from ..config.data import check_data_split
+from ..config.data import check_data_split, open_data_split
+from ..data.class_weights import RULES, pixel_counts, weights_record, write_class_weights
+from ..engine.run import SettingError
 from ..files import write_json
 
 
@@ -31,6 +36,39 @@ def check(cfg: DictConfig, out_dir: str | Path) -> dict:
     return report
 
 
+def class_frequencies(cfg: DictConfig, out_dir: str | Path) -> Path:
+    """Count each class's pixels on ``class_weights_split`` (default the training split) and write the weights of
+    rule ``cfg.class_weights`` to ``class_weights_file`` (default ``<out_dir>/class_weights.json``)."""
+    data, rule = cfg.data, cfg.class_weights
+    if rule not in RULES:
+        raise SettingError(f"class_weights={rule!r} is not a rule; choose one of {', '.join(RULES)}")
+    split = cfg.get("class_weights_split") or data.train_split
+    dataset = open_data_split(data, split, num_classes=OmegaConf.select(cfg, "num_classes", default=None))
+    n = int(dataset.num_classes)
+    where = OmegaConf.select(cfg, "data.classes", default=None)
+    classes = getattr(dataset, "classes", None)  # a folder dataset's classes file
+    names = list(classes.names) if hasattr(classes, "names") else []
+    if not names and where is not None:
+        names = list(where) if OmegaConf.is_list(where) else list(get_object(str(where)))
+    names = names if len(names) == n else [str(i) for i in range(n)]
+    pixels, image_pixels = pixel_counts(dataset, n, cfg.progress)
+    record = weights_record(pixels, image_pixels, rule, names, split, str(data.name))
+    path = write_class_weights(cfg.get("class_weights_file") or Path(out_dir) / "class_weights.json", record)
+    print(f"{split}: class pixel frequencies and {rule} weights in {path}")
+    width = max(len(name) for name in names)
+    for name, share, weight in zip(names, record["frequency"], record["weights"], strict=True):
+        print(f"  {name:<{width}}  {100 * share:7.3f}%  weight {weight:.4f}")
+    print(f"train with them: scripts/train.py loss=weighted_ce loss.class_weights={path}")
+    return path
+
+
 def main(cfg: DictConfig, out_dir: str | Path) -> None:
-    if not check(cfg, out_dir)["ok"]:
+    report = check(cfg, out_dir)
+    if report["ok"] and cfg.get("class_weights"):
+        try:
+            class_frequencies(cfg, out_dir)
+        except SettingError as exc:
+            print(exc, file=sys.stderr)
+            sys.exit(1)
+    if not report["ok"]:
         sys.exit(1)

@@ -23,6 +23,8 @@ from torch.utils.data import Dataset
 from .. import determinism
 from ..config.data import open_data_split, prepare_data
 from ..config.evaluation import EvalData, check_protocol, evaluation_data, protocol
+from ..config.loss import DEFAULT as LEGACY_LOSS
+from ..config.loss import build_loss, counted_weights, loss_settings, weight_rules
 from ..config.machine import share_machine
 from ..config.model import adopt_data_classes, adopt_weights, build_model, class_names
 from ..config.run import build_scheduler, final_stage, identity
@@ -36,7 +38,7 @@ from ..engine.report import write_metrics
 from ..engine.run import ConfigMismatch, SettingError, check_same_run, run_guarded, write_status
 from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
 from ..environment import write_environment
-from ..files import write_text
+from ..files import write_json, write_text
 from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
 from ..models.weights import WeightsError
@@ -218,6 +220,7 @@ class TrainingRun:
         prepare_data(cfg.data, env, cfg.progress)
         self.train_set, val = self.open_data()
         self.normalize, self.val_loader = val.normalize, val.loader
+        self.loss = self.build_loss()
         self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
         if self.determinism and env.device.type == "cuda":
             self.determinism["nondeterministic_ops"] = determinism.report_cuda_ops(self.model, env.device)
@@ -249,7 +252,26 @@ class TrainingRun:
             on_log=self.board.scalars,
             config=identity(cfg),
             final_stage=self.stage,
+            loss=self.loss,
         )
+
+    def build_loss(self):
+        """The ``loss`` node's module; class weights named by a rule are counted on the training split here, and the
+        weights of every rule counted go to ``class_weights.json`` in the run folder."""
+        cfg, node = self.cfg, loss_settings(self.cfg)
+        counted = counted_weights(
+            self.train_set,
+            cfg.num_classes,
+            list(self.names),
+            weight_rules(node),
+            cfg.data.name,
+            self.env.main and cfg.progress,
+        )
+        loss = build_loss(node, cfg.num_classes, counted)
+        if counted and self.env.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.out_dir / "class_weights.json", counted)
+        return loss
 
     def open_data(self) -> tuple[Dataset, EvalData]:
         """The training split, and the val split as evaluation reads it; a data problem ends with ``data.help``."""
@@ -275,7 +297,13 @@ class TrainingRun:
         stride = self.protocol.strides(self.model)[0]  # the protocol's single-scale stride
         with output_stride(self.model, stride) as model:
             s, _, examples, *_ = evaluate(
-                model, self.normalize, self.val_loader, self.cfg.num_classes, keep=self.cfg.eval.examples, **kwargs
+                model,
+                self.normalize,
+                self.val_loader,
+                self.cfg.num_classes,
+                keep=self.cfg.eval.examples,
+                tile=self.protocol.tile,
+                **kwargs,
             )
         log.info("iteration %d: val mIoU %.4f (single scale, OS%d)", iteration, s["miou"], stride)
         values = {"val/miou": s["miou"], "val/pixel_acc": s["pixel_acc"]}
@@ -288,7 +316,10 @@ class TrainingRun:
         trainer, cfg = self.trainer, self.cfg
         if self.resuming:
             state = load_checkpoint(trainer.ckpt_path, map_location=self.env.device)
-            check_same_run(state.get("config", {}), identity(cfg), trainer.ckpt_path)
+            saved = dict(state.get("config", {}))
+            if not any(k.startswith("loss.") for k in saved):  # written before conf/loss/: it trained with CE
+                saved.update({f"loss.{k}": v for k, v in LEGACY_LOSS.items()})
+            check_same_run(saved, identity(cfg), trainer.ckpt_path)
             log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
         saved_config = self.out_dir / ".hydra" / "config.yaml"
         # Hydra writes it; a direct call of train() gets one too; it records the network of weights= and the classes

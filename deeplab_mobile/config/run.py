@@ -21,6 +21,7 @@ from .model import build_model, class_names, load_run_config
 # Settings that define a run: a resume with any of them changed is refused.
 IDENTITY = (
     "model",
+    "loss",
     "os",
     "width",
     "tap",

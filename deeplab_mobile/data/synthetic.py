@@ -102,8 +102,13 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return 0.75 * field + 0.25 * fine
 
 
-def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224), max_objects: int = MAX_OBJECTS):
-    """One (RGB uint8 image, uint8 mask) pair."""
+def generate_sample(
+    rng: np.random.Generator,
+    size: tuple[int, int] = (128, 224),
+    max_objects: int = MAX_OBJECTS,
+    rare: Rare | None = None,
+):
+    """One (RGB uint8 image, uint8 mask) pair; with ``rare``, its classes are drawn that much less often."""
     h, w = (int(v) for v in rng.integers(size[0], size[1] + 1, 2))
     image = background(rng, h, w)
     label = np.zeros((h, w), np.uint8)
@@ -111,6 +116,8 @@ def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     for k in range(1, int(rng.integers(1, max_objects + 1)) + 1):
         cls = int(rng.integers(1, len(CLASS_NAMES)))
+        if rare is not None:
+            cls = rare.redraw(rng, cls)
         shape, texture = SHAPES[(cls - 1) // len(TEXTURES)], TEXTURES[(cls - 1) % len(TEXTURES)]
         radius = float(rng.uniform(*OBJECT_RADIUS) * min(h, w))
         cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
@@ -136,6 +143,32 @@ def generate_sample(rng: np.random.Generator, size: tuple[int, int] = (128, 224)
     edge = cv2.dilate(inst, kernel) != cv2.erode(inst, kernel)
     label[edge] = IGNORE_INDEX
     return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+class Rare:
+    """Rare classes: an object drawn as one of ``classes`` keeps its class with probability ``keep`` and is
+    otherwise drawn again among the other object classes, so those classes cover ``keep`` times their usual share
+    of pixels (about 0.1% each at ``keep=0.1``; an object class covers about 1% of the dataset's pixels). No extra
+    draws without it: the default dataset's images are the same."""
+
+    def __init__(self, classes, keep: float) -> None:
+        self.classes = sorted({int(c) for c in classes})
+        if not self.classes or not all(1 <= c < len(CLASS_NAMES) for c in self.classes):
+            raise ValueError(f"rare classes must be object classes 1..{len(CLASS_NAMES) - 1}, got {list(classes)}")
+        if len(self.classes) == len(CLASS_NAMES) - 1:
+            raise ValueError("rare classes: leave at least one object class common")
+        if not 0 <= keep <= 1:
+            raise ValueError(f"rare keep must be in [0, 1], got {keep}")
+        self.keep = float(keep)
+        self.common = [c for c in range(1, len(CLASS_NAMES)) if c not in self.classes]
+
+    def redraw(self, rng: np.random.Generator, cls: int) -> int:
+        if cls not in self.classes or rng.random() < self.keep:
+            return cls
+        return self.common[int(rng.integers(len(self.common)))]
+
+    def record(self) -> dict:
+        return {"classes": self.classes, "keep": self.keep}
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
@@ -165,17 +198,22 @@ def write_synthetic_voc(
     size: tuple[int, int] = (128, 224),
     progress: bool = True,
     n_test: int = 0,
+    rare: dict | None = None,
 ) -> Path:
     """Write the dataset under ``root/VOCdevkit/VOC2012`` and return that folder: ``train``, ``val``,
     ``trainval`` and, with ``n_test``, a held-out ``test`` split.
 
     Deterministic per seed; image ``i`` of a split depends only on (seed, split, i, size). A finished tree with
     the same settings is left as it is (the ``.synthetic.json`` stamp); a tree with the same seed and size but
-    other counts keeps the images it already has and writes only the missing ones.
+    other counts keeps the images it already has and writes only the missing ones. ``rare``: ``{classes, keep}``
+    (``Rare``), classes made rare on purpose, for class-imbalance experiments.
     """
+    rarity = Rare(rare["classes"], rare["keep"]) if rare else None
     voc = Path(root) / "VOCdevkit" / "VOC2012"
     stamp = voc / ".synthetic.json"
     drawn = {"version": GENERATOR_VERSION, "seed": seed, "size": [int(v) for v in size]}
+    if rarity is not None:  # only then: the default tree's stamp stays what it was
+        drawn["rare"] = rarity.record()
     settings = {**drawn, "n_train": n_train, "n_val": n_val, "n_test": n_test}
     if _read_stamp(stamp) == settings:
         return voc
@@ -187,7 +225,7 @@ def write_synthetic_voc(
             reuse = old is not None and {k: old.get(k) for k in drawn} == drawn
             stamp.unlink(missing_ok=True)  # an interrupted rewrite must not look finished
             counts = {"train": n_train, "val": n_val, "test": n_test}
-            _write_tree(voc, counts, seed, tuple(size), progress, reuse)
+            _write_tree(voc, counts, seed, tuple(size), progress, reuse, rarity)
             write_text(stamp, json.dumps(settings))
     return voc
 
@@ -200,7 +238,13 @@ def _read_stamp(stamp: Path) -> dict | None:
 
 
 def _write_tree(
-    voc: Path, counts: dict[str, int], seed: int, size: tuple[int, int], progress: bool, reuse: bool
+    voc: Path,
+    counts: dict[str, int],
+    seed: int,
+    size: tuple[int, int],
+    progress: bool,
+    reuse: bool,
+    rare: Rare | None = None,
 ) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
@@ -215,7 +259,7 @@ def _write_tree(
             if not (reuse and image.is_file() and mask.is_file()):  # both files are written atomically
                 jobs.append((split, i, image, mask))
     for split, i, image_path, mask_path in tqdm(jobs, desc="generating dataset", disable=not progress):
-        image, mask = generate_sample(sample_rng(seed, split, i), size)
+        image, mask = generate_sample(sample_rng(seed, split, i), size, rare=rare)
         _write_jpeg(image_path, image)
         write_mask(mask_path, mask)
     lists["trainval"] = lists["train"] + lists["val"]

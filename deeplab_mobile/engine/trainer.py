@@ -1,6 +1,6 @@
-"""The training loop: SGD with per-iteration poly decay, cross-entropy ignoring 255, mixed precision on CUDA,
-atomic checkpoints with every random state, periodic evaluation, DeepLabv3's final stage at another output
-stride, and a stop on a non-finite loss."""
+"""The training loop: SGD with per-iteration poly decay, a loss ignoring 255 (``engine.losses``), mixed precision
+on CUDA, atomic checkpoints with every random state, periodic evaluation, DeepLabv3's final stage at another
+output stride, and a stop on a non-finite loss."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..data.base import IGNORE_INDEX
 from ..data.loader import train_loader
 from .checkpoint import (
     last_checkpoint,
@@ -29,6 +27,7 @@ from .checkpoint import (
     weights_sha256,
 )
 from .distributed import Dist
+from .losses import CrossEntropy
 from .run import FinalStage
 from .sampler import PositionSeeded, TrainSampler
 from .trace import Trace
@@ -100,21 +99,6 @@ def memory_format(channels_last: bool | str) -> torch.memory_format:
     return torch.channels_last if channels_last in ("auto", True) else torch.contiguous_format
 
 
-def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Pixel-mean cross-entropy over labelled pixels (0 rather than NaN for a crop with none).
-
-    Channels-last logits (the trainer's default layout) are scored as an (N*H*W, C) matrix, which is a view of
-    their memory: ``cross_entropy`` over dim 1 of the 4-D tensor would first copy it to NCHW and hand the
-    upsampling's backward a gradient in the other layout (slower on CPU; see results/cpu_recipe.md). The value and
-    the gradient are the same up to rounding.
-    """
-    logits = logits.float()
-    if logits.dim() == 4 and logits.is_contiguous(memory_format=torch.channels_last):
-        logits, masks = logits.permute(0, 2, 3, 1).reshape(-1, logits.shape[1]), masks.reshape(-1)
-    total = F.cross_entropy(logits, masks, ignore_index=ignore_index, reduction="sum")
-    return total / (masks != ignore_index).sum().clamp(min=1)
-
-
 class Trainer:
     """Runs iterations ``start .. settings.iters`` of one run folder.
 
@@ -129,6 +113,7 @@ class Trainer:
         config: stored in each checkpoint (the resolved run config) so a resume can check it matches.
         final_stage: DeepLabv3's last stage: from its first iteration on, the model runs at its output stride
             (``set_output_stride``: the same parameters, so the optimizer's state and the schedule run on).
+        loss: ``loss(logits, masks, step)`` (``engine.losses``; default: cross-entropy over labelled pixels).
     """
 
     def __init__(
@@ -145,6 +130,7 @@ class Trainer:
         on_log: Callable[[dict, int], None] | None = None,
         config: dict | None = None,
         final_stage: FinalStage | None = None,
+        loss: nn.Module | None = None,
     ) -> None:
         env = env or Dist()
         self.model, self.normalize = model, normalize.to(env.device)
@@ -153,6 +139,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.evaluate, self.on_log, self.config = evaluate, on_log, config or {}
         self.final_stage = final_stage
+        self.loss = (loss or CrossEntropy()).to(env.device)
         self.first_stride = self.bare_model.output_stride
         self.dtype = autocast_dtype(settings.amp, env.device)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
@@ -231,7 +218,7 @@ class Trainer:
         amp = torch.autocast(self.env.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
         with amp:
             logits = self.model(x)
-        loss = segmentation_loss(logits, masks)
+        loss = self.loss(logits, masks, self.iteration)
         finite = torch.isfinite(loss).float()
         if self.env.enabled:  # every process stops together
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)

@@ -28,6 +28,7 @@ from deeplab_mobile.config.run import load_run
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
+from deeplab_mobile.engine import losses as losses_module
 from deeplab_mobile.engine import trainer as trainer_module
 from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint, weights_sha256
 from deeplab_mobile.engine.distributed import Dist
@@ -174,15 +175,15 @@ def test_resume_true_needs_a_checkpoint_and_auto_starts_without_one(synthetic_vo
 
 
 def test_non_finite_loss_stops_naming_the_iteration(synthetic_voc, tmp_path, monkeypatch):
-    loss_fn = trainer_module.segmentation_loss
+    loss_fn = losses_module.segmentation_loss
     calls = []
 
-    def nan_on_third(logits, masks):
+    def nan_on_third(logits, masks, ignore_index):
         calls.append(1)
-        loss = loss_fn(logits, masks)
+        loss = loss_fn(logits, masks, ignore_index)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(trainer_module, "segmentation_loss", nan_on_third)
+    monkeypatch.setattr(losses_module, "segmentation_loss", nan_on_third)
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at iteration 3.*last good checkpoint is .*last\.pt"):
         train(tiny(synthetic_voc), tmp_path)
     assert final_state(tmp_path)["iteration"] == 2
@@ -574,3 +575,30 @@ def test_two_process_ddp_run_evaluates_like_a_single_process(synthetic_voc, tmp_
     assert final_state(tmp_path)["iteration"] == 2
     log = (tmp_path / "train.log").read_text()
     assert log.count("iteration 1: val mIoU") == 1  # both ranks evaluate; only rank 0 logs (rank 1: warnings)
+
+
+def test_a_weighted_loss_counts_the_training_split_and_gets_each_step(synthetic_voc, tmp_path, monkeypatch):
+    """loss.class_weights=<rule>: the weights are counted on the training split's masks (here again, by
+    ``pixel_counts``) and kept in the run folder; the loss is called with the number of steps done."""
+    from deeplab_mobile.data.class_weights import class_weights, pixel_counts
+    from deeplab_mobile.engine.losses import HardPixelCE
+
+    steps = []
+    forward = HardPixelCE.forward
+
+    def recording(self, logits, masks, step=0):
+        steps.append(step)
+        return forward(self, logits, masks, step)
+
+    monkeypatch.setattr(HardPixelCE, "forward", recording)
+    cfg = tiny(
+        synthetic_voc, "loss=hard_pixels", "loss.class_weights=inverse_sqrt", "loss.ramp_steps=4", "eval.mf=false"
+    )
+    train(cfg, tmp_path)
+    assert steps == list(range(ITERS))
+    record = json.loads((tmp_path / "class_weights.json").read_text())["inverse_sqrt"]
+    pixels, image_pixels = pixel_counts(VOCSegmentation(synthetic_voc, "train"), 21)
+    assert record["pixels"] == pixels.tolist()
+    np.testing.assert_allclose(record["weights"], class_weights(pixels, image_pixels, "inverse_sqrt"))
+    with pytest.raises(ConfigMismatch, match="loss.name: 'hard_pixels' -> 'ce'"):
+        train(tiny(synthetic_voc, "resume=true", "eval.mf=false"), tmp_path)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from deeplab_mobile.engine.trainer import param_groups, segmentation_loss
+from deeplab_mobile.engine.losses import segmentation_loss
+from deeplab_mobile.engine.trainer import param_groups
 from deeplab_mobile.models import build_model
 
 
