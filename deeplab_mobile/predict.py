@@ -5,7 +5,9 @@ folder, or an exported ONNX file or ExecuTorch program (with the ``export.json``
 through the evaluation's geometry: a side longer than ``max_size`` (DeepLab's 513) is scaled down, the image is
 padded bottom/right with the mean pixel to at least ``pad_to`` x ``pad_to`` (513, as DeepLab evaluates VOC), single
 scale or multi-scale + flip probabilities are averaged (``engine.evaluator.predict_probs``), and the result is
-cropped and resized back to the image before the argmax.
+cropped and resized back to the image before the argmax. With ``tile`` the network runs window by window
+(``engine.tiling``): for images too large for memory whole (give ``max_size=None`` to keep every pixel); without
+it, an image whose whole-image inference would not fit in free memory is refused with the estimate and how to tile.
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ from .data.voc import PALETTE
 from .deploy.executorch import PTE_SUFFIX
 from .deploy.exported import ExportedSegmentor, open_exported, read_export_meta
 from .engine.evaluator import mean_padded, predict_probs
+from .engine.tiling import Tiling, available_bytes, tiled_labels, tiled_probs, whole_image_bytes
 
 MAX_SIZE = 513  # DeepLab's demo scales an image's long side to this; VOC images are at most 500 pixels
 PAD_TO = 513
+GIB = 2**30
+
+
+class TooLarge(ValueError):
+    """Whole-image inference of this image would not fit in the device's free memory; the message says how much
+    it needs and how to tile."""
 
 
 class Segmenter:
@@ -50,6 +59,7 @@ class Segmenter:
         self.mean, self.std = tuple(mean), tuple(std)
         self.normalize = Normalize(mean, std).to(self.device)
         self.palette = palette
+        self._needs: dict[tuple[int, ...], int | None] = {}  # input shape -> whole-image inference's bytes
 
     @classmethod
     def from_pretrained(
@@ -82,20 +92,10 @@ class Segmenter:
             model.set_output_stride(output_stride)
         return cls(model, classes, model.encoder.mean, model.encoder.std, device)
 
-    @torch.no_grad()
-    def predict_probs(
-        self,
-        image: np.ndarray,
-        scales: Sequence[float] = (1.0,),
-        flip: bool = False,
-        max_size: int | None = MAX_SIZE,
-        pad_to: int = PAD_TO,
-    ) -> torch.Tensor:
-        """Class probabilities (C, H, W) at the image's own size."""
+    def _input(self, image: np.ndarray, max_size: int | None, pad_to: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The normalised, padded network input (1, 3, H', W') of an image and the size it was scaled to."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
-        if getattr(self.model, "labels", False) and (len(scales) > 1 or flip):
-            raise ValueError("this exported model outputs class labels: multi-scale + flip needs a logits export")
         h, w = image.shape[:2]
         work = image
         if max_size and max(h, w) > max_size:
@@ -104,20 +104,76 @@ class Segmenter:
         wh, ww = work.shape[:2]
         sample = (torch.from_numpy(np.ascontiguousarray(work)), torch.zeros(wh, ww, dtype=torch.int64))
         images, _, sizes = pad_collate([sample], fill=mean_pixel(self.mean), min_size=pad_to)  # as evaluation pads
-        x = mean_padded(self.normalize(images.to(self.device)), sizes)
-        align = bool(getattr(self.model, "align_corners", False))
+        return mean_padded(self.normalize(images.to(self.device)), sizes), (wh, ww)
+
+    def _check_memory(self, x: torch.Tensor, tile: Tiling | None) -> None:
+        """Refuse whole-image inference that would not fit in free memory (``TooLarge``), before it starts."""
+        if tile is not None and not tile.covers(*x.shape[-2:]):
+            return
+        shape = tuple(x.shape)
+        if shape not in self._needs:
+            self._needs[shape] = whole_image_bytes(self.model, shape, len(self.classes))
+        need, free = self._needs[shape], available_bytes(self.device)
+        if need is None or free is None or need <= free:
+            return
+        h, w = shape[-2:]
+        raise TooLarge(
+            f"a {w}x{h} input needs about {need / GIB:.1f} GiB for whole-image inference, and {free / GIB:.1f} GiB "
+            f"of {self.device.type} memory is free: tile it (predict.py --tile 513, or tile=Tiling(513) in "
+            "Segmenter.predict), or scale it down (--max-size)"
+        )
+
+    def _infer(self, scales: Sequence[float], flip: bool):
+        if getattr(self.model, "labels", False) and (len(scales) > 1 or flip):
+            raise ValueError("this exported model outputs class labels: multi-scale + flip needs a logits export")
         if getattr(self.model, "labels", False):
-            labels = self.model(x)[0, :wh, :ww].long()
-            probs = F.one_hot(labels, len(self.classes)).permute(2, 0, 1).float()
-        else:
-            probs = predict_probs(self.model, x, scales, flip)[0, :, :wh, :ww]
+            n = len(self.classes)
+            return lambda x: F.one_hot(self.model(x).long(), n).permute(0, 3, 1, 2).float()
+        return lambda x: predict_probs(self.model, x, scales, flip)
+
+    @torch.no_grad()
+    def predict_probs(
+        self,
+        image: np.ndarray,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        max_size: int | None = MAX_SIZE,
+        pad_to: int = PAD_TO,
+        tile: Tiling | None = None,
+    ) -> torch.Tensor:
+        """Class probabilities (C, H, W) at the image's own size (image-sized: ``predict`` with ``tile`` keeps only
+        a band of windows in memory)."""
+        infer = self._infer(scales, flip)
+        x, (wh, ww) = self._input(image, max_size, pad_to)
+        self._check_memory(x, tile)
+        probs = (tiled_probs(infer, x, tile) if tile is not None else infer(x))[0, :, :wh, :ww]
+        h, w = image.shape[:2]
         if (wh, ww) != (h, w):
+            align = bool(getattr(self.model, "align_corners", False))
             probs = F.interpolate(probs[None], size=(h, w), mode="bilinear", align_corners=align)[0]
         return probs
 
-    def predict(self, image: np.ndarray, **kwargs) -> np.ndarray:
-        """Class labels (H, W) uint8 at the image's own size; ``kwargs`` as ``predict_probs``."""
-        return self.predict_probs(image, **kwargs).argmax(0).to(torch.uint8).cpu().numpy()
+    @torch.no_grad()
+    def predict(
+        self,
+        image: np.ndarray,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        max_size: int | None = MAX_SIZE,
+        pad_to: int = PAD_TO,
+        tile: Tiling | None = None,
+    ) -> np.ndarray:
+        """Class labels (H, W) uint8 at the image's own size; arguments as ``predict_probs``. With ``tile`` and an
+        image kept at its size (``max_size=None``, or an image no larger), one band of windows is in memory at a
+        time."""
+        h, w = image.shape[:2]
+        if tile is None or (max_size and max(h, w) > max_size):
+            return (
+                self.predict_probs(image, scales, flip, max_size, pad_to, tile).argmax(0).to(torch.uint8).cpu().numpy()
+            )
+        infer = self._infer(scales, flip)
+        x, _ = self._input(image, max_size, pad_to)
+        return tiled_labels(infer, x, tile)[0, :h, :w].to(torch.uint8).cpu().numpy()
 
     def colorize(self, labels: np.ndarray) -> Image.Image:
         """A palette PNG image of ``labels`` (VOC's colours; it reads back as class indices)."""

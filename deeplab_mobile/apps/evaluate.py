@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 def settings(cfg: DictConfig, defaults: DictConfig) -> DictConfig:
     """The evaluation settings: each ``eval`` key given on the command line, else the default (the run's own)."""
     merged = OmegaConf.create({})
-    for key in ("os", "mf_os", "mf_scales", "flip", "mf"):
+    for key in ("os", "mf_os", "mf_scales", "flip", "mf", "tile"):
         given = OmegaConf.select(cfg, f"eval.{key}", default=None)
         merged[key] = given if given is not None else OmegaConf.select(defaults, key, default=None)
     return merged

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..config.run import load_segmenter
 from ..data import DatasetError
 from ..data.base import read_image
+from ..engine.tiling import BLENDS, Tiling
 from ..extras import MissingExtra
 from ..files import atomic_path, write_json
 from ..models.weights import WeightsError
@@ -76,7 +77,17 @@ def parse_args(argv):
     parser.add_argument(
         "--os", type=int, default=None, choices=(8, 16, 32), help="output stride (default: the model's)"
     )
-    parser.add_argument("--max-size", type=int, default=MAX_SIZE, help="scale longer sides down to this (0: never)")
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        help=f"scale longer sides down to this (0: never; default {MAX_SIZE}, or never with --tile)",
+    )
+    parser.add_argument(
+        "--tile", type=int, nargs="+", default=None, metavar="SIZE", help="sliding windows of SIZE (or H W) pixels"
+    )
+    parser.add_argument("--tile-overlap", type=float, default=0.25, help="windows' overlap, a fraction of a window")
+    parser.add_argument("--tile-blend", default="gaussian", choices=BLENDS, help="how overlapping windows are averaged")
     parser.add_argument("--pad-to", type=int, default=PAD_TO, help="pad smaller images to this square, as evaluation")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument(
@@ -86,6 +97,16 @@ def parse_args(argv):
     parser.add_argument("--no-overlay", action="store_true", help="write the masks only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
+
+
+def tiling(args) -> Tiling | None:
+    """``--tile SIZE [W]`` with its overlap and blend, or ``None``."""
+    if args.tile is None:
+        return None
+    if len(args.tile) not in (1, 2):
+        raise ValueError(f"give one size or two (height width), got {args.tile}")
+    size = args.tile[0] if len(args.tile) == 1 else tuple(args.tile)
+    return Tiling(size, args.tile_overlap, args.tile_blend)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     if not images and not videos:
         print(f"error: no images in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
+    try:
+        tile = tiling(args)
+    except ValueError as exc:
+        print(f"error: --tile: {exc}", file=sys.stderr)
+        return 1
+    max_size = args.max_size if args.max_size is not None else (0 if tile else MAX_SIZE)
     out = Path(args.out or f"outputs/predict/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     out.mkdir(parents=True, exist_ok=True)
     scales, flip = (tuple(args.scales), not args.no_flip) if args.mf else ((1.0,), False)
@@ -111,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         "mf": args.mf,
         "scales": list(scales),
         "flip": flip,
-        "max_size": args.max_size,
+        "max_size": max_size,
         "pad_to": args.pad_to,
+        "tile": tile.record() if tile else None,
         "classes": list(segmenter.classes),
         "threads": args.threads,
         "images": [],
@@ -128,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             labels = segmenter.predict(
-                image, scales=scales, flip=flip, max_size=args.max_size or None, pad_to=args.pad_to
+                image, scales=scales, flip=flip, max_size=max_size or None, pad_to=args.pad_to, tile=tile
             )
         except ValueError as exc:  # a setting the model cannot run (e.g. MF on a static ONNX export): stop here
             print(f"error: {path}: {exc}", file=sys.stderr)
@@ -143,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = np.bincount(labels.ravel(), minlength=len(segmenter.classes))
         present = {segmenter.classes[c]: round(float(n) / labels.size, 5) for c, n in enumerate(counts) if n}
         record["images"].append({"image": str(path), "mask": f"{stem}.png", "classes": present})
-    predict_kwargs = {"scales": scales, "flip": flip, "max_size": args.max_size or None, "pad_to": args.pad_to}
+    predict_kwargs = {"scales": scales, "flip": flip, "max_size": max_size or None, "pad_to": args.pad_to, "tile": tile}
     for item in videos:
         try:
             done = segment_video(

@@ -14,6 +14,7 @@ from ..data.loader import eval_loader
 from ..engine.distributed import Dist, shard
 from ..engine.evaluator import Protocol
 from ..engine.run import SettingError
+from ..engine.tiling import Tiling
 from ..errors import ArgumentError
 from ..models import DeepLabV3
 from .data import open_data_split
@@ -28,7 +29,24 @@ def protocol(eval_cfg: DictConfig) -> Protocol:
         mf_os=eval_cfg.get("mf_os"),
         mf_scales=tuple(scales) if scales is not None else (),
         flip=bool(eval_cfg.get("flip", True)),
+        tile=tiling(eval_cfg.get("tile")),
     )
+
+
+def tiling(node) -> Tiling | None:
+    """``eval.tile``: null, or ``{size, overlap, blend}`` (``engine.tiling.Tiling``); a bad one names the key."""
+    if node is None:
+        return None
+    if isinstance(node, int) and not isinstance(node, bool):
+        node = {"size": node}
+    try:
+        size = node["size"]
+        size = int(size) if isinstance(size, int) else tuple(size)
+        return Tiling(size, float(node.get("overlap", 0.25)), str(node.get("blend", "gaussian")))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SettingError(
+            f"eval.tile={node!r}: {exc}; e.g. eval.tile={{size: 513, overlap: 0.25, blend: gaussian}}"
+        ) from None
 
 
 def check_protocol(proto: Protocol, model: DeepLabV3, eval_cfg: DictConfig | None = None) -> Protocol:

@@ -25,6 +25,7 @@ from ..models import output_stride
 from ..models.geometry import scale_dimension
 from ..stats import LEVEL, SAMPLES, SEED, bootstrap_miou
 from .distributed import Dist, all_reduce_sum
+from .tiling import Tiling, tiled_labels
 
 
 @torch.no_grad()
@@ -113,11 +114,13 @@ def evaluate(
     progress: bool = False,
     keep: int = 0,
     per_image: bool = False,
+    tile: Tiling | None = None,
 ) -> Evaluation:
     """Scores over the whole loader (summed over distributed ranks). The loader yields ``pad_collate`` batches:
     (uint8 NHWC images, int64 masks with ``ignore_index`` on padding, original sizes), in the order of its dataset
     (``per_image`` needs the loader's dataset: its ids name the matrices, and a distributed shard's are put back in
-    the whole set's order).
+    the whole set's order). ``tile``: sliding-window inference (``engine.tiling``), each window single scale or
+    MF + flip as asked.
     """
     device = torch.device(device)
     was_training = model.training
@@ -133,8 +136,11 @@ def evaluate(
     for batch, masks, sizes in tqdm(loader, desc=desc, leave=False, disable=not progress):
         batch, masks = batch.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with amp:
-            probs = predict_probs(model, mean_padded(normalize(batch), sizes), scales, flip)
-        pred = probs.argmax(1)
+            x = mean_padded(normalize(batch), sizes)
+            if tile is None:
+                pred = predict_probs(model, x, scales, flip).argmax(1)
+            else:
+                pred = tiled_labels(lambda crop: predict_probs(model, crop, scales, flip), x, tile)
         conf += confusion_matrix(pred, masks, num_classes, ignore_index)
         if per_image:
             rows = torch.as_tensor(positions[seen : seen + len(pred)], device=device)
@@ -163,6 +169,7 @@ class Protocol:
     mf_os: int | None = None
     mf_scales: tuple[float, ...] = ()
     flip: bool = True
+    tile: Tiling | None = None  # sliding-window inference for both (engine.tiling)
 
     def strides(self, model: nn.Module) -> tuple[int, int]:
         ss = self.os if self.os is not None else model.output_stride
@@ -187,16 +194,19 @@ class Protocol:
     def name(self, model: nn.Module) -> str:
         """A record name that spells the settings: ``os16``, ``os16_mf-os8-0.5-0.75-1-1.25-1.5-1.75-flip``."""
         ss, mf = self.strides(model)
+        tile = f"_{self.tile.name()}" if self.tile else ""
         if not self.mf:
-            return f"os{ss}"
+            return f"os{ss}{tile}"
         scales = "-".join(f"{s:g}" for s in self.mf_scales)
-        return f"os{ss}_mf-os{mf}-{scales}{'-flip' if self.flip else ''}"
+        return f"os{ss}_mf-os{mf}-{scales}{'-flip' if self.flip else ''}{tile}"
 
     def record(self, model: nn.Module) -> dict:
         ss, mf = self.strides(model)
         record = {"os": ss, "mf": self.mf}
         if self.mf:
             record.update(mf_os=mf, mf_scales=list(self.mf_scales), flip=self.flip)
+        if self.tile:
+            record["tile"] = self.tile.record()
         return record
 
 
@@ -226,13 +236,21 @@ def run_protocol(
     ss_os, mf_os = protocol.strides(model)
     runs = {}
     with output_stride(model, ss_os) as at:
-        runs["ss"] = evaluate(at, normalize, loader, num_classes, per_image=per_image, **kwargs)
+        runs["ss"] = evaluate(at, normalize, loader, num_classes, per_image=per_image, tile=protocol.tile, **kwargs)
         record = {"params": count_params(at), "madds": count_madds(at, size)}
     if protocol.mf:
         scales = list(protocol.mf_scales)
         with output_stride(model, mf_os) as at:
             runs["mf"] = evaluate(
-                at, normalize, loader, num_classes, scales=scales, flip=protocol.flip, per_image=per_image, **kwargs
+                at,
+                normalize,
+                loader,
+                num_classes,
+                scales=scales,
+                flip=protocol.flip,
+                per_image=per_image,
+                tile=protocol.tile,
+                **kwargs,
             )
             record["madds_mf"] = count_madds_mf(at, scales, protocol.flip)
     results = {mode: run.scores for mode, run in runs.items()}

@@ -335,6 +335,25 @@ def test_eval_app_agrees_with_training_and_with_a_plain_loop(reference, syntheti
     assert library["miou"] == pytest.approx(np.mean(tp[union > 0] / union[union > 0]), abs=1e-12)
 
 
+def test_eval_app_tiles_with_its_own_record(reference, synthetic_voc, monkeypatch):
+    """eval.tile: a window covering every padded image scores exactly as untiled; smaller windows give a record
+    of their own, named and described by the tiling."""
+    out, returned = reference
+    base = [f"run_dir={out}", "eval.workers=0", "eval.batch_size=1", "progress=false", "eval.mf=false"]
+    covered = evaluate_run(composed("eval", [*base, "eval.tile={size: 1000}"]))
+    assert covered["ss"]["miou"] == returned["ss"]["miou"]
+    assert covered["eval"]["tile"] == {"size": [1000, 1000], "overlap": 0.25, "blend": "gaussian"}
+    from deeplab_mobile.engine import evaluator
+
+    calls, tiled_labels = [], evaluator.tiled_labels
+    monkeypatch.setattr(evaluator, "tiled_labels", lambda *a: calls.append(a[2]) or tiled_labels(*a))
+    tiled = evaluate_run(composed("eval", [*base, "eval.tile={size: 49, overlap: 0.5, blend: mean}"]))
+    assert (out / "eval" / "os8_tile49-0.5-mean" / "metrics.json").is_file() and 0 <= tiled["ss"]["miou"] <= 1
+    assert len(calls) == 30 and calls[0].size == (49, 49)  # every val image went through the windows
+    with pytest.raises(SettingError, match="eval.tile=.*overlap"):
+        evaluate_run(composed("eval", [*base, "eval.tile={size: 49, overlap: 1.5}"]))
+
+
 def test_eval_app_on_another_split_keeps_its_own_record(reference, synthetic_voc):
     out, returned = reference
     before = (out / "metrics.json").read_bytes()

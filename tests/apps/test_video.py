@@ -87,3 +87,37 @@ def test_predict_script_on_a_clip_and_bad_sources(model_file, clip, tmp_path, ca
     record = json.loads((out / "predictions.json").read_text())
     assert [v["frames"] for v in record["videos"]] == [3] and len(record["errors"]) == 3
     assert len(frames_of(out / "clip_overlay.mp4")) == 3 and not (out / "broken_overlay.mp4").exists()
+
+
+def test_video_frames_can_be_tiled(model_file, clip, tmp_path):
+    """Tiling reaches the video path through Segmenter.predict: a window covering the frame gives the untiled
+    frames exactly; smaller windows run and record their settings."""
+    from deeplab_mobile.engine.tiling import Tiling
+
+    segmenter = Segmenter.from_pretrained(model_file)
+    source = cv2.cvtColor(frames_of(clip)[2], cv2.COLOR_BGR2RGB)
+    whole = segmenter.predict(source, max_size=None, pad_to=1)
+    assert np.array_equal(segmenter.predict(source, max_size=None, pad_to=1, tile=Tiling(max(SIZE))), whole)
+    record = segment_video(segmenter, str(clip), tmp_path, progress=False, max_size=None, pad_to=1, tile=Tiling(49))
+    assert record["frames"] == len(frames_of(record["output"])) == 5
+    status = predict_main(
+        [
+            str(clip),
+            "--weights",
+            str(model_file),
+            "--out",
+            str(tmp_path / "cli"),
+            "--no-progress",
+            "--tile",
+            "49",
+            "--tile-overlap",
+            "0.5",
+            "--tile-blend",
+            "mean",
+            "--max-frames",
+            "2",
+        ]
+    )
+    assert status == 0
+    saved = json.loads((tmp_path / "cli" / "predictions.json").read_text())
+    assert saved["tile"] == {"size": [49, 49], "overlap": 0.5, "blend": "mean"} and saved["max_size"] == 0
