@@ -76,7 +76,7 @@ def train(v: Variant, folder: Path, iters: int, data_root: Path) -> float:
         "eval.mf=false",
         "progress=false",
         f"data.generate.root={root}",
-        f"hydra.run.dir={folder}",
+        f"hydra.run.dir='{folder}'",  # quoted: a variant's folder name holds "="
         *v.overrides,
     ]
     command = [sys.executable, str(TRAIN), *args] if v.onednn else [sys.executable, "-c", NO_ONEDNN, str(TRAIN), *args]

@@ -78,3 +78,18 @@ def test_a_process_without_the_pins_is_refused_with_the_fix(synthetic_voc, tmp_p
 
     with pytest.raises(DeterminismError, match="ONEDNN_MAX_CPU_ISA"):
         train_in_process(tiny(synthetic_voc, "trainer.deterministic=true"), tmp_path)
+
+
+def test_numerics_probe_finds_the_thread_count_and_names_its_variants(tmp_path):
+    """scripts/numerics_probe.py on two variants: the same run again is identical, one thread is not; the table
+    and the JSON name both (a variant's folder name holds "=", which Hydra's command line must take quoted)."""
+    from deeplab_mobile.apps.numerics import main
+
+    out = tmp_path / "probe"
+    assert (
+        main(["--iters", "4", "--out", str(out), "--data", str(tmp_path / "data"), "--only", "again", "threads=1"]) == 0
+    )
+    rows = {r["name"]: r for r in json.loads((out / "probe.json").read_text())["variants"]}
+    assert list(rows) == ["default", "again", "threads=1"]
+    assert rows["again"]["identical_weights"] and not rows["threads=1"]["identical_weights"]
+    assert "| threads=1 |" in (out / "probe.md").read_text()
