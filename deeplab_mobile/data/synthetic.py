@@ -148,10 +148,11 @@ def generate_sample(
 class Rare:
     """Rare classes: an object drawn as one of ``classes`` keeps its class with probability ``keep`` and is
     otherwise drawn again among the other object classes, so those classes cover ``keep`` times their usual share
-    of pixels (about 0.1% each at ``keep=0.1``; an object class covers about 1% of the dataset's pixels). No extra
-    draws without it: the default dataset's images are the same."""
+    of pixels (about 0.1% each at ``keep=0.1``; an object class covers about 1% of the dataset's pixels), in the
+    ``splits`` named (default the training split only: val and test stay the usual images, so every class can be
+    scored). No extra draws without it: the default dataset's images are the same."""
 
-    def __init__(self, classes, keep: float) -> None:
+    def __init__(self, classes, keep: float, splits=("train",)) -> None:
         self.classes = sorted({int(c) for c in classes})
         if not self.classes or not all(1 <= c < len(CLASS_NAMES) for c in self.classes):
             raise ValueError(f"rare classes must be object classes 1..{len(CLASS_NAMES) - 1}, got {list(classes)}")
@@ -160,6 +161,9 @@ class Rare:
         if not 0 <= keep <= 1:
             raise ValueError(f"rare keep must be in [0, 1], got {keep}")
         self.keep = float(keep)
+        self.splits = [str(x) for x in splits]
+        if not set(self.splits) <= set(SPLITS):
+            raise ValueError(f"rare splits must be among {SPLITS}, got {list(splits)}")
         self.common = [c for c in range(1, len(CLASS_NAMES)) if c not in self.classes]
 
     def redraw(self, rng: np.random.Generator, cls: int) -> int:
@@ -168,7 +172,7 @@ class Rare:
         return self.common[int(rng.integers(len(self.common)))]
 
     def record(self) -> dict:
-        return {"classes": self.classes, "keep": self.keep}
+        return {"classes": self.classes, "keep": self.keep, "splits": self.splits}
 
 
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
@@ -208,7 +212,7 @@ def write_synthetic_voc(
     other counts keeps the images it already has and writes only the missing ones. ``rare``: ``{classes, keep}``
     (``Rare``), classes made rare on purpose, for class-imbalance experiments.
     """
-    rarity = Rare(rare["classes"], rare["keep"]) if rare else None
+    rarity = Rare(rare["classes"], rare["keep"], rare.get("splits") or ("train",)) if rare else None
     voc = Path(root) / "VOCdevkit" / "VOC2012"
     stamp = voc / ".synthetic.json"
     drawn = {"version": GENERATOR_VERSION, "seed": seed, "size": [int(v) for v in size]}
@@ -259,7 +263,9 @@ def _write_tree(
             if not (reuse and image.is_file() and mask.is_file()):  # both files are written atomically
                 jobs.append((split, i, image, mask))
     for split, i, image_path, mask_path in tqdm(jobs, desc="generating dataset", disable=not progress):
-        image, mask = generate_sample(sample_rng(seed, split, i), size, rare=rare)
+        image, mask = generate_sample(
+            sample_rng(seed, split, i), size, rare=rare if rare and split in rare.splits else None
+        )
         _write_jpeg(image_path, image)
         write_mask(mask_path, mask)
     lists["trainval"] = lists["train"] + lists["val"]

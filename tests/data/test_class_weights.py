@@ -92,6 +92,9 @@ def test_rare_classes_are_rarer_and_the_default_data_unchanged():
         _, rare_mask = generate_sample(sample_rng(0, "train", i), rare=rare)
         counts += np.bincount(rare_mask.ravel(), minlength=256)[: len(CLASS_NAMES)]
     assert counts[3] == counts[8] == 0 and counts[1:].sum() > 0  # keep=0: never drawn
+    assert Rare([3], 0.5).splits == ["train"]  # val and test keep the usual images by default
+    with pytest.raises(ValueError, match="rare splits"):
+        Rare([3], 0.5, splits=["holdout"])
     with pytest.raises(ValueError, match="object classes"):
         Rare([0], 0.1)
 
