@@ -367,6 +367,19 @@ def test_other_heads_get_a_head_column_in_order(tmp_path):
     assert "| MNet V3 | 16 | LR-ASPP |" in table
 
 
+def test_losses_get_a_loss_column(tmp_path):
+    """experiment=losses: runs alike but for the loss are separate rows, each named by its loss (plain CE as CE)."""
+    metrics = {"params": 1, "madds": 2, "ss": {"miou": 0.1}}
+    for loss in ("ce", "weighted_ce", "hard_pixels", "ce_dice"):
+        fake_run(tmp_path / loss, ["experiment=losses", f"loss={loss}"], metrics)
+    rows, out = report(tmp_path)
+    assert sorted(r["loss"] for r in rows) == sorted(
+        ["CE", "CE weighted median_frequency", "hard pixels 25%", "CE + Dice"]
+    )
+    table = (out / "table.md").read_text()
+    assert "| MF | Loss |" in table and "| hard pixels 25% |" in table
+
+
 @pytest.mark.slow
 def test_latency_is_measured_and_reported(tmp_path):
     fake_run(
