@@ -80,16 +80,16 @@ def test_a_process_without_the_pins_is_refused_with_the_fix(synthetic_voc, tmp_p
         train_in_process(tiny(synthetic_voc, "trainer.deterministic=true"), tmp_path)
 
 
-def test_numerics_probe_finds_the_thread_count_and_names_its_variants(tmp_path):
-    """scripts/numerics_probe.py on two variants: the same run again is identical, one thread is not; the table
-    and the JSON name both (a variant's folder name holds "=", which Hydra's command line must take quoted)."""
+def test_numerics_probe_finds_what_changes_the_weights_and_names_its_variants(tmp_path):
+    """scripts/numerics_probe.py on two variants: the same run again is identical, ATen without vectors is not
+    (whatever thread count the test process has: xdist workers run one); the table and the JSON name both, and a
+    variant whose folder name holds "=" (Hydra's command line must take it quoted) runs."""
     from deeplab_mobile.apps.numerics import main
 
     out = tmp_path / "probe"
-    assert (
-        main(["--iters", "4", "--out", str(out), "--data", str(tmp_path / "data"), "--only", "again", "threads=1"]) == 0
-    )
+    args = ["--iters", "2", "--out", str(out), "--data", str(tmp_path / "data")]
+    assert main([*args, "--only", "again", "aten_default", "threads=3"]) == 0
     rows = {r["name"]: r for r in json.loads((out / "probe.json").read_text())["variants"]}
-    assert list(rows) == ["default", "again", "threads=1"]
-    assert rows["again"]["identical_weights"] and not rows["threads=1"]["identical_weights"]
-    assert "| threads=1 |" in (out / "probe.md").read_text()
+    assert list(rows) == ["default", "again", "threads=3", "aten_default"]
+    assert rows["again"]["identical_weights"] and not rows["aten_default"]["identical_weights"]
+    assert "| aten_default |" in (out / "probe.md").read_text() and (out / "threads=3" / "metrics.json").is_file()
