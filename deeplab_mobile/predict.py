@@ -59,7 +59,7 @@ class Segmenter:
         self.mean, self.std = tuple(mean), tuple(std)
         self.normalize = Normalize(mean, std).to(self.device)
         self.palette = palette
-        self._needs: dict[tuple[int, ...], int | None] = {}  # input shape -> whole-image inference's bytes
+        self._bytes_per_pixel: float | None | bool = False  # whole-image inference's memory per pixel (False: not yet)
 
     @classmethod
     def from_pretrained(
@@ -110,13 +110,16 @@ class Segmenter:
         """Refuse whole-image inference that would not fit in free memory (``TooLarge``), before it starts."""
         if tile is not None and not tile.covers(*x.shape[-2:]):
             return
-        shape = tuple(x.shape)
-        if shape not in self._needs:
-            self._needs[shape] = whole_image_bytes(self.model, shape, len(self.classes))
-        need, free = self._needs[shape], available_bytes(self.device)
-        if need is None or free is None or need <= free:
+        if self._bytes_per_pixel is False:  # one pass on the meta device per model: activations scale with pixels
+            ref = whole_image_bytes(self.model, (1, 3, PAD_TO, PAD_TO), len(self.classes))
+            self._bytes_per_pixel = None if ref is None else ref / PAD_TO**2
+        n, _, h, w = x.shape
+        free = available_bytes(self.device)
+        if self._bytes_per_pixel is None or free is None:
             return
-        h, w = shape[-2:]
+        need = self._bytes_per_pixel * n * h * w
+        if need <= free:
+            return
         raise TooLarge(
             f"a {w}x{h} input needs about {need / GIB:.1f} GiB for whole-image inference, and {free / GIB:.1f} GiB "
             f"of {self.device.type} memory is free: tile it (predict.py --tile 513, or tile=Tiling(513) in "
@@ -173,6 +176,7 @@ class Segmenter:
             )
         infer = self._infer(scales, flip)
         x, _ = self._input(image, max_size, pad_to)
+        self._check_memory(x, tile)  # a window covering the image is whole-image inference
         return tiled_labels(infer, x, tile)[0, :h, :w].to(torch.uint8).cpu().numpy()
 
     def colorize(self, labels: np.ndarray) -> Image.Image:

@@ -105,8 +105,7 @@ def tiled_probs(infer: Infer, x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
     height, width = x.shape[-2:]
     if tiling.covers(height, width):
         return infer(x)
-    parts = [(top, band) for top, band in _bands(infer, x, tiling)]
-    return torch.cat([band for _, band in parts], dim=2)
+    return torch.cat([band for _, band in _bands(infer, x, tiling)], dim=2)
 
 
 def _bands(infer: Infer, x: torch.Tensor, tiling: Tiling):
