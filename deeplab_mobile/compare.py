@@ -21,6 +21,7 @@ import yaml
 from .engine.report import PER_IMAGE, read_per_image
 from .engine.trace import LOSS_LOG, WEIGHT_HASHES, TraceError, read_hashes, read_losses
 from .environment import RECORD
+from .errors import InvalidValue
 from .stats import paired_difference
 
 CONFIG = Path(".hydra") / "config.yaml"
@@ -29,7 +30,7 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 MISSING = "(unset)"
 
 
-class CompareError(ValueError):
+class CompareError(InvalidValue):
     """A folder that cannot be compared (missing, not a run, another task); the message names it."""
 
 

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .errors import InvalidValue, ProjectError
+
 log = logging.getLogger(__name__)
 
 # The instruction-set pins: AVX2 is the widest that every x86-64 machine this project runs on has
@@ -40,14 +42,14 @@ CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's deterministic workspace (CUDA's reprodu
 RELAUNCHED = "DEEPLAB_MOBILE_DETERMINISTIC"  # set in the child a relaunch starts
 
 
-class DeterminismError(RuntimeError):
+class DeterminismError(ProjectError, RuntimeError):
     """Deterministic mode cannot hold in this process; the message says what to set."""
 
 
 def pinned_environment(threads: int) -> dict[str, str]:
     """The variables deterministic mode sets before torch starts."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"deterministic threads must be a positive integer, got {threads!r}")
+        raise InvalidValue(f"deterministic threads must be a positive integer, got {threads!r}")
     return {
         **ISA_PINS,
         "OMP_NUM_THREADS": str(threads),

@@ -1,10 +1,30 @@
-"""A value the core cannot honour, named by the argument it came in: a caller that took it from a config (the config
-layer) names the config key instead, so the core's messages never spell the apps' keys."""
+"""The project's errors: one base, ``ProjectError``, for every problem the user can fix (a file, a setting, the
+data, a missing extra), so that every command line reports them the same way (``deeplab_mobile.cli``: the message
+and exit status 1; anything else is a bug and keeps its traceback).
+
+Each error also derives from the built-in exception it stands for (``ValueError``, ``FileNotFoundError``,
+``RuntimeError``, ``ImportError``), so code that catches those keeps working.
+
+``ArgumentError``: a value the core cannot honour, named by the argument it came in; a caller that took it from a
+config (the config layer) names the config key instead, so the core's messages never spell the apps' keys.
+"""
 
 from __future__ import annotations
 
 
-class ArgumentError(ValueError):
+class ProjectError(Exception):
+    """A problem the user can fix; its message says what and where (a file, a key), without a traceback."""
+
+
+class InvalidValue(ProjectError, ValueError):
+    """A value (an argument, a setting, a file's content) the code cannot honour."""
+
+
+class MissingFile(ProjectError, FileNotFoundError):
+    """A file or folder the work needs is not there."""
+
+
+class ArgumentError(InvalidValue):
     """``argument``: the parameter (or mapping key) the value came in; ``message``: what is wrong with it."""
 
     def __init__(self, argument: str, message: str) -> None:

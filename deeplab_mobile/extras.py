@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 
+from .errors import ProjectError
+
 # module -> (the distribution pip installs, the extra that brings it)
 EXTRAS = {
     "onnx": ("onnx", "deploy"),
@@ -22,7 +24,7 @@ EXTRAS = {
 }
 
 
-class MissingExtra(ImportError):
+class MissingExtra(ProjectError, ImportError):
     """A feature's optional dependency is not installed; the message names the extra that installs it."""
 
 

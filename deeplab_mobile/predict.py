@@ -24,19 +24,19 @@ from torch import nn
 
 from .data import Normalize
 from .data.transforms import mean_pixel, pad_collate
-from .data.voc import CLASSES as VOC_CLASSES
 from .data.voc import PALETTE
-from .deploy.executorch import PTE_SUFFIX
-from .deploy.exported import ExportedSegmentor, open_exported, read_export_meta
+from .deploy.exported import ExportedSegmentor
 from .engine.evaluator import mean_padded, predict_probs
 from .engine.tiling import Tiling, available_bytes, tiled_labels, tiled_probs, whole_image_bytes
+from .errors import InvalidValue
+from .source import ModelSource, open_file
 
 MAX_SIZE = 513  # DeepLab's demo scales an image's long side to this; VOC images are at most 500 pixels
 PAD_TO = 513
 GIB = 2**30
 
 
-class TooLarge(ValueError):
+class TooLarge(InvalidValue):
     """Whole-image inference of this image would not fit in the device's free memory; the message says how much
     it needs and how to tile."""
 
@@ -62,40 +62,30 @@ class Segmenter:
         self._bytes_per_pixel: float | None | bool = False  # whole-image inference's memory per pixel (False: not yet)
 
     @classmethod
+    def from_source(cls, source: ModelSource, device: str | torch.device = "cpu") -> Segmenter:
+        """The model of a ``ModelSource``, with its classes and normalisation (an export runs on the CPU)."""
+        device = device if source.pytorch else "cpu"
+        return cls(source.model, source.classes, source.mean, source.std, device)
+
+    @classmethod
     def from_pretrained(
         cls, path: str | Path, *, device: str = "cpu", output_stride: int | None = None, threads: int | None = None
     ) -> Segmenter:
-        """A model file (``.pt``), or an ``.onnx`` or ExecuTorch ``.pte`` file with its ``export.json`` (a training
-        run folder: ``deeplab_mobile.config.run.load_segmenter``). ``threads``: the runtime's threads for an export
-        (PyTorch's are ``torch.set_num_threads``)."""
+        """A model file (``.pt``), or an ``.onnx`` or ExecuTorch ``.pte`` file with its ``export.json``
+        (``source.open_file``; a training run folder too: ``deeplab_mobile.config.source.load_segmenter``).
+        ``threads``: the runtime's threads for an export (PyTorch's are ``torch.set_num_threads``)."""
         path = Path(path)
         if path.is_dir():
-            raise ValueError(
-                f"{path}: a folder; this reads a model file (.pt) or an ONNX export. A training run folder loads with "
-                "deeplab_mobile.config.run.load_segmenter(path), which builds the run's network from its config"
+            raise InvalidValue(
+                f"{path}: a folder; this reads a model file (.pt) or an export. A training run folder loads with "
+                "deeplab_mobile.config.source.load_segmenter(path), which builds the run's network from its config"
             )
-        if path.suffix in (".onnx", PTE_SUFFIX):
-            kind = "ONNX file" if path.suffix == ".onnx" else "ExecuTorch program"
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: {kind} not found")
-            info = read_export_meta(path)
-            if output_stride is not None and output_stride != info.get("os"):
-                raise ValueError(f"{path}: exported at output stride {info.get('os')}; re-export for another")
-            model = open_exported(path, info, threads)
-            classes = info.get("classes") or _default_classes(info.get("num_classes", 21))
-            return cls(model, classes, info["input"]["mean"], info["input"]["std"], "cpu")
-        from .models.pretrained import load_model_file
-
-        model, file_info = load_model_file(path)
-        classes = file_info.classes
-        if output_stride is not None:
-            model.set_output_stride(output_stride)
-        return cls(model, classes, model.encoder.mean, model.encoder.std, device)
+        return cls.from_source(open_file(path, output_stride, threads), device)
 
     def _input(self, image: np.ndarray, max_size: int | None, pad_to: int) -> tuple[torch.Tensor, tuple[int, int]]:
         """The normalised, padded network input (1, 3, H', W') of an image and the size it was scaled to."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+            raise InvalidValue(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
         work = image
         if max_size and max(h, w) > max_size:
@@ -128,7 +118,7 @@ class Segmenter:
 
     def _infer(self, scales: Sequence[float], flip: bool):
         if getattr(self.model, "labels", False) and (len(scales) > 1 or flip):
-            raise ValueError("this exported model outputs class labels: multi-scale + flip needs a logits export")
+            raise InvalidValue("this exported model outputs class labels: multi-scale + flip needs a logits export")
         if getattr(self.model, "labels", False):
             n = len(self.classes)
             return lambda x: F.one_hot(self.model(x).long(), n).permute(0, 3, 1, 2).float()
@@ -210,7 +200,3 @@ class Segmenter:
         if legend.shape[0] > height:  # more classes than rows fit beside the image: scale the legend down
             legend = cv2.resize(legend, (width * height // legend.shape[0], height), interpolation=cv2.INTER_AREA)
         return legend
-
-
-def _default_classes(n: int) -> tuple[str, ...]:
-    return VOC_CLASSES if n == len(VOC_CLASSES) else tuple(map(str, range(n)))

@@ -18,10 +18,13 @@ reuse one draw of images for both (a paired bootstrap) and pair their seeds.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import InvalidValue
 
 SAMPLES = 1000  # resamples per interval
 LEVEL = 0.95
@@ -33,7 +36,7 @@ def image_stats(per_image: np.ndarray) -> np.ndarray:
     positives, ground-truth pixels and predicted pixels per class, side by side."""
     m = np.asarray(per_image)
     if m.ndim != 3 or m.shape[1] != m.shape[2]:
-        raise ValueError(f"per-image confusion matrices must have shape (images, C, C), got {m.shape}")
+        raise InvalidValue(f"per-image confusion matrices must have shape (images, C, C), got {m.shape}")
     tp = np.diagonal(m, axis1=1, axis2=2)
     return np.concatenate([tp, m.sum(2), m.sum(1)], axis=1).astype(np.float64)
 
@@ -95,7 +98,7 @@ class Estimate:
 def _check_same_images(sets: Sequence[np.ndarray]) -> int:
     sizes = {len(s) for s in sets}
     if len(sizes) != 1:
-        raise ValueError(f"the per-image matrices cover different numbers of images: {sorted(sizes)}")
+        raise InvalidValue(f"the per-image matrices cover different numbers of images: {sorted(sizes)}")
     return sizes.pop()
 
 
@@ -171,3 +174,13 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> Estimate:
         return Estimate(mean, float("nan"), float("nan"), "")
     half = float(t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
     return Estimate(mean, mean - half, mean + half, "seeds (t)")
+
+
+def summarize(times_ms: list[float]) -> dict:
+    """Median, p90 and min of timings in milliseconds, and how many."""
+    return {
+        "median_ms": statistics.median(times_ms),
+        "p90_ms": float(np.percentile(times_ms, 90)),
+        "min_ms": min(times_ms),
+        "repeats": len(times_ms),
+    }

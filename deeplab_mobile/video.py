@@ -18,15 +18,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .errors import InvalidValue
 from .files import atomic_path
-from .latency import summarize
 from .predict import Segmenter
+from .stats import summarize
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 CAMERA_FPS = 30.0  # what an overlaid camera stream is written at when the camera does not say
 
 
-class VideoError(ValueError):
+class VideoError(InvalidValue):
     """A video that cannot be opened or written, or a camera that is absent; the message names it."""
 
 

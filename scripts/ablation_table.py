@@ -5,9 +5,7 @@ python scripts/ablation_table.py outputs/multirun/<date>                     # -
 python scripts/ablation_table.py outputs/multirun/<date> --latency cpu       # also time each model (513x513)
 """
 
-import sys
-
-from deeplab_mobile.ablation.report import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("ablation-table")

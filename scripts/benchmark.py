@@ -5,9 +5,7 @@ python scripts/benchmark.py --models candidate smp_deeplabv3_mnv2 --threads 1 2
 python scripts/benchmark.py --size 129 --repeats 3            # a quick look
 """
 
-import sys
-
-from deeplab_mobile.apps.benchmark import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("benchmark")

@@ -4,9 +4,7 @@ python scripts/benchmark_data.py                       # a generated VOC-sized s
 python scripts/benchmark_data.py --voc-root data/VOCdevkit/VOC2012 --split train_aug
 """
 
-import sys
-
-from deeplab_mobile.apps.benchmark_data import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("benchmark-data")

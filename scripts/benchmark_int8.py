@@ -5,9 +5,7 @@ python scripts/benchmark_int8.py                          # 513x513, 1 and 2 thr
 python scripts/benchmark_int8.py --tries default all_int8 --threads 1 --repeats 5
 """
 
-import sys
-
-from deeplab_mobile.apps.benchmark_int8 import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("benchmark-int8")

@@ -4,9 +4,7 @@ python scripts/benchmark_stats.py                      # 1,449 generated images 
 python scripts/benchmark_stats.py --images 200 --runs 6
 """
 
-import sys
-
-from deeplab_mobile.apps.benchmark_stats import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("benchmark-stats")

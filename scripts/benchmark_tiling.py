@@ -5,9 +5,7 @@ python scripts/benchmark_tiling.py --weights outputs/train/<run>                
 python scripts/benchmark_tiling.py --weights mnv2_voc.pt --image big.jpg --overlap 0.25 0.5
 """
 
-import sys
-
-from deeplab_mobile.apps.benchmark_tiling import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("benchmark-tiling")

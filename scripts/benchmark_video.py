@@ -4,9 +4,7 @@ python scripts/benchmark_video.py                          # the generated clip,
 python scripts/benchmark_video.py --clip my_clip.mp4 --frames 120 --threads 2
 """
 
-import sys
-
-from deeplab_mobile.apps.benchmark_video import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("benchmark-video")

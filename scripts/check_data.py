@@ -5,17 +5,7 @@ python scripts/check_data.py data=cityscapes data.root=/path/to/cityscapes split
 python scripts/check_data.py data=voc splits=[train_aug,val]
 """
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from deeplab_mobile.apps import check_data
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="check_data")
-def main(cfg: DictConfig) -> None:
-    check_data.main(cfg, HydraConfig.get().runtime.output_dir)
-
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    main()
+    script("check-data")

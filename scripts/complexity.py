@@ -7,19 +7,7 @@
 Results are printed and written (JSON / Markdown / CSV) into the run's Hydra output folder.
 """
 
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from deeplab_mobile.apps import complexity
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="complexity")
-def main(cfg: DictConfig) -> None:
-    complexity.main(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    main()
+    script("complexity")

@@ -8,9 +8,7 @@
 See docs/model_zoo.md.
 """
 
-import sys
-
-from deeplab_mobile.apps.convert_weights import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("convert-weights")

@@ -9,19 +9,7 @@
 See docs/evaluation.md.
 """
 
-import hydra
-from omegaconf import DictConfig
-
-from deeplab_mobile.apps import evaluate
-from deeplab_mobile.config import paths
-
-paths.register()  # the output-folder rules the config names (deeplab_mobile/config/paths.py)
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    evaluate.main(cfg)
-
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    main()
+    script("eval")

@@ -7,22 +7,7 @@
 See docs/export.md.
 """
 
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from deeplab_mobile.apps import export
-from deeplab_mobile.config import paths
-
-paths.register()  # the output-folder rules the config names (deeplab_mobile/config/paths.py)
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
-def main(cfg: DictConfig) -> None:
-    export.main(cfg, Path(HydraConfig.get().runtime.output_dir))
-
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    main()
+    script("export")

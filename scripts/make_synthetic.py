@@ -4,9 +4,7 @@ python scripts/make_synthetic.py --root data/synthetic            # 300 train + 
 python scripts/make_synthetic.py --root data/synth_big --n-train 2000 --n-val 300 --seed 1
 """
 
-import sys
-
-from deeplab_mobile.apps.make_synthetic import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("make-synthetic")

@@ -4,9 +4,7 @@ python scripts/numerics_probe.py                    # the default mode: threads,
 python scripts/numerics_probe.py --deterministic    # the same variants, each in deterministic mode
 """
 
-import sys
-
-from deeplab_mobile.apps.numerics import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("numerics-probe")

@@ -7,9 +7,7 @@
 See docs/predict.md.
 """
 
-import sys
-
-from deeplab_mobile.apps.predict import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("predict")

@@ -4,9 +4,7 @@ python scripts/prepare_voc.py --voc-root data/VOCdevkit/VOC2012 --sbd-root data/
 python scripts/prepare_voc.py --check --voc-root data/VOCdevkit/VOC2012 --splits train_aug val
 """
 
-import sys
-
-from deeplab_mobile.apps.prepare_voc import main
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script("prepare-voc")

@@ -8,19 +8,7 @@
 See docs/quantize.md.
 """
 
-import hydra
-from omegaconf import DictConfig
-
-from deeplab_mobile.apps import quantize
-from deeplab_mobile.config import paths
-
-paths.register()  # the output-folder rules the config names (deeplab_mobile/config/paths.py)
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="quantize")
-def main(cfg: DictConfig) -> None:
-    quantize.main(cfg)
-
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    main()
+    script("quantize")

@@ -7,25 +7,7 @@ torchrun --nproc_per_node=4 scripts/train.py trainer.sync_bn=true
 python scripts/train.py -m experiment=head_os recipe=cpu_synthetic      # a sweep -> scripts/ablation_table.py
 """
 
-import sys
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from deeplab_mobile.apps import train
-from deeplab_mobile.config.sweeps import require_launcher
-from deeplab_mobile.extras import MissingExtra
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    train.main(cfg, HydraConfig.get())
-
+from deeplab_mobile.cli import script
 
 if __name__ == "__main__":
-    try:
-        require_launcher(sys.argv[1:])
-    except MissingExtra as exc:
-        sys.exit(f"error: {exc}")
-    main()
+    script("train")

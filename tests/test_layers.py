@@ -1,6 +1,7 @@
-"""The package's layers, as docs/architecture.md states them: imports only go down.
+"""The package's layers, as docs/architecture.md states them: imports only go down, and no module imports itself
+back through others (no cycle).
 
-    apps, ablation  ->  config  ->  core
+    cli  ->  apps, ablation  ->  bench  ->  config  ->  core
 
 Every ``import`` and ``from ... import`` in the package is read (function-level ones too) and resolved to the
 module it names. ``python -m tests.test_layers`` prints the layer-to-layer import graph.
@@ -14,9 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "deeplab_mobile"
 ALLOWED = {
     "core": {"core"},
     "config": {"core", "config"},
-    "apps": {"core", "config", "apps"},
-    "ablation": {"core", "config", "ablation"},
+    "bench": {"core", "config", "bench"},
+    "apps": {"core", "config", "bench", "apps"},
+    "ablation": {"core", "config", "bench", "ablation"},
+    "cli": {"core", "config", "bench", "apps", "ablation", "cli"},
 }
+LAYERS = ("config", "bench", "apps", "ablation", "cli")
 
 
 def module_name(path: Path) -> str:
@@ -26,7 +30,9 @@ def module_name(path: Path) -> str:
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in ("config", "apps", "ablation") else "core"
+    if len(parts) > 1 and parts[1] == "__main__":
+        return "cli"
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
 
 
 def imports(path: Path) -> list[str]:
@@ -67,12 +73,55 @@ def test_imports_only_go_down():
     assert upward == []
 
 
+def cycles(graph: Counter) -> list[list[str]]:
+    """The groups of modules that import each other, directly or through others (Tarjan's strongly connected
+    components of more than one module)."""
+    nodes = sorted({m for edge in graph for m in edge})
+    out = {n: sorted({t for (s, t) in graph if s == n and t != n}) for n in nodes}
+    index, low, stack, on, groups = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in out[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while not group or group[-1] != v:
+                group.append(stack.pop())
+                on.discard(group[-1])
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for n in nodes:
+        if n not in index:
+            visit(n)
+    return groups
+
+
+def test_no_import_cycle():
+    assert cycles(edges()) == []
+
+
+def test_cycles_are_found():
+    """The cycle finder sees a cycle through three modules, and none in a chain."""
+    ring = Counter({("a", "b"): 1, ("b", "c"): 1, ("c", "a"): 1, ("c", "d"): 1})
+    assert cycles(ring) == [["a", "b", "c"]]
+    assert cycles(Counter({("a", "b"): 1, ("b", "c"): 1})) == []
+
+
 def test_the_graph_is_read():
     """The reader sees the imports it must: an app reads the config layer, the config layer the core."""
     graph = edges()
     assert ("deeplab_mobile.apps.train", "deeplab_mobile.config.run") in graph
-    assert ("deeplab_mobile.config.run", "deeplab_mobile.predict") in graph
+    assert ("deeplab_mobile.config.source", "deeplab_mobile.predict") in graph
     assert ("deeplab_mobile.ablation.rows", "deeplab_mobile.stats") in graph
+    assert ("deeplab_mobile.apps.quantize", "deeplab_mobile.bench.latency") in graph
 
 
 if __name__ == "__main__":

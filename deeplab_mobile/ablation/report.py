@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from .. import stats
+from ..bench.latency import measure_latency
 from ..config.model import build_model
 from ..config.sweeps import expand, job_dirname
 from ..files import write_json, write_text
-from ..latency import measure_latency
 from .plot import plot_tradeoff
 from .rows import build_rows
 from .runs import TRAIN, Run, SweepError, architecture, find_runs, identify

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import stats, table7
 from ..engine.report import PER_IMAGE, read_per_image
+from ..errors import InvalidValue
 from ..models import HEAD_LABELS, head_label
 from ..table7 import TABLE7, Table7Row
 from .runs import TRAIN, Run
@@ -406,6 +407,6 @@ def find_row(rows: list[Row], wanted: str) -> Row:
         return usable[0]
     if len(usable) > 1:
         listed = ", ".join(f"{r.number} ({r.label} {r.short_eval})" for r in usable)
-        raise ValueError(f"--reference {wanted!r} names more than one row: {listed}; give its number")
+        raise InvalidValue(f"--reference {wanted!r} names more than one row: {listed}; give its number")
     labels = "; ".join(f"{r.number}: {r.label}" for r in rows if r.miou is not None)
-    raise ValueError(f"--reference {wanted!r} names no row with results; rows: {labels}")
+    raise InvalidValue(f"--reference {wanted!r} names no row with results; rows: {labels}")

@@ -24,10 +24,11 @@ from omegaconf import OmegaConf
 from ..config.loss import loss_label, loss_settings
 from ..config.model import build_model
 from ..config.run import final_stage
+from ..errors import InvalidValue
 from ..models import describe_model
 
 
-class SweepError(ValueError):
+class SweepError(InvalidValue):
     """A folder that holds no training runs."""
 
 

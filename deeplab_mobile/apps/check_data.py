@@ -65,10 +65,6 @@ def class_frequencies(cfg: DictConfig, out_dir: str | Path) -> Path:
 def main(cfg: DictConfig, out_dir: str | Path) -> None:
     report = check(cfg, out_dir)
     if report["ok"] and cfg.get("class_weights"):
-        try:
-            class_frequencies(cfg, out_dir)
-        except SettingError as exc:
-            print(exc, file=sys.stderr)
-            sys.exit(1)
+        class_frequencies(cfg, out_dir)
     if not report["ok"]:
         sys.exit(1)

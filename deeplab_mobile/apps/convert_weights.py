@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..convert import KINDS, convert_checkpoint
-from ..models.weights import WeightsError
+from ..errors import ProjectError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.classes) as f:
                 classes = [line.strip() for line in f if line.strip()]
         info = convert_checkpoint(args.src, args.out, width=args.width, output_stride=args.os, classes=classes)
-    except (WeightsError, OSError) as exc:
+    except (ProjectError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     c = info.config

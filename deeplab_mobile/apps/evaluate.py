@@ -21,23 +21,20 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..complexity import TABLE7_SIZE
 from ..config.data import prepare_data
 from ..config.evaluation import check_protocol, evaluation_data, protocol
-from ..config.model import class_names
 from ..config.paths import eval_dir
-from ..config.run import final_stage, load_run
-from ..data import DatasetError
+from ..config.run import final_stage
+from ..config.source import from_config
 from ..data.manifest import data_manifest
-from ..engine.checkpoint import CheckpointError
 from ..engine.distributed import Dist, cleanup, init_distributed
 from ..engine.evaluator import run_protocol
 from ..engine.report import write_metrics
+from ..engine.run import SettingError
 from ..engine.trainer import autocast_dtype, memory_format
 from ..environment import write_environment
+from ..errors import InvalidValue, ProjectError
 from ..models import DeepLabV3, describe_model
-from ..models.pretrained import load_model_file
-from ..models.weights import WeightsError
 from ..table7 import MF_SCALES
 
 log = logging.getLogger(__name__)
@@ -81,26 +78,25 @@ class Subject:
 
 def run_subject(cfg: DictConfig) -> Subject:
     """A training run folder's checkpoint, on the run's data unless told otherwise."""
-    run_dir = Path(cfg.run_dir)
-    loaded = load_run(run_dir, cfg.checkpoint)
-    run = loaded.config
+    source = from_config(cfg, keys=("run_dir",))
+    run = source.run
     split = cfg.split or run.data.val_split
     data = run.data.copy()
     with open_dict(data):
         data.root, data.val_split = cfg.data_root or run.data.root, split
     stage = final_stage(run)
     return Subject(
-        model=loaded.model,
-        classes=class_names(run),
+        model=source.model,
+        classes=source.classes,
         data=data,
         defaults=run.get("eval") or OmegaConf.create({}),
-        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else run.data.crop_size,
-        out_root=run_dir / "eval",
-        name=record_name(cfg, split, run, loaded.state.get("iteration")),
+        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else source.pad_to,
+        out_root=source.path / "eval",
+        name=record_name(cfg, split, run, source.iteration),
         info={
             "final_os": stage.record() if stage else None,
-            "iteration": loaded.state.get("iteration"),
-            "checkpoint": str(loaded.checkpoint),
+            "iteration": source.iteration,
+            "checkpoint": str(source.checkpoint),
         },
         channels_last=bool(run.trainer.channels_last),
     )
@@ -109,7 +105,7 @@ def run_subject(cfg: DictConfig) -> Subject:
 def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     """A model file (``weights=FILE``) on the composed ``data``: at the file's output stride unless ``eval.os``,
     padded to DeepLab's 513 unless ``eval.pad_to``, MF at VOC's six scales unless ``eval.mf_scales``."""
-    model, info = load_model_file(cfg.weights)
+    source = from_config(cfg, keys=("weights",))
     data = cfg.data.copy()
     with open_dict(data):
         data.root = cfg.data_root or data.root
@@ -117,14 +113,14 @@ def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     prepare_data(data, env, cfg.progress)
     out_root = Path(eval_dir(None, cfg.weights, cfg.out_dir))
     return Subject(
-        model=model,
-        classes=info.classes,
+        model=source.model,
+        classes=source.classes,
         data=data,
         defaults=OmegaConf.create({"mf": True, "mf_scales": MF_SCALES}),
-        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else TABLE7_SIZE,
+        pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else source.pad_to,
         out_root=out_root,
         name=cfg.name or f"{data.name}-{data.val_split}",
-        info={"weights": str(cfg.weights), "source": info.source},
+        info=source.origin,
     )
 
 
@@ -132,13 +128,13 @@ def evaluate_run(cfg: DictConfig) -> dict:
     """Load the run's model and checkpoint (or the model file), evaluate, write the record; returns its content
     (and its path)."""
     if bool(cfg.get("run_dir")) == bool(cfg.get("weights")):
-        raise ValueError("give one of run_dir=<training run folder> or weights=<model file>")
+        raise SettingError("give one of run_dir=<training run folder> or weights=<model file>")
     env = init_distributed(cfg.device)
     subject = run_subject(cfg) if cfg.get("run_dir") else file_subject(cfg, env)
     model, data = subject.model, subject.data
     ev = settings(cfg, subject.defaults)
     if ev.mf and ev.mf_scales is None:
-        raise ValueError(f"{cfg.run_dir}: the run's config has no eval.mf_scales; pass eval.mf_scales=[...]")
+        raise InvalidValue(f"{cfg.run_dir}: the run's config has no eval.mf_scales; pass eval.mf_scales=[...]")
     proto = check_protocol(protocol(ev), model, cfg.eval)
     model.to(env.device, memory_format=memory_format(subject.channels_last))
 
@@ -182,7 +178,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     return {**metrics, **results, "record": str(out_dir)}
 
 
-EXPECTED = (FileNotFoundError, DatasetError, CheckpointError, WeightsError, ValueError)
+EXPECTED = (ProjectError,)  # a sweep goes on past a run that fails with one of these
 
 
 def sweep_runs(folder: Path) -> list[Path]:
@@ -216,8 +212,9 @@ def evaluate_sweep(cfg: DictConfig, runs: list[Path]) -> list[str]:
 
 
 def main(cfg: DictConfig) -> None:
-    """``scripts/eval.py``: a problem with the folder, checkpoint, data or a setting ends with its message; a sweep
-    folder as ``run_dir`` evaluates each of its finished runs and lists those it could not."""
+    """``deeplab-mobile eval``: one run, model file or record; a sweep folder as ``run_dir`` evaluates each of its
+    finished runs and lists those it could not (a problem with the folder, checkpoint, data or a setting ends with
+    its message: ``cli.reported``)."""
     runs = sweep_runs(Path(cfg.run_dir)) if cfg.get("run_dir") and not cfg.get("weights") else []
     if runs:
         problems = evaluate_sweep(cfg, runs)
@@ -227,8 +224,4 @@ def main(cfg: DictConfig) -> None:
         if problems:
             sys.exit(1)
         return
-    try:
-        evaluate_run(cfg)
-    except EXPECTED as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    evaluate_run(cfg)

@@ -10,23 +10,19 @@ PyTorch: max |logit difference| and argmax agreement on random inputs).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..config.model import build_model, class_names
-from ..config.run import load_run
+from ..config.source import from_config
 from ..data.voc import CLASSES as VOC_CLASSES
 from ..deploy import export_onnx
 from ..deploy.executorch import PteSegmentor, export_pte
-from ..deploy.exported import export_meta, write_export_meta
-from ..engine.checkpoint import CheckpointError
-from ..extras import MissingExtra, require
-from ..models.pretrained import load_model_file
-from ..models.weights import WeightsError
+from ..deploy.meta import FREE, ExportMeta, OutputSpec, write_export_meta
+from ..errors import InvalidValue
+from ..extras import require
 
 log = logging.getLogger(__name__)
 
@@ -65,50 +61,31 @@ def onnx_runner(path: Path):
 
 def export(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.format not in FORMATS:
-        raise ValueError(f"format={cfg.format!r}: choose one of {list(FORMATS)}")
-    if cfg.run_dir:
-        loaded = load_run(Path(cfg.run_dir), cfg.checkpoint)
-        model = loaded.model
-        source = {
-            "run_dir": str(cfg.run_dir),
-            "checkpoint": str(loaded.checkpoint),
-            "iteration": loaded.state.get("iteration"),
-        }
-        classes = class_names(loaded.config)
-    elif cfg.weights:
-        model, file_info = load_model_file(cfg.weights, output_stride=cfg.os)
-        source = {"weights": str(cfg.weights), "source": file_info.source}
-        classes = file_info.classes
-    else:
-        model = build_model(cfg.model)
-        source = {"config": OmegaConf.to_container(cfg.model.encoder, resolve=True), "weights": cfg.encoder_weights}
-        classes = VOC_CLASSES if model.head.num_classes == len(VOC_CLASSES) else None
-    model.eval()
+        raise InvalidValue(f"format={cfg.format!r}: choose one of {list(FORMATS)}")
+    if cfg.format == "pte" and cfg.dynamic:
+        raise InvalidValue(
+            "format=pte: an ExecuTorch program with the final resize has a static size (dynamic=false); "
+            "free sizes come as feature-resolution logits from scripts/quantize.py executorch=true"
+        )
+    source = from_config(cfg, keys=("run_dir", "weights"), build=True, output_stride=cfg.os)
+    model = source.model.eval()
     size = tuple(cfg.size)
     sizes = [tuple(s) for s in cfg.parity.sizes] if cfg.dynamic else [size]
-    name = cfg.name or f"model{FORMATS[cfg.format]}"
+    path = out_dir / (cfg.name or f"model{FORMATS[cfg.format]}")
     if cfg.format == "onnx":
-        path = export_onnx(
-            model, out_dir / name, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset, resize=cfg.resize
-        )
+        export_onnx(model, path, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset, resize=cfg.resize)
         runtime, checks = "ONNX Runtime", parity(model, onnx_runner(path), sizes, cfg.labels, cfg.parity.seed)
-        shape = ["N", 3, "H", "W"] if cfg.dynamic else [1, 3, *size]
         extra = {"onnx": str(path), "opset": cfg.opset}
     else:
-        if cfg.dynamic:
-            raise ValueError(
-                "format=pte: an ExecuTorch program with the final resize has a static size (dynamic=false); "
-                "free sizes come as feature-resolution logits from scripts/quantize.py executorch=true"
-            )
-        path = export_pte(model, out_dir / name, size, False, cfg.labels, cfg.fold_bn, resize=cfg.resize)
+        export_pte(model, path, size, False, cfg.labels, cfg.fold_bn, resize=cfg.resize)
         runner = PteSegmentor(path, size=size, labels=bool(cfg.labels))
         runtime, checks = "ExecuTorch", parity(model, runner.raw, sizes, cfg.labels, cfg.parity.seed)
-        shape = [1, 3, *size]
         extra = {"pte": str(path), "delegate": "XNNPACK"}
-    output = {"name": "labels" if cfg.labels else "logits", "dtype": cfg.labels or "float32"}
-    info = {
-        **export_meta(model, classes, shape, output),
-        **source,
+    shape = FREE if cfg.dynamic else [1, 3, *size]
+    output = OutputSpec("labels", cfg.labels) if cfg.labels else OutputSpec()
+    meta = ExportMeta.of(model, source.classes if source.kind != "config" else config_classes(model), shape, output)
+    meta.extra = {
+        **source.origin,
         "format": cfg.format,
         **extra,
         "bytes": path.stat().st_size,
@@ -116,17 +93,18 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         "resize": cfg.resize,
         "parity": checks,
     }
-    write_export_meta(path, info)
+    write_export_meta(path, meta)
     for c in checks:
         diff = f"max |diff| {c['max_abs_diff']:.2e}, " if "max_abs_diff" in c else ""
         log.info("%s vs PyTorch at %dx%d: %sargmax agreement %.5f", runtime, *c["size"], diff, c["argmax_agreement"])
-    log.info("wrote %s (%.2f MB) and export.json", path, info["bytes"] / 1e6)
-    return info
+    log.info("wrote %s (%.2f MB) and export.json", path, meta.extra["bytes"] / 1e6)
+    return meta.to_dict()
+
+
+def config_classes(model) -> list[str] | None:
+    """A network built from a config names VOC's classes when it has 21, none otherwise (as before)."""
+    return list(VOC_CLASSES) if model.head.num_classes == len(VOC_CLASSES) else None
 
 
 def main(cfg: DictConfig, out_dir: Path) -> None:
-    try:
-        export(cfg, out_dir)
-    except (FileNotFoundError, CheckpointError, WeightsError, ValueError, MissingExtra) as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    export(cfg, out_dir)

@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config.run import load_segmenter
+from ..config.source import load_segmenter
 from ..data import DatasetError
 from ..data.base import read_image
 from ..engine.tiling import BLENDS, Tiling
-from ..extras import MissingExtra
+from ..errors import InvalidValue, ProjectError
 from ..files import atomic_path, write_json
-from ..models.weights import WeightsError
 from ..predict import MAX_SIZE, PAD_TO
 from ..table7 import MF_SCALES
 from ..video import VideoError, is_camera, is_video, segment_video
@@ -104,7 +103,7 @@ def tiling(args) -> Tiling | None:
     if args.tile is None:
         return None
     if len(args.tile) not in (1, 2):
-        raise ValueError(f"give one size or two (height width), got {args.tile}")
+        raise InvalidValue(f"give one size or two (height width), got {args.tile}")
     size = args.tile[0] if len(args.tile) == 1 else tuple(args.tile)
     return Tiling(size, args.tile_overlap, args.tile_blend)
 
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os, threads=args.threads)
-    except (WeightsError, FileNotFoundError, ValueError, MissingExtra) as exc:
+    except ProjectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     videos = [item for item in args.inputs if is_video(item) or is_camera(item)]
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         tile = tiling(args)
-    except ValueError as exc:
+    except InvalidValue as exc:
         print(f"error: --tile: {exc}", file=sys.stderr)
         return 1
     max_size = args.max_size if args.max_size is not None else (0 if tile else MAX_SIZE)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,27 +25,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
-from ..complexity import TABLE7_SIZE
+from ..bench.latency import ort_latency, pte_latency
 from ..config.data import open_data_split, prepare_data
 from ..config.evaluation import evaluation_data
-from ..config.model import class_names
 from ..config.paths import quant_dir
-from ..config.run import load_run
-from ..data import DatasetError, EvalTransform, Normalize, TrainTransform, mean_pixel
+from ..config.source import from_config
+from ..data import EvalTransform, Normalize, TrainTransform, mean_pixel
 from ..data.loader import train_loader
 from ..data.transforms import pad_collate
 from ..deploy import export_onnx
 from ..deploy.executorch import MAX_SIDE, PTE_SUFFIX, PteSegmentor, export_pte, lower_to_pte
-from ..deploy.exported import export_meta, open_exported, read_export_meta, write_export_meta
+from ..deploy.meta import FREE, ExportMeta, OutputSpec, write_export_meta
+from ..deploy.open import open_exported
 from ..deploy.qat import SCHEDULES, convert, export_qdq_onnx, finetune, prepare_qat
 from ..deploy.quantize import METHODS, WEIGHT_TYPES, QuantizationError, check_float_model, quantize_model
-from ..engine.checkpoint import CheckpointError
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
-from ..extras import MissingExtra
 from ..files import write_json
-from ..latency import ort_latency, pte_latency
-from ..models.pretrained import load_model_file
-from ..models.weights import WeightsError
 from ..stats import paired_difference
 from ..table7 import MF_SCALES
 
@@ -58,7 +52,7 @@ class FloatModel:
     """The float ONNX model to quantize, and what it takes to feed and score it."""
 
     onnx: Path
-    meta: dict  # export.json
+    meta: ExportMeta  # its export.json
     data: DictConfig  # root, train_split, val_split, name
     pad_to: int
     out_dir: Path
@@ -70,47 +64,33 @@ class FloatModel:
 
 def float_model(cfg: DictConfig) -> FloatModel:
     """Export the run's or the model file's network (dynamic sizes, BN folded), or take the given ONNX file."""
-    given = [k for k in ("run_dir", "weights", "onnx") if cfg.get(k)]
-    if len(given) != 1:
-        raise QuantizationError(f"give one of run_dir=, weights= or onnx= (got {given or 'none'})")
+    if cfg.get("onnx"):
+        check_float_model(Path(cfg.onnx))  # a damaged or unsupported file is named before its export.json
+    source = from_config(cfg)
+    out_dir = Path(quant_dir(cfg.run_dir or None, cfg.weights or None, cfg.onnx or None, cfg.out_dir))
+    pad_to = int(cfg.eval.pad_to or source.pad_to)
     data = cfg.data.copy()
-    if cfg.run_dir:
-        loaded = load_run(cfg.run_dir, cfg.checkpoint)
-        run = loaded.config
+    if not source.pytorch:
+        static = source.export.static
+        if static and (static[0] != static[1] or static[0] != pad_to):
+            raise QuantizationError(f"{source.path}: exported for {static} inputs; eval.pad_to={pad_to} cannot feed it")
+        return FloatModel(source.path, source.export, data, pad_to, out_dir)
+    run, where, scales, crop = source.run, None, MF_SCALES, None
+    if run is not None:
         data = run.data.copy()
         if cfg.get("data_root"):
             with open_dict(data):
                 data.root = cfg.data_root
-        model, classes = loaded.model, class_names(run)
-        out_dir = Path(quant_dir(cfg.run_dir, None, None, cfg.out_dir))
-        pad_to = cfg.eval.pad_to or run.data.crop_size
-    elif cfg.weights:
-        model, info = load_model_file(cfg.weights)
-        classes = info.classes
-        out_dir = Path(quant_dir(None, cfg.weights, None, cfg.out_dir))
-        pad_to = cfg.eval.pad_to or TABLE7_SIZE
-    else:
-        path = Path(cfg.onnx)
-        static = check_float_model(path)["static"]
-        try:
-            meta = read_export_meta(path)
-        except FileNotFoundError as exc:
-            raise QuantizationError(str(exc)) from None
-        out_dir = Path(quant_dir(None, None, path, cfg.out_dir))
-        pad_to = cfg.eval.pad_to or (static[0] if static else TABLE7_SIZE)
-        if static and (static[0] != static[1] or static[0] != pad_to):
-            raise QuantizationError(f"{path}: exported for {static} inputs; eval.pad_to={pad_to} cannot feed it")
-        return FloatModel(path, meta, data, int(pad_to), out_dir)
-    scales = OmegaConf.select(run, "eval.mf_scales", default=None) if cfg.run_dir else None
+        else:
+            where = f"{cfg.run_dir}/.hydra/config.yaml"
+        scales = tuple(OmegaConf.select(run, "eval.mf_scales", default=None) or MF_SCALES)
+        crop = OmegaConf.select(run, "data.crop_size", default=None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = export_onnx(model.eval(), out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
-    output = {"name": "logits", "dtype": "float32", "stride": model.logits_stride}  # the logits' own resolution
-    meta = export_meta(model, classes, ["N", 3, "H", "W"], output)
+    model = source.model.eval()
+    path = export_onnx(model, out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
+    meta = ExportMeta.of(model, source.classes, FREE, OutputSpec(stride=model.logits_stride))  # feature resolution
     write_export_meta(path, meta)
-    crop = OmegaConf.select(run, "data.crop_size", default=None) if cfg.run_dir else None
-    where = f"{cfg.run_dir}/.hydra/config.yaml" if cfg.run_dir and not cfg.get("data_root") else None
-    scales = tuple(scales) if scales else MF_SCALES
-    return FloatModel(path, meta, data, int(pad_to), out_dir, scales, model, crop, where)
+    return FloatModel(path, meta, data, pad_to, out_dir, scales, model, crop, where)
 
 
 def calibration_batches(source: FloatModel, n: int, split: str, seed: int, progress: bool):
@@ -118,8 +98,8 @@ def calibration_batches(source: FloatModel, n: int, split: str, seed: int, progr
     the largest of them, so that every batch has one size, as ONNX Runtime's histogram calibrators need) and
     normalised as evaluation feeds them. The split is opened here, not when the batches are first drawn: a dataset
     that is not there is named now, not reported later as no calibration images."""
-    mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
-    dataset = open_data_split(source.data, split, EvalTransform(), len(source.meta["classes"]), source.config)
+    mean, std = source.meta.input.mean, source.meta.input.std
+    dataset = open_data_split(source.data, split, EvalTransform(), len(source.meta.class_names()), source.config)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
 
     def batches():
@@ -185,7 +165,7 @@ def quantize(cfg: DictConfig) -> dict:
     )
     log.info("wrote %s", int8_path)
 
-    geometry = source.meta.get("geometry", "torch")
+    geometry = source.meta.geometry
     files = {"float": source.onnx, "int8": int8_path}
     if cfg.executorch:  # the same network as XNNPACK programs: float, and INT8 from the same calibration images
         side, most = (source.pad_to, source.pad_to), pte_max_side(cfg, source)
@@ -209,8 +189,8 @@ def quantize(cfg: DictConfig) -> dict:
         qat_files, qat_losses = quantization_aware(cfg, source)
         files.update(qat_files)
         log.info("wrote %s", ", ".join(str(p) for p in qat_files.values()))
-    classes = source.meta["classes"]
-    mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
+    classes = source.meta.class_names()
+    mean, std = source.meta.input.mean, source.meta.input.std
     val = evaluation_data(
         data, cfg.split or data.val_split, len(classes), mean, std, cfg.eval, source.pad_to, source=source.config
     )
@@ -247,8 +227,8 @@ def quantize(cfg: DictConfig) -> dict:
     }
     record = {
         "source": {k: str(cfg[k]) for k in ("run_dir", "weights", "onnx") if cfg.get(k)},
-        "network": source.meta.get("network"),
-        "os": source.meta.get("os"),
+        "network": source.meta.network,
+        "os": source.meta.os,
         "geometry": geometry,
         "method": method,
         "per_channel": bool(cfg.per_channel),
@@ -329,12 +309,12 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
     if source.model is None:
         raise QuantizationError("qat.steps > 0 needs the PyTorch model: give run_dir= or weights=, not onnx=")
     crop = qat_crop(cfg, source)
-    mean, std = source.meta["input"]["mean"], source.meta["input"]["std"]
+    mean, std = source.meta.input.mean, source.meta.input.std
     data = source.data
     scales = tuple(OmegaConf.select(data, "scales", default=None) or (1.0,))
     transform = TrainTransform(crop, mean, scales=scales, seed=int(cfg.qat.seed))
     split = cfg.calibration.split or data.train_split
-    train_set = open_data_split(data, split, transform, len(source.meta["classes"]), source.config)
+    train_set = open_data_split(data, split, transform, len(source.meta.class_names()), source.config)
     if len(train_set) < int(cfg.qat.batch_size):
         raise QuantizationError(f"qat.batch_size={cfg.qat.batch_size} is more than the {len(train_set)} train images")
     generator = torch.Generator().manual_seed(int(cfg.qat.seed))
@@ -346,7 +326,7 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[
     torch.manual_seed(int(cfg.qat.seed))
     keep_float = tuple(cfg.keep_float or ())
     prepared = prepare_qat(copy.deepcopy(source.model).cpu(), crop, keep_float)
-    align = source.meta.get("geometry") == "deeplab"
+    align = source.meta.geometry == "deeplab"
     losses = finetune(
         prepared,
         batches(),
@@ -389,9 +369,6 @@ def pte_parity(model: torch.nn.Module, program: PteSegmentor, side: int, seed: i
 
 
 def main(cfg: DictConfig) -> None:
-    """``scripts/quantize.py``: a problem with the input, the data or a setting ends with its message."""
-    try:
-        quantize(cfg)
-    except (QuantizationError, FileNotFoundError, DatasetError, CheckpointError, WeightsError, MissingExtra) as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    """``deeplab-mobile quantize``: a problem with the input, the data or a setting ends with its message
+    (``cli.reported``)."""
+    quantize(cfg)

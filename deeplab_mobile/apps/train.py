@@ -35,26 +35,18 @@ from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoin
 from ..engine.distributed import Dist, broadcast_buffers, cleanup, init_distributed, wrap_model
 from ..engine.evaluator import evaluate, run_protocol
 from ..engine.report import write_metrics
-from ..engine.run import ConfigMismatch, SettingError, check_same_run, run_guarded, write_status
-from ..engine.trainer import NonFiniteLoss, Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
+from ..engine.run import SettingError, check_same_run, run_guarded, write_status
+from ..engine.trainer import Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
 from ..environment import write_environment
+from ..errors import ProjectError
 from ..files import write_json, write_text
 from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
-from ..models.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
 # Failures that say all there is to say in their message: no traceback, status "failed", exit status 1.
-EXPECTED_ERRORS = (
-    NonFiniteLoss,
-    DatasetError,
-    CheckpointError,
-    ConfigMismatch,
-    SettingError,
-    WeightsError,
-    determinism.DeterminismError,
-)
+EXPECTED_ERRORS = (ProjectError,)
 BN_MIN_BATCH = 12  # DeepLab fine-tunes BatchNorm only with at least this many images per statistics batch
 
 
@@ -153,7 +145,7 @@ def relaunch_pinned(cfg: DictConfig, hydra_cfg: DictConfig, out_dir: Path, sweep
     environ = determinism.child_environment(threads)
     dropped = sorted(set(os.environ) - set(environ))
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith(("seeds=", "hydra.run.dir="))]
-    command = [sys.executable, sys.argv[0], *overrides, f"hydra.run.dir={quoted(str(out_dir))}"]
+    command = [sys.executable, "-m", "deeplab_mobile", "train", *overrides, f"hydra.run.dir={quoted(str(out_dir))}"]
     log.info(
         "trainer.deterministic=true: starting the run with %s%s",
         " ".join(f"{k}={v}" for k, v in determinism.pinned_environment(threads).items()),

@@ -18,7 +18,7 @@ from ..data.datasets import classes_file
 from ..data.folder import read_classes
 from ..engine.checkpoint import last_checkpoint, load_checkpoint, model_state
 from ..engine.run import SettingError
-from ..errors import ArgumentError
+from ..errors import ArgumentError, InvalidValue, MissingFile
 from ..models import DeepLabV3
 from ..models.pretrained import ModelFile, read_model_file
 from ..models.weights import WeightsError
@@ -79,7 +79,7 @@ def run_folder_of(path: str | Path) -> Path | None:
 def load_run_config(run_dir: str | Path) -> DictConfig:
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a training run folder (no .hydra/config.yaml)")
+        raise MissingFile(f"{run_dir}: not a training run folder (no .hydra/config.yaml)")
     return OmegaConf.load(path)
 
 
@@ -157,5 +157,5 @@ def class_names(cfg: DictConfig) -> tuple[str, ...]:
         return tuple(map(str, range(n)))
     names = tuple(where) if OmegaConf.is_list(where) else tuple(get_object(str(where)))
     if len(names) != n:
-        raise ValueError(f"data.classes ({where}) names {len(names)} classes, but num_classes is {n}")
+        raise InvalidValue(f"data.classes ({where}) names {len(names)} classes, but num_classes is {n}")
     return names

@@ -1,22 +1,15 @@
-"""A training run: the settings that identify it, DeepLabv3's final stage and the LR schedule, and a run folder
-loaded back (its config, and its model with the checkpoint's weights)."""
+"""A training run: the settings that identify it, DeepLabv3's final stage and the LR schedule (a run folder is
+loaded back by ``config.source``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.run import FinalStage, SettingError, flatten
 from ..engine.schedule import two_stage_poly
 from ..errors import ArgumentError
-from ..models import DeepLabV3
-from ..predict import Segmenter
-from .model import build_model, class_names, load_run_config
 
 # Settings that define a run: a resume with any of them changed is refused.
 IDENTITY = (
@@ -95,45 +88,3 @@ def identity(cfg: DictConfig) -> dict:
         value = OmegaConf.select(cfg, key, default=None)
         values[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     return flatten(values)
-
-
-@dataclass
-class LoadedRun:
-    """A training run folder's config, its model with the checkpoint's weights at the stride the checkpoint ended
-    at, the checkpoint and its path."""
-
-    config: DictConfig
-    model: DeepLabV3
-    state: dict
-    checkpoint: Path
-
-
-def load_segmenter(
-    path: str | Path, *, device: str = "cpu", output_stride: int | None = None, threads: int | None = None
-) -> Segmenter:
-    """A ``Segmenter`` for a training run folder (its network built from its config, the last checkpoint's weights),
-    or for anything else ``Segmenter.from_pretrained`` reads (a model file, an ONNX export, an ExecuTorch program;
-    ``threads`` for their runtimes)."""
-    if not Path(path).is_dir():
-        return Segmenter.from_pretrained(path, device=device, output_stride=output_stride, threads=threads)
-    loaded = load_run(path)
-    model = loaded.model
-    if output_stride is not None:
-        model.set_output_stride(output_stride)
-    return Segmenter(model, class_names(loaded.config), model.encoder.mean, model.encoder.std, device)
-
-
-def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> LoadedRun:
-    """Load a training run folder (``checkpoint``: another checkpoint of the same network)."""
-    cfg = load_run_config(run_dir)
-    model = build_model(cfg.model, weights=False)  # the checkpoint holds every weight
-    path = Path(checkpoint) if checkpoint else last_checkpoint(run_dir)
-    state = load_checkpoint(path, map_location="cpu")
-    try:
-        model.load_state_dict(model_state(state, path))
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: does not fit the run's model ({exc})") from exc
-    stage = final_stage(cfg)
-    if stage is not None:
-        model.set_output_stride(stage.stride_at(int(state.get("iteration") or 0), model.output_stride))
-    return LoadedRun(cfg, model, state, path)

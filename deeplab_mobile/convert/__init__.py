@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InvalidValue
 from ..models.encoders import MobileNetV2Encoder
 from ..models.encoders.mobilenet_v2 import WIDTHS
 from ..models.pretrained import ModelFile, save_model_file
@@ -207,7 +208,7 @@ def infer_width(state: dict[str, torch.Tensor]) -> float:
     with torch.device("meta"):
         widths = {MobileNetV2Encoder(width=w).out_channels: w for w in WIDTHS}
     if channels not in widths:
-        raise ValueError(f"its last bottleneck has {channels} channels, which no width in {WIDTHS} gives")
+        raise InvalidValue(f"its last bottleneck has {channels} channels, which no width in {WIDTHS} gives")
     return widths[channels]
 
 

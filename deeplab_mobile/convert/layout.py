@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InvalidValue
+
 N_BOTTLENECKS = 17
 BN_TF = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 BN_HF = {"weight": "weight", "bias": "bias", "running_mean": "running_mean", "running_var": "running_var"}
@@ -104,7 +106,7 @@ def tf_to_torch(array: np.ndarray, kind: str, is_kernel: bool) -> torch.Tensor:
     array = np.asarray(array, dtype=np.float32)
     if is_kernel:
         if array.ndim != 4:
-            raise ValueError(f"a kernel of shape {array.shape}, expected 4 dimensions")
+            raise InvalidValue(f"a kernel of shape {array.shape}, expected 4 dimensions")
         if kind == "depthwise":
             h, w, c, m = array.shape
             array = array.transpose(2, 3, 0, 1).reshape(c * m, 1, h, w)
@@ -148,7 +150,7 @@ def from_tf(variables: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         try:
             return tf_to_torch(value, layer.kind, is_kernel)
         except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
+            raise InvalidValue(f"{name}: {exc}") from None
 
     return state_from(get, tf_names)
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidValue
+
 MAGIC = 0xDB4775248B80FB57  # kTableMagicNumber
 FOOTER = 48  # two block handles padded to 40 bytes, then the magic number
 TRAILER = 5  # after every block: compression type (1 byte) and a masked CRC32C (4)
@@ -43,7 +45,7 @@ DTYPES = {
 }
 
 
-class TFCheckpointError(ValueError):
+class TFCheckpointError(InvalidValue):
     """A file that is not a readable TensorFlow checkpoint; the message names it."""
 
 
@@ -63,7 +65,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     value, shift = 0, 0
     while True:
         if pos >= len(buf):
-            raise ValueError("truncated varint")
+            raise InvalidValue("truncated varint")
         byte = buf[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
@@ -88,7 +90,7 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
         elif wire == 5:
             value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
         else:
-            raise ValueError(f"protobuf wire type {wire}")
+            raise InvalidValue(f"protobuf wire type {wire}")
         yield number, value
 
 
@@ -128,9 +130,9 @@ def _entry(buf: bytes) -> Entry:
 def _block(data: bytes, offset: int, size: int) -> bytes:
     """A table block's contents, after checking that it is inside the file and stored uncompressed."""
     if offset + size + TRAILER > len(data):
-        raise ValueError(f"a block at {offset} (+{size}) runs past the end of the file")
+        raise InvalidValue(f"a block at {offset} (+{size}) runs past the end of the file")
     if data[offset + size] != 0:
-        raise ValueError(f"a block compressed with codec {data[offset + size]} (only uncompressed tables are read)")
+        raise InvalidValue(f"a block compressed with codec {data[offset + size]} (only uncompressed tables are read)")
     return data[offset : offset + size]
 
 
@@ -159,7 +161,7 @@ def read_index(index: Path) -> tuple[int, dict[str, Entry]]:
     """The shard count and every tensor's ``Entry`` of a ``.index`` file."""
     data = index.read_bytes()
     if len(data) < FOOTER or struct.unpack_from("<Q", data, len(data) - 8)[0] != MAGIC:
-        raise ValueError("no table footer (not an index file, or a truncated one)")
+        raise InvalidValue("no table footer (not an index file, or a truncated one)")
     footer = data[len(data) - FOOTER :]
     _, _, pos = _handle(footer)  # the metaindex: nothing in it is needed
     index_offset, index_size, _ = _handle(footer, pos)
@@ -171,7 +173,7 @@ def read_index(index: Path) -> tuple[int, dict[str, Entry]]:
                 header = dict(_fields(value))
                 shards = _signed(header.get(1, 1))
                 if header.get(2, 0) != 0:
-                    raise ValueError("a big-endian checkpoint")
+                    raise InvalidValue("a big-endian checkpoint")
             else:
                 entries[key.decode()] = _entry(value)
     return shards, entries

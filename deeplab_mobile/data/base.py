@@ -12,10 +12,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..errors import InvalidValue
+
 IGNORE_INDEX = 255  # the label of pixels that count nowhere (VOC's object boundaries, padding)
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidValue):
     """A dataset file is missing or malformed; the message names the file and the problem. ``argument``: the
     parameter that named the missing path (``root``), so a caller that took it from a config can name the key."""
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import InvalidValue
 from ..files import write_json
 from .base import IGNORE_INDEX, DatasetError
 
@@ -49,11 +50,11 @@ def pixel_counts(dataset, num_classes: int, progress: bool = False) -> tuple[np.
 def class_weights(pixels: np.ndarray, image_pixels: np.ndarray, rule: str) -> np.ndarray:
     """The weights of ``rule`` (module docstring) from ``pixel_counts``; 0 for a class with no pixel."""
     if rule not in RULES:
-        raise ValueError(f"class weight rule {rule!r} is not supported; choose one of {', '.join(RULES)}")
+        raise InvalidValue(f"class weight rule {rule!r} is not supported; choose one of {', '.join(RULES)}")
     pixels, image_pixels = np.asarray(pixels, np.float64), np.asarray(image_pixels, np.float64)
     present = pixels > 0
     if not present.any():
-        raise ValueError("no labelled pixel in the split: no class frequency to weigh by")
+        raise InvalidValue("no labelled pixel in the split: no class frequency to weigh by")
     weights = np.zeros_like(pixels)
     share = pixels[present] / pixels.sum()
     if rule == "median_frequency":

@@ -21,6 +21,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
+from ..errors import InvalidValue
 from ..files import atomic_path, write_text
 from .base import IGNORE_INDEX
 from .voc import write_mask
@@ -61,7 +62,7 @@ def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "ring":
         r2 = u * u + v * v
         return (r2 <= 1.0) & (r2 >= 0.36)
-    raise ValueError(shape)
+    raise InvalidValue(shape)
 
 
 def texture_bits(texture: str, x: np.ndarray, y: np.ndarray, period: float) -> np.ndarray:
@@ -75,7 +76,7 @@ def texture_bits(texture: str, x: np.ndarray, y: np.ndarray, period: float) -> n
     if texture == "dots":
         fx, fy = x % period - period / 2, y % period - period / 2
         return fx * fx + fy * fy <= (period / 3) ** 2
-    raise ValueError(texture)
+    raise InvalidValue(texture)
 
 
 def body_colour(cls: int) -> int:
@@ -155,15 +156,15 @@ class Rare:
     def __init__(self, classes, keep: float, splits=("train",)) -> None:
         self.classes = sorted({int(c) for c in classes})
         if not self.classes or not all(1 <= c < len(CLASS_NAMES) for c in self.classes):
-            raise ValueError(f"rare classes must be object classes 1..{len(CLASS_NAMES) - 1}, got {list(classes)}")
+            raise InvalidValue(f"rare classes must be object classes 1..{len(CLASS_NAMES) - 1}, got {list(classes)}")
         if len(self.classes) == len(CLASS_NAMES) - 1:
-            raise ValueError("rare classes: leave at least one object class common")
+            raise InvalidValue("rare classes: leave at least one object class common")
         if not 0 <= keep <= 1:
-            raise ValueError(f"rare keep must be in [0, 1], got {keep}")
+            raise InvalidValue(f"rare keep must be in [0, 1], got {keep}")
         self.keep = float(keep)
         self.splits = [str(x) for x in splits]
         if not set(self.splits) <= set(SPLITS):
-            raise ValueError(f"rare splits must be among {SPLITS}, got {list(splits)}")
+            raise InvalidValue(f"rare splits must be among {SPLITS}, got {list(splits)}")
         self.common = [c for c in range(1, len(CLASS_NAMES)) if c not in self.classes]
 
     def redraw(self, rng: np.random.Generator, cls: int) -> int:

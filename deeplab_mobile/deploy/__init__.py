@@ -2,7 +2,8 @@
 
 from .fold import count_batchnorm, fold_batchnorm, randomize_batchnorm
 from .memory import ChunkedInvertedResidual, make_memory_efficient
-from .onnx import LabelMap, OnnxSegmentor, export_onnx, prepare_for_export
+from .onnx import OnnxSegmentor, export_onnx
+from .prepare import LabelMap, prepare_for_export
 
 __all__ = [
     "ChunkedInvertedResidual",

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from ..errors import InvalidValue, MissingFile
 from ..extras import require
 from ..files import atomic_path
 from .exported import ExportedSegmentor, dynamic_shapes
-from .onnx import prepare_for_export
+from .prepare import prepare_for_export
 from .pt2e import xnnpack_quantizer
 
 PTE_SUFFIX = ".pte"
@@ -56,7 +57,7 @@ def quantize_pt2e(
             prepared(torch.as_tensor(batch, dtype=torch.float32))
             seen += 1
     if not seen:
-        raise ValueError("INT8 (PT2E): no calibration images")
+        raise InvalidValue("INT8 (PT2E): no calibration images")
     return convert_pt2e(prepared)
 
 
@@ -100,7 +101,7 @@ def export_pte(
     they are given. ``dynamic`` (free
     height and width up to ``max_side``) needs ``upsample=False`` (see the module's note)."""
     if dynamic and upsample:
-        raise ValueError(
+        raise InvalidValue(
             "an ExecuTorch program with the final resize has a static size: export dynamic=true with upsample=false "
             "(feature-resolution logits), or give the size"
         )
@@ -138,14 +139,14 @@ class PteSegmentor(ExportedSegmentor):
         hint = "export it at that size, or scripts/quantize.py executorch=true for free sizes (feature resolution)"
         super().__init__(path, geometry, output_stride, static=size, labels=labels, other_sizes=hint)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: ExecuTorch program not found")
+            raise MissingFile(f"{self.path}: ExecuTorch program not found")
         self.threads = int(threads) if threads else None
         self.method = load_method(self.path, self.threads)
         self.largest = tuple(self.method.metadata.input_tensor_meta(0).sizes())[2:]  # what its memory is planned for
 
     def _execute(self, x: torch.Tensor) -> torch.Tensor:
         if any(got > most for got, most in zip(x.shape[-2:], self.largest, strict=True)):
-            raise ValueError(
+            raise InvalidValue(
                 f"{self.path}: takes inputs up to {self.largest[0]}x{self.largest[1]}, got {x.shape[-2]}x{x.shape[-1]}"
             )
         (out,) = execute(self.method, x.detach().float().contiguous().cpu(), self.threads)
@@ -168,9 +169,9 @@ def load_method(path: Path, threads: int | None = None):
         try:
             method = Runtime.get().load_program(path).load_method("forward")
         except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"{path}: not an ExecuTorch program this runtime can load ({exc})") from None
+            raise InvalidValue(f"{path}: not an ExecuTorch program this runtime can load ({exc})") from None
         if method is None:
-            raise ValueError(f"{path}: the ExecuTorch program has no forward method")
+            raise InvalidValue(f"{path}: the ExecuTorch program has no forward method")
         return method
 
     def run_once(method):

@@ -16,6 +16,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..errors import InvalidValue
+
 
 def _parent(root: nn.Module, target: str) -> tuple[nn.Module, str]:
     *path, name = target.split(".")
@@ -52,7 +54,7 @@ def fold_batchnorm(model: nn.Module, first_only: bool = False) -> fx.GraphModule
         tracer = ConvLeafTracer()
         traced = fx.GraphModule(model, tracer.trace(model))
     except fx.proxy.TraceError as exc:  # data-dependent Python control flow in forward()
-        raise ValueError(f"{type(model).__name__} cannot be traced to fold its BatchNorm ({exc})") from exc
+        raise InvalidValue(f"{type(model).__name__} cannot be traced to fold its BatchNorm ({exc})") from exc
     modules = dict(traced.named_modules())
     for node in list(traced.graph.nodes):
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):

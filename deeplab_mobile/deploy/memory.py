@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.mobilenetv2 import InvertedResidual
 
+from ..errors import InvalidValue
+
 
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, sl: slice) -> torch.Tensor:
     w = None if bn.weight is None else bn.weight[sl]
@@ -30,7 +32,7 @@ class ChunkedInvertedResidual(nn.Module):
         super().__init__()
         layers = list(block.conv)
         if len(layers) != 4:
-            raise ValueError("only blocks with an expansion layer (expand_ratio > 1) can be chunked")
+            raise InvalidValue("only blocks with an expansion layer (expand_ratio > 1) can be chunked")
         (self.expand, self.expand_bn, self.expand_act), (self.dw, self.dw_bn, self.dw_act) = layers[0], layers[1]
         self.project, self.project_bn = layers[2], layers[3]
         self.use_res_connect = block.use_res_connect

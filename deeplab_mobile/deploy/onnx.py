@@ -1,4 +1,5 @@
-"""ONNX export for devices: BatchNorm folded, optional label-map output (argmax), static or dynamic H x W."""
+"""ONNX export for devices (the module ``prepare.prepare_for_export`` makes: BatchNorm folded, optional label-map
+output), static or dynamic H x W, and ``OnnxSegmentor``, its runner."""
 
 from __future__ import annotations
 
@@ -7,70 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InvalidValue, MissingFile
 from ..extras import require
 from ..files import atomic_path
 from .exported import ExportedSegmentor, dynamic_shapes
-from .fold import fold_batchnorm
-from .resize import FixedSizeResize, MatmulUpsample
-
-LABEL_DTYPES = {"int32": torch.int32, "uint8": torch.uint8}
-# The final resize in a deployed graph: ``matmul``, two interpolation-matrix products (``deploy.resize``, the
-# default: a fraction of the time of a runtime's Resize kernel); ``interpolate``, the model's own F.interpolate
-RESIZES = ("matmul", "interpolate")
-
-
-class LabelMap(nn.Module):
-    """Logits -> class indices (N, H, W), so a device receives classes rather than 21 float maps."""
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.uint8) -> None:
-        super().__init__()
-        self.model = model
-        self.dtype = dtype
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).argmax(dim=1).to(self.dtype)
-
-
-class FeatureLogits(nn.Module):
-    """The segmentor's logits at the feature resolution (``model.logits``), without the upsampling to the input."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(x)
-
-
-def prepare_for_export(
-    model: nn.Module,
-    labels: str | None = None,
-    fold_bn: bool = True,
-    upsample: bool = True,
-    resize: str = "matmul",
-    size: tuple[int, int] | None = None,
-) -> nn.Module:
-    """The module that gets exported: eval mode, BN folded (``fold_bn``), the final resize as ``resize`` says
-    (``RESIZES``; for a static ``size`` the matmul resize's matrices are constants, ``FixedSizeResize``), wrapped
-    in ``LabelMap`` if ``labels`` is ``"int32"`` or ``"uint8"``; ``upsample=False``: the logits at the feature
-    resolution (``FeatureLogits``)."""
-    if labels is not None and labels not in LABEL_DTYPES:
-        raise ValueError(f"labels must be one of {sorted(LABEL_DTYPES)} or None, not {labels!r}")
-    if resize not in RESIZES:
-        raise ValueError(f"resize must be one of {list(RESIZES)}, not {resize!r}")
-    if not upsample and labels:
-        raise ValueError("labels need the logits at the input size: upsample=False exports logits only")
-    segmentor = hasattr(model, "logits")  # any other module has no final resize to replace
-    fixed = upsample and resize == "matmul" and segmentor and size is not None
-    align_corners = bool(getattr(model, "align_corners", False))
-    if not upsample or fixed:
-        model = FeatureLogits(model)
-    elif resize == "matmul" and segmentor:
-        model = MatmulUpsample(model)
-    model = fold_batchnorm(model) if fold_bn else model.eval()
-    if fixed:
-        model = FixedSizeResize(model, size, align_corners).eval()
-    return LabelMap(model, LABEL_DTYPES[labels]).eval() if labels else model
+from .prepare import prepare_for_export
 
 
 def export_onnx(
@@ -91,7 +33,7 @@ def export_onnx(
         are fixed to batch 1 and ``size``."""
     require("ONNX export", "onnx", "onnxscript")
     if opset < 17:
-        raise ValueError(f"opset {opset} < 17: the export needs opset 17 or later")
+        raise InvalidValue(f"opset {opset} < 17: the export needs opset 17 or later")
     net = prepare_for_export(model, labels, fold_bn, upsample, resize, None if dynamic else size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +78,7 @@ class OnnxSegmentor(ExportedSegmentor):
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: ONNX file not found")
+            raise MissingFile(f"{path}: ONNX file not found")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import fx
 
+from ..errors import InvalidValue
 from ..extras import require
 from .quantize import KEEP_FLOAT
 
@@ -50,7 +51,7 @@ _TRAINING_BN = (torch.ops.aten.batch_norm.default, torch.ops.aten._native_batch_
 def _check_groups(groups: Sequence[str]) -> None:
     unknown = sorted(set(groups) - set(KEEP_FLOAT))
     if unknown:
-        raise ValueError(f"keep_float: unknown layer group(s) {unknown}; choose from {KEEP_FLOAT}")
+        raise InvalidValue(f"keep_float: unknown layer group(s) {unknown}; choose from {KEEP_FLOAT}")
 
 
 def float_layer_nodes(graph: fx.Graph, groups: Sequence[str]) -> list[fx.Node]:

@@ -25,11 +25,12 @@ import torch.nn.functional as F
 from torch import fx, nn
 from tqdm import tqdm
 
+from ..errors import InvalidValue
 from ..extras import require
 from ..files import atomic_path
 from .exported import dynamic_shapes
 from .fold import fold_batchnorm
-from .onnx import FeatureLogits
+from .prepare import FeatureLogits
 from .pt2e import freeze_batchnorm, freeze_observers, xnnpack_quantizer
 
 SCHEDULES = ("constant", "poly")
@@ -43,7 +44,7 @@ def prepare_qat(model: nn.Module, crop_size: int, keep_float: Sequence[str] = ()
     require("Quantization-aware training", "torchao", "executorch")
     zero = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine and (m.weight == 0).any()]
     if zero:  # a freshly built model's residual BNs start at zero scale
-        raise ValueError(
+        raise InvalidValue(
             f"QAT: BatchNorm scale (weight) exactly 0 in {len(zero)} layer(s) ({', '.join(zero[:3])}"
             f"{', ...' if len(zero) > 3 else ''}): PT2E's conv-BN fusion divides by it; fine-tune a trained model"
         )
@@ -81,7 +82,7 @@ def finetune(
     ``freeze_bn_after`` steps, the activation ranges after ``freeze_observers_after`` (None: never). Returns the
     losses."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"qat.schedule={schedule!r} is not supported; choose one of {SCHEDULES}")
+        raise InvalidValue(f"qat.schedule={schedule!r} is not supported; choose one of {SCHEDULES}")
     optimizer = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=momentum)
     decay = (lambda step: (1 - step / steps) ** 0.9) if schedule == "poly" else (lambda step: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidValue
 from ..extras import require
 from ..files import atomic_path
 
@@ -30,7 +31,7 @@ KEEP_FLOAT = ("first", "logits")
 WEIGHT_TYPES = ("int8", "uint8")  # with uint8 activations: ONNX Runtime's u8s8 and u8u8 kernels
 
 
-class QuantizationError(ValueError):
+class QuantizationError(InvalidValue):
     """A model or setting the quantizer cannot work with; the message names the file or the key."""
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ProjectError
 from ..files import atomic_path
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ProjectError, RuntimeError):
     """A checkpoint is missing, unreadable or does not fit; the message names the file."""
 
 

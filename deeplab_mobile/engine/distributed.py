@@ -10,6 +10,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from ..errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -33,7 +35,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise InvalidValue(f"device {name!r} requested but CUDA is not available")
     return device
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE, count_madds, count_madds_mf, count_params
 from ..data.base import IGNORE_INDEX, sample_names
-from ..errors import ArgumentError
+from ..errors import ArgumentError, InvalidValue
 from ..metrics import confusion_matrix, per_image_confusion, scores
 from ..models import output_stride
 from ..models.geometry import scale_dimension
@@ -92,7 +92,7 @@ def _positions(loader) -> tuple[list[int], int, list[str]]:
     ``world_size``-th one), the set's size and its image ids."""
     dataset = getattr(loader, "dataset", None)
     if dataset is None:
-        raise ValueError("per-image matrices need a DataLoader over a dataset (its image ids name the rows)")
+        raise InvalidValue("per-image matrices need a DataLoader over a dataset (its image ids name the rows)")
     whole = getattr(dataset, "dataset", dataset)
     positions = list(getattr(dataset, "indices", range(len(dataset))))
     return positions, len(whole), sample_names(whole)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import IGNORE_INDEX
+from ..errors import InvalidValue
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
@@ -90,9 +91,9 @@ class HardPixelCE(nn.Module):
     ) -> None:
         super().__init__()
         if not 0 < top_k <= 1:
-            raise ValueError(f"top_k must be in (0, 1], got {top_k}")
+            raise InvalidValue(f"top_k must be in (0, 1], got {top_k}")
         if ramp_steps < 0:
-            raise ValueError(f"ramp_steps must be >= 0, got {ramp_steps}")
+            raise InvalidValue(f"ramp_steps must be >= 0, got {ramp_steps}")
         self.top_k, self.ramp_steps, self.ignore_index = float(top_k), int(ramp_steps), ignore_index
         self.register_buffer("class_weights", _weights(class_weights), persistent=False)
 
@@ -131,7 +132,7 @@ class SMPLoss(nn.Module):
 
         classes = {"dice": losses.DiceLoss, "lovasz": losses.LovaszLoss, "focal": losses.FocalLoss}
         if name not in classes:
-            raise ValueError(f"SMP loss {name!r} is not supported; choose one of {', '.join(SMP_LOSSES)}")
+            raise InvalidValue(f"SMP loss {name!r} is not supported; choose one of {', '.join(SMP_LOSSES)}")
         self.name, self.ignore_index = name, ignore_index
         self.loss = classes[name](mode=losses.MULTICLASS_MODE, ignore_index=ignore_index, **options)
 
@@ -148,7 +149,7 @@ class WeightedSum(nn.Module):
     def __init__(self, terms: Sequence[tuple[float, nn.Module]]) -> None:
         super().__init__()
         if not terms:
-            raise ValueError("a weighted sum needs at least one term")
+            raise InvalidValue("a weighted sum needs at least one term")
         self.weights = [float(w) for w, _ in terms]
         self.terms = nn.ModuleList(loss for _, loss in terms)
 
@@ -165,5 +166,5 @@ def _weights(values: Sequence[float] | None) -> torch.Tensor | None:
         return None
     weights = torch.as_tensor(list(values), dtype=torch.float32)
     if weights.dim() != 1 or not torch.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError(f"class weights must be finite numbers >= 0, got {list(values)}")
+        raise InvalidValue(f"class weights must be finite numbers >= 0, got {list(values)}")
     return weights

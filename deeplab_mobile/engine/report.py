@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidValue
 from ..files import atomic_path, write_json, write_text
 
 PER_IMAGE = "per_image_confusion.npz"
@@ -35,7 +36,7 @@ def write_per_image(path: str | Path, names: Sequence[str], matrices: dict[str, 
     arrays = {"names": np.asarray(list(names), dtype=str)}
     for mode, matrix in matrices.items():
         if len(matrix) != len(names):
-            raise ValueError(f"{path}: {len(matrix)} {mode} matrices for {len(names)} images")
+            raise InvalidValue(f"{path}: {len(matrix)} {mode} matrices for {len(names)} images")
         arrays["confusion" if mode == "ss" else f"confusion_{mode}"] = np.asarray(matrix, dtype=np.int64)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)

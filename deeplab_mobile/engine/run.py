@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, InvalidValue
 from ..files import write_json
 from ..models.encoders import check_output_stride
 
 log = logging.getLogger(__name__)
 
 
-class SettingError(ValueError):
+class SettingError(InvalidValue):
     """A setting the run cannot honour, refused before any work with a message that names it."""
 
 
@@ -64,7 +64,7 @@ class FinalStage:
 # Resume: the settings that define a run
 
 
-class ConfigMismatch(ValueError):
+class ConfigMismatch(InvalidValue):
     """``resume=true`` on a run folder whose checkpoint was trained with different settings."""
 
 

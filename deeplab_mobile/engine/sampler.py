@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..errors import InvalidValue
+
 
 class TrainSampler(Sampler[tuple[int, int]]):
     """Yields ``(index, position)`` for iterations ``start_iter .. iters - 1`` of one rank.
@@ -32,7 +34,7 @@ class TrainSampler(Sampler[tuple[int, int]]):
         self, size: int, batch_size: int, iters: int, seed: int, start_iter: int = 0, rank: int = 0, world_size: int = 1
     ) -> None:
         if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} processes")
+            raise InvalidValue(f"batch size {batch_size} does not split evenly over {world_size} processes")
         self.size, self.batch_size, self.iters, self.seed = size, batch_size, iters, seed
         self.start_iter, self.rank, self.world_size = start_iter, rank, world_size
         self.local_batch = batch_size // world_size

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InvalidValue
+
 
 @dataclass
 class TwoStagePoly:
@@ -44,11 +46,11 @@ def two_stage_poly(
     the groups whose base LR is the largest (all of them, with the project's groups, which differ in weight decay
     only)."""
     if not 0 <= switch < total:
-        raise ValueError(f"the last stage must start within the {total} iterations, got iteration {switch}")
+        raise InvalidValue(f"the last stage must start within the {total} iterations, got iteration {switch}")
     if not final_lr > 0:
-        raise ValueError(f"the final stage's LR must be positive, got {final_lr}")
+        raise InvalidValue(f"the final stage's LR must be positive, got {final_lr}")
     if first_total < 1:
-        raise ValueError(f"the first stage's poly schedule needs total_iters >= 1, got {first_total}")
+        raise InvalidValue(f"the first stage's poly schedule needs total_iters >= 1, got {first_total}")
     base = max(group["lr"] for group in optimizer.param_groups)
     factor = TwoStagePoly(switch, total, power, final_lr / base, first_total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

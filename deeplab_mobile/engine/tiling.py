@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InvalidValue
+
 BLENDS = ("mean", "gaussian")
 Infer = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, h, w) normalised crop -> (N, C, h, w) probabilities
 
@@ -42,11 +44,11 @@ class Tiling:
         size = (self.size, self.size) if isinstance(self.size, int) else tuple(int(v) for v in self.size)
         object.__setattr__(self, "size", size)
         if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"tile size must be one or two positive integers, got {self.size}")
+            raise InvalidValue(f"tile size must be one or two positive integers, got {self.size}")
         if not 0 <= self.overlap < 1:
-            raise ValueError(f"tile overlap must be in [0, 1), got {self.overlap}")
+            raise InvalidValue(f"tile overlap must be in [0, 1), got {self.overlap}")
         if self.blend not in BLENDS:
-            raise ValueError(f"tile blend {self.blend!r} is not supported; choose one of {', '.join(BLENDS)}")
+            raise InvalidValue(f"tile blend {self.blend!r} is not supported; choose one of {', '.join(BLENDS)}")
 
     @property
     def stride(self) -> tuple[int, int]:

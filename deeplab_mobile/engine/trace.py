@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidValue
 from ..files import write_json, write_text
 
 LOSS_LOG = "train_loss.csv"
 WEIGHT_HASHES = "weight_hashes.json"
 
 
-class TraceError(ValueError):
+class TraceError(InvalidValue):
     """A trace file that cannot be read; the message names it."""
 
 

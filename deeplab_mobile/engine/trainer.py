@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data.loader import train_loader
+from ..errors import InvalidValue, ProjectError
 from .checkpoint import (
     last_checkpoint,
     load_checkpoint,
@@ -35,7 +36,7 @@ from .trace import Trace
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(ProjectError, RuntimeError):
     """The loss became NaN or infinite; the message names the iteration and the last good checkpoint."""
 
 
@@ -82,7 +83,7 @@ def freeze_batchnorm(model: nn.Module) -> None:
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """``auto``: bf16 on CUDA GPUs that support it, else fp16; no autocast on CPU."""
     if amp not in ("auto", "bf16", "fp16", "off"):
-        raise ValueError(f"amp {amp!r} is not supported; choose auto, bf16, fp16 or off")
+        raise InvalidValue(f"amp {amp!r} is not supported; choose auto, bf16, fp16 or off")
     if amp == "auto":
         if device.type != "cuda":
             return None
@@ -95,7 +96,7 @@ def memory_format(channels_last: bool | str) -> torch.memory_format:
     results/cpu_recipe.md). Evaluating a run folder uses the run's own setting, so its scores match the training
     run's to the bit."""
     if channels_last not in ("auto", True, False):
-        raise ValueError(f"channels_last {channels_last!r} is not supported; choose auto, true or false")
+        raise InvalidValue(f"channels_last {channels_last!r} is not supported; choose auto, true or false")
     return torch.channels_last if channels_last in ("auto", True) else torch.contiguous_format
 
 

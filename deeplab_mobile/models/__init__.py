@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from ..errors import InvalidValue
 from .encoders import ENCODERS, Encoder
 from .heads import DeepLabHead, DeepLabV3PlusHead, LRASPPHead
 from .segmentor import DeepLabV3, output_stride
@@ -49,19 +50,19 @@ def build_model(
     replace the encoder's input normalisation (0-1 pixel scale) for weights trained with another one (DeepLab's
     official checkpoints: 0.5 / 0.5)."""
     if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
+        raise InvalidValue(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
     if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
+        raise InvalidValue(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
     enc = ENCODERS[encoder](width=width, output_stride=output_stride, tap=tap, weights=encoder_weights, bn=bn)
     head_cls, fixed = HEADS[head]
     if separable is not None:  # None: the head's own default
         if head_cls is LRASPPHead:
-            raise ValueError("head lraspp has no separable option")
+            raise InvalidValue("head lraspp has no separable option")
         fixed = {**fixed, "separable": bool(separable)}
     make_head = partial(head_cls, num_classes=num_classes, bn=bn, **fixed)
     if mean is not None or std is not None:
         if mean is None or std is None or len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"mean and std are given together, 3 values each; got mean={mean}, std={std}")
+            raise InvalidValue(f"mean and std are given together, 3 values each; got mean={mean}, std={std}")
         enc.mean, enc.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     return DeepLabV3(enc, make_head, geometry=geometry)
 

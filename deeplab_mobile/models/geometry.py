@@ -18,12 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InvalidValue
+
 GEOMETRIES = ("torch", "deeplab")
 
 
 def check_geometry(geometry: str) -> str:
     if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry={geometry!r} is not supported; choose one of {GEOMETRIES}")
+        raise InvalidValue(f"geometry={geometry!r} is not supported; choose one of {GEOMETRIES}")
     return geometry
 
 
@@ -49,7 +51,7 @@ class SameConv2d(nn.Conv2d):
         sizes = (x.shape[-1], x.shape[-2])  # F.pad's order: width first
         for size, k, s, d in zip(sizes, self.kernel_size[::-1], self.stride[::-1], self.dilation[::-1], strict=True):
             if k < s:
-                raise ValueError(f"{self}: a kernel smaller than its stride has no 'SAME' padding rule here")
+                raise InvalidValue(f"{self}: a kernel smaller than its stride has no 'SAME' padding rule here")
             # ceil(size / s) on non-negative integers: it traces with symbolic sizes, and the exported graph's
             # integer division (which truncates towards zero in ONNX Runtime) agrees with Python's floor division
             out = (size + s - 1) // s
@@ -66,7 +68,7 @@ def use_same_padding(module: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Conv2d and max(child.kernel_size) > 1:
                 if child.padding_mode != "zeros":
-                    raise ValueError(f"{child}: only zero-padded convolutions can pad 'SAME'")
+                    raise InvalidValue(f"{child}: only zero-padded convolutions can pad 'SAME'")
                 same = SameConv2d(
                     child.in_channels,
                     child.out_channels,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.segmentation.lraspp import LRASPPHead as TorchvisionLRASPPHead
 
+from ..errors import InvalidValue
 from .encoders._base import Level, check_output_stride, set_batchnorm, set_conv_geometry
 
 BASE_RATES = (6, 12, 18)  # at output stride 16
@@ -84,7 +85,7 @@ def level_at(levels: Sequence[Level] | None, stride: int, head: str) -> Level:
     for level in levels or ():
         if level.stride == stride:
             return level
-    raise ValueError(f"head {head} needs the encoder's stride-{stride} feature; the encoder gives {levels}")
+    raise InvalidValue(f"head {head} needs the encoder's stride-{stride} feature; the encoder gives {levels}")
 
 
 def scaled_rates(output_stride: int, base_rates: Sequence[int] = BASE_RATES) -> tuple[int, ...]:
@@ -93,7 +94,7 @@ def scaled_rates(output_stride: int, base_rates: Sequence[int] = BASE_RATES) -> 
     rates = []
     for r in base_rates:
         if (r * 16) % output_stride:
-            raise ValueError(f"ASPP rate {r} at OS16 has no integer equivalent at output stride {output_stride}")
+            raise InvalidValue(f"ASPP rate {r} at OS16 has no integer equivalent at output stride {output_stride}")
         rates.append(r * 16 // output_stride)
     return tuple(rates)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidValue
 from ..files import atomic_path
 from . import build_model
 from .segmentor import DeepLabV3
@@ -60,9 +61,9 @@ def save_model_file(path: str | Path, model: DeepLabV3, info: ModelFile) -> Path
     path = Path(path)
     missing = [k for k in CONFIG_KEYS if k not in info.config]
     if missing:
-        raise ValueError(f"model file config lacks {missing}")
+        raise InvalidValue(f"model file config lacks {missing}")
     if len(info.classes) != info.config["num_classes"]:
-        raise ValueError(f"{len(info.classes)} class names for {info.config['num_classes']} classes")
+        raise InvalidValue(f"{len(info.classes)} class names for {info.config['num_classes']} classes")
     payload = {
         "format": FORMAT,
         "version": VERSION,

@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ProjectError
+
 PROBE_TIMEOUT_S = 3.0
 STRIP_PREFIXES = ("module.", "encoder.", "backbone.", "model.")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ProjectError, RuntimeError):
     """Encoder weights could not be obtained or do not fit the encoder."""
 
 

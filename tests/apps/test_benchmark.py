@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deeplab_mobile.apps.benchmark import NETWORKS, OURS_BY_HEAD, build, label, main
+from deeplab_mobile.bench.models import NETWORKS, OURS_BY_HEAD, build, label, main
 from deeplab_mobile.models import HEADS
 from deeplab_mobile.table7 import LAST_TAP_ROW, TABLE7
 
@@ -86,8 +86,8 @@ def test_int8_tries_time_each_setting_and_the_resize_alone(tmp_path):
     import torch.nn.functional as F
     from onnx import numpy_helper
 
-    from deeplab_mobile.apps.benchmark_int8 import main as int8_main
-    from deeplab_mobile.latency import ort_runner
+    from deeplab_mobile.bench.int8 import main as int8_main
+    from deeplab_mobile.bench.latency import ort_runner
 
     out = tmp_path / "int8"
     args = ["--size", "65", "--threads", "1", "--warmup", "1", "--repeats", "1", "--rounds", "2", "--out", str(out)]

@@ -68,9 +68,9 @@ def test_the_core_imports_no_hydra():
     code = (
         "import sys, deeplab_mobile.models, deeplab_mobile.data, deeplab_mobile.data.prepare, "
         "deeplab_mobile.data.synthetic, deeplab_mobile.data.loader, deeplab_mobile.complexity, "
-        "deeplab_mobile.table7, deeplab_mobile.metrics, deeplab_mobile.latency, deeplab_mobile.deploy, "
+        "deeplab_mobile.table7, deeplab_mobile.metrics, deeplab_mobile.bench.latency, deeplab_mobile.deploy, "
         "deeplab_mobile.engine.trainer, deeplab_mobile.engine.evaluator, deeplab_mobile.engine.run, "
-        "deeplab_mobile.engine.board, deeplab_mobile.engine.report; "
+        "deeplab_mobile.engine.board, deeplab_mobile.engine.report, deeplab_mobile.source, deeplab_mobile.predict; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hydra', 'omegaconf')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -11,7 +11,7 @@ import torch
 
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.train import TrainingRun, train
-from deeplab_mobile.config.run import load_run
+from deeplab_mobile.config.source import open_run
 from deeplab_mobile.engine.checkpoint import last_checkpoint, load_checkpoint, model_state
 from deeplab_mobile.engine.run import SettingError
 from deeplab_mobile.models import build_model
@@ -50,8 +50,8 @@ def test_fine_tune_a_21_class_run_to_a_5_class_folder(voc_run, folder, tmp_path,
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_classes"] == 5 and list(metrics["ss"]["iou"]) == list(FOLDER_CLASSES)
     # the run folder holds the class set and the network: it loads and evaluates without the source run
-    loaded = load_run(tmp_path)
-    assert loaded.config.num_classes == 5 and list(loaded.config.data.classes) == list(FOLDER_CLASSES)
+    loaded = open_run(tmp_path)
+    assert loaded.run.num_classes == 5 and list(loaded.run.data.classes) == list(FOLDER_CLASSES)
     scored = evaluate_run(
         composed("eval", [f"run_dir={tmp_path}", "eval.mf=false", "eval.workers=0", "progress=false"])
     )

@@ -16,7 +16,7 @@ from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.export import export
 from deeplab_mobile.apps.predict import main as predict_main
 from deeplab_mobile.apps.train import TrainingRun, train
-from deeplab_mobile.config.run import load_run
+from deeplab_mobile.config.source import open_run
 from deeplab_mobile.data import Normalize
 from deeplab_mobile.data.base import read_image
 from deeplab_mobile.data.synthetic import CLASS_NAMES
@@ -46,7 +46,7 @@ def trained(tmp_path_factory, synthetic_voc):
     """A few iterations of training, and the same network and weights as a model file."""
     out = tmp_path_factory.mktemp("run")
     train(tiny(synthetic_voc, "eval.mf=false", "eval.os=16", "trainer.eval_every=100"), out)
-    model = load_run(out).model
+    model = open_run(out).model
     config = {**DEEPLAB, "bn": "torch", "geometry": "torch"}
     info = ModelFile(config, model.encoder.mean, model.encoder.std, CLASS_NAMES, source="test run")
     path = save_model_file(out / "as_file.pt", model, info)
@@ -111,7 +111,7 @@ def test_training_starts_from_every_weight_of_a_model_file(deeplab_file, synthet
     shutil.copy(deeplab_file, tmp_path / "moved.pt")
     deeplab_file.rename(deeplab_file.with_suffix(".away"))
     try:
-        model = load_run(tmp_path).model
+        model = open_run(tmp_path).model
     finally:
         deeplab_file.with_suffix(".away").rename(deeplab_file)
     assert model.geometry == "deeplab" and model.encoder.mean == (0.5, 0.5, 0.5)
@@ -156,7 +156,7 @@ def test_predict_is_the_models_own_forward(trained, synthetic_voc):
     segmenter = Segmenter.from_pretrained(path)
     image = read_image(next((synthetic_voc / "JPEGImages").iterdir()))
     labels = segmenter.predict(image, pad_to=65, max_size=None)
-    model = load_run(run).model.eval()
+    model = open_run(run).model.eval()
     with torch.no_grad():
         plain = model(Normalize(model.encoder.mean, model.encoder.std)(torch.from_numpy(image)[None]))
     expected = plain.argmax(1)[0].numpy()

@@ -24,7 +24,7 @@ from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.train import check_batch, train
 from deeplab_mobile.compare import compare_runs
 from deeplab_mobile.complexity import count_madds, count_params
-from deeplab_mobile.config.run import load_run
+from deeplab_mobile.config.source import open_run
 from deeplab_mobile.data import DatasetError, EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
@@ -253,7 +253,7 @@ def test_final_stage_trains_the_last_iterations_at_its_stride_and_resumes_into_i
     assert rates == pytest.approx(want_lr, abs=1e-12)
     assert metrics["final_os"] == {"os": 8, "from_iteration": 4, "lr": 0.0004}
     assert metrics["os"] == 8 == metrics["eval"]["os"]
-    assert load_run(whole).model.output_stride == 8  # eval.py and export.py load the network it ended as
+    assert open_run(whole).model.output_stride == 8  # eval.py and export.py load the network it ended as
     again = evaluate_run(composed("eval", [f"run_dir={whole}", "eval.workers=0", "eval.mf=false"]))
     assert again["ss"]["miou"] == metrics["ss"]["miou"] and again["final_os"] == metrics["final_os"]
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from deeplab_mobile.deploy.fold import randomize_batchnorm
-from deeplab_mobile.deploy.onnx import prepare_for_export
+from deeplab_mobile.deploy.prepare import prepare_for_export
 from deeplab_mobile.deploy.pt2e import float_layer_nodes, freeze_batchnorm, freeze_observers, xnnpack_quantizer
 from deeplab_mobile.models import build_model
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from deeplab_mobile.deploy import export_onnx
-from deeplab_mobile.deploy.onnx import FeatureLogits
+from deeplab_mobile.deploy.prepare import FeatureLogits
 from deeplab_mobile.deploy.quantize import quantize_model
 from deeplab_mobile.deploy.resize import FixedSizeResize, MatmulUpsample, interpolation_matrix, resize_bilinear
 from deeplab_mobile.models import build_model

@@ -21,6 +21,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ...errors import InvalidValue
+
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
 BN_SETTINGS = ("torch", "deeplab")
 DEEPLAB_BN_MOMENTUM = 1 - 0.9997  # TensorFlow DeepLab's batch_norm_decay, as PyTorch's momentum
@@ -38,7 +40,9 @@ class Level(NamedTuple):
 
 def check_output_stride(output_stride: int) -> int:
     if isinstance(output_stride, bool) or output_stride not in SUPPORTED_OUTPUT_STRIDES:
-        raise ValueError(f"output stride {output_stride!r} is not supported; choose one of {SUPPORTED_OUTPUT_STRIDES}")
+        raise InvalidValue(
+            f"output stride {output_stride!r} is not supported; choose one of {SUPPORTED_OUTPUT_STRIDES}"
+        )
     return int(output_stride)
 
 
@@ -69,14 +73,14 @@ def atrous_schedule(strides: Sequence[int], output_stride: int, current_stride: 
             schedule.append((stride, 1))
             current_stride *= stride
     if current_stride != output_stride:
-        raise ValueError(f"output stride {output_stride} unreachable: the network's stride ends at {current_stride}")
+        raise InvalidValue(f"output stride {output_stride} unreachable: the network's stride ends at {current_stride}")
     return schedule
 
 
 def set_conv_geometry(conv: nn.Conv2d, stride: int, dilation: int) -> None:
     """Give a conv with an odd square kernel a new stride and dilation, keeping 'same' padding."""
     if conv.padding_mode != "zeros":  # other modes pad from a cached copy of the padding, outside this rule
-        raise ValueError(f"{conv}: only zero-padded convolutions can change their geometry")
+        raise InvalidValue(f"{conv}: only zero-padded convolutions can change their geometry")
     k = conv.kernel_size[0]
     conv.stride = (stride, stride)
     conv.dilation = (dilation, dilation)
@@ -91,7 +95,7 @@ def set_batchnorm(module: nn.Module, bn: str, deeplab_eps: float) -> None:
     of the network in DeepLab's code (1e-3 in its MobileNets, 1e-5 in its ResNet and head).
     """
     if bn not in BN_SETTINGS:
-        raise ValueError(f"bn={bn!r} is not supported; choose one of {BN_SETTINGS}")
+        raise InvalidValue(f"bn={bn!r} is not supported; choose one of {BN_SETTINGS}")
     if bn == "deeplab":
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -131,7 +135,7 @@ class Encoder(nn.Module):
         if tap is None:
             return cls.taps[0]
         if tap not in cls.taps:
-            raise ValueError(f"{cls.__name__} tap {tap!r} is not supported; choose one of {cls.taps}")
+            raise InvalidValue(f"{cls.__name__} tap {tap!r} is not supported; choose one of {cls.taps}")
         return tap
 
     @property
@@ -160,7 +164,7 @@ class Encoder(nn.Module):
             ends[stride] = i
         missing = [s for s in LEVEL_STRIDES if s not in ends]
         if missing:  # pragma: no cover - every encoder here reaches them
-            raise ValueError(f"{type(self).__name__} has no feature at stride(s) {missing}")
+            raise InvalidValue(f"{type(self).__name__} has no feature at stride(s) {missing}")
         return [ends[s] for s in LEVEL_STRIDES]
 
     @property

@@ -18,6 +18,7 @@ import timm
 from timm.models.efficientnet import _gen_mobilenet_v1
 from torch import nn
 
+from ...errors import InvalidValue
 from ..weights import load_encoder_weights
 from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
 
@@ -49,7 +50,7 @@ class MobileNetV1Encoder(Encoder):
     ) -> None:
         super().__init__()
         if width not in WIDTHS:
-            raise ValueError(f"MobileNetV1 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
+            raise InvalidValue(f"MobileNetV1 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
         self.tap = self.resolve_tap(tap)
         check_output_stride(output_stride)
         self.width = float(width)

@@ -19,6 +19,7 @@ from pathlib import Path
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, MobileNetV2
 
+from ...errors import InvalidValue
 from ..weights import load_torchvision_weights
 from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
 
@@ -85,7 +86,7 @@ class MobileNetV2Encoder(InvertedResidualBody):
     ) -> None:
         super().__init__()
         if width not in WIDTHS:
-            raise ValueError(f"MobileNetV2 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
+            raise InvalidValue(f"MobileNetV2 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
         self.tap = self.resolve_tap(tap)
         check_output_stride(output_stride)
         self.width = float(width)

@@ -19,6 +19,7 @@ from pathlib import Path
 from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large
 
+from ...errors import InvalidValue
 from ..weights import load_torchvision_weights
 from ._base import check_output_stride, set_batchnorm
 from .mobilenet_v2 import InvertedResidualBody, depthwise_conv
@@ -57,7 +58,7 @@ class MobileNetV3Encoder(InvertedResidualBody):
     ) -> None:
         super().__init__()
         if width not in WIDTHS:
-            raise ValueError(f"MobileNetV3 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
+            raise InvalidValue(f"MobileNetV3 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
         self.tap = self.resolve_tap(tap)
         check_output_stride(output_stride)
         self.width = float(width)

@@ -17,6 +17,7 @@ import timm
 import torch
 from torch import nn
 
+from ...errors import InvalidValue
 from ..weights import load_encoder_weights
 from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
 
@@ -74,7 +75,7 @@ class ResNet101BetaEncoder(Encoder):
     ) -> None:
         super().__init__()
         if width != 1.0:
-            raise ValueError(f"ResNet-101 has no width multiplier; width={width!r} is not supported")
+            raise InvalidValue(f"ResNet-101 has no width multiplier; width={width!r} is not supported")
         self.tap = self.resolve_tap(tap)
         check_output_stride(output_stride)
         net = timm.create_model("resnet101s", pretrained=False, num_classes=0, global_pool="")

@@ -25,7 +25,7 @@ import torch
 from ..data.synthetic import generate_sample
 from ..deploy import export_onnx
 from ..deploy.executorch import export_pte
-from ..deploy.exported import export_meta, write_export_meta
+from ..deploy.meta import ExportMeta, OutputSpec, write_export_meta
 from ..deploy.quantize import quantize_model
 from ..files import write_json, write_text
 from ..models.encoders import IMAGENET_MEAN, IMAGENET_STD
@@ -53,7 +53,7 @@ def deployed(out: Path, side: int) -> dict[str, Path]:
     """The candidate's four deployed files at ``side`` x ``side`` (each in its own folder with its export.json)."""
     torch.manual_seed(0)
     model = build_row(NETWORKS[CANDIDATE]).eval()
-    shape, output = [1, 3, side, side], {"name": "logits", "dtype": "float32"}
+    meta = ExportMeta.of(model, None, [1, 3, side, side], OutputSpec())
     files = {}
     onnx = export_onnx(model, out / "onnx" / "model.onnx", (side, side))
     files[FORMS[0]] = onnx
@@ -61,7 +61,7 @@ def deployed(out: Path, side: int) -> dict[str, Path]:
     files[FORMS[2]] = export_pte(model, out / "pte" / "model.pte", (side, side))
     files[FORMS[3]] = export_pte(model, out / "pte" / "model.int8.pte", (side, side), calibration=calibration(side))
     for folder in ("onnx", "pte"):
-        write_export_meta(out / folder / "model", export_meta(model, None, shape, output))
+        write_export_meta(out / folder / "model", meta)
     return files
 
 

@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
     voc = write_synthetic_voc(args.data, n_train=1, n_val=args.images, size=tuple(args.size), seed=0)
     if args.run:
-        from ..config.run import load_run
+        from ..config.source import resolve
 
-        model = load_run(args.run).model.eval()
+        model = resolve(args.run).model.eval()
     else:
         torch.manual_seed(0)
         model = build_model("mobilenet_v2", head="no_aspp", output_stride=16, width=0.35).eval()

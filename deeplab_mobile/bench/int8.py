@@ -32,9 +32,9 @@ from ..deploy import export_onnx
 from ..deploy.quantize import quantize_model
 from ..deploy.resize import MatrixResize
 from ..files import atomic_path, write_json, write_text
-from ..latency import ort_runner, timings
 from ..table7 import CANDIDATE, NETWORKS, build_row
-from .benchmark_video import calibration
+from .latency import ort_runner, timings
+from .video import calibration
 
 # quantization settings: name -> (what it is, quantize_model's keyword arguments)
 TRIES = {

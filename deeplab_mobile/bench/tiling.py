@@ -51,7 +51,7 @@ def one_mode(args) -> dict:
     """Run one mode in this process; the result with this process's peak memory."""
     import resource
 
-    from ..config.run import load_segmenter
+    from ..config.source import load_segmenter
     from ..data.base import read_image
     from ..predict import TooLarge
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [
             sys.executable,
             "-m",
-            "deeplab_mobile.apps.benchmark_tiling",
+            "deeplab_mobile.bench.tiling",
             *argv,
             "--out",
             str(out),

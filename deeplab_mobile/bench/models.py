@@ -35,11 +35,12 @@ from ..deploy import ChunkedInvertedResidual, export_onnx, make_memory_efficient
 from ..deploy.executorch import export_pte
 from ..deploy.peak import peak_activation_bytes
 from ..deploy.quantize import quantize_model
+from ..errors import InvalidValue
 from ..files import write_json, write_text
-from ..latency import matmul_gflops, measure_latency, ort_latency, ort_profile, pte_latency, timings
 from ..models import HEADS, build_model, head_label
 from ..table7 import CANDIDATE, build_row
 from ..table7 import NETWORKS as TABLE7_NETWORKS
+from .latency import matmul_gflops, measure_latency, ort_latency, ort_profile, pte_latency, timings
 
 REFERENCES = {
     "smp_deeplabv3_mnv2": "SMP DeepLabV3 mobilenet_v2",
@@ -91,7 +92,7 @@ def build(name: str) -> nn.Module:
     if name == "tv_deeplabv3_mnv3":
         model = segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
         return OutTensor(model)
-    raise ValueError(f"unknown network {name!r}; choose from {sorted(OURS) + sorted(REFERENCES)}")
+    raise InvalidValue(f"unknown network {name!r}; choose from {sorted(OURS) + sorted(REFERENCES)}")
 
 
 def label(name: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .extras import require
+from ..extras import require
+from ..stats import summarize
 
 
 def device_name(device: torch.device) -> str:
@@ -37,16 +37,6 @@ def timings(fn: Callable[[], object], warmup: int = 3, repeats: int = 20, sync: 
         sync()
         times.append(1000 * (time.perf_counter() - start))
     return summarize(times)
-
-
-def summarize(times_ms: list[float]) -> dict:
-    """Median, p90 and min of timings in milliseconds, and how many."""
-    return {
-        "median_ms": statistics.median(times_ms),
-        "p90_ms": float(np.percentile(times_ms, 90)),
-        "min_ms": min(times_ms),
-        "repeats": len(times_ms),
-    }
 
 
 def measure_latency(
