@@ -30,11 +30,14 @@ CONF = Path(__file__).resolve().parents[1] / "conf"  # the configs beside the pa
 
 
 @contextmanager
-def reported() -> Iterator[None]:
-    """A ``ProjectError`` ends the process with its message and status 1; Ctrl-C with status 130."""
+def reported(sweep: bool = False) -> Iterator[None]:
+    """A ``ProjectError`` ends the process with its message and status 1; Ctrl-C with status 130. In a sweep
+    (``sweep``: Hydra's multirun) a job's error is raised on: Hydra records the job as failed and runs the next."""
     try:
         yield
     except ProjectError as exc:
+        if sweep:
+            raise
         if logging.getLogger().handlers:  # Hydra's log file and console: the message lands in both
             log.error("%s", exc)
         else:
@@ -93,6 +96,7 @@ def run_configured(command: Command, argv: list[str], prog: str) -> int:
     """A configured command under Hydra: ``conf/<config>.yaml`` with the ``key=value`` overrides in ``argv``."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .config import paths
 
@@ -101,7 +105,7 @@ def run_configured(command: Command, argv: list[str], prog: str) -> int:
 
     @hydra.main(version_base="1.3", config_path=str(CONF), config_name=command.config)
     def task(cfg) -> None:
-        with reported():
+        with reported(sweep=HydraConfig.get().mode == RunMode.MULTIRUN):
             if command.passes == "hydra":
                 app(cfg, HydraConfig.get())
             elif command.passes == "out_dir":

@@ -81,10 +81,19 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, stage: Fi
     return two_stage_poly(optimizer, stage.start, int(cfg.trainer.iters), power, stage.lr, first_total)
 
 
+# Builders a run's config named before ``build_model`` built Hydra's models too: the same network, so a run
+# started with them resumes under this code
+LEGACY_MODEL_TARGETS = {"deeplab_mobile.models.DeepLabV3": "deeplab_mobile.models.build_model"}
+
+
 def identity(cfg: DictConfig) -> dict:
     """The resolved values of ``IDENTITY``, flattened to ``{"optim.lr": 0.007, ...}``."""
     values = {}
     for key in IDENTITY:
         value = OmegaConf.select(cfg, key, default=None)
         values[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-    return flatten(values)
+    flat = flatten(values)
+    target = flat.get("model._target_")
+    if target in LEGACY_MODEL_TARGETS:
+        flat["model._target_"] = LEGACY_MODEL_TARGETS[target]
+    return flat

@@ -21,7 +21,6 @@ from ..complexity import TABLE7_SIZE
 from ..data.voc import CLASSES as VOC_CLASSES
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.run import SettingError
-from ..errors import MissingFile
 from ..predict import Segmenter
 from ..source import ModelSource, open_file
 from .model import build_model, class_names, load_run_config, run_folder_of
@@ -49,13 +48,7 @@ def resolve(
         if path.suffix == ".pt" and checkpoint is None:
             checkpoint = path
         return open_run(run_dir, checkpoint, output_stride)
-    if not path.exists():
-        raise_missing(path)
     return open_file(path, output_stride, threads)
-
-
-def raise_missing(path: Path) -> None:
-    raise MissingFile(f"{path}: not found (a run folder, a model file .pt, or an export .onnx / .pte)")
 
 
 def resolve_record(record: Path, output_stride: int | None, threads: int | None) -> ModelSource:

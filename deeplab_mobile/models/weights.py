@@ -147,3 +147,24 @@ def load_torchvision_weights(
         ignore=ignore,
         source=imagenet.url,
     )
+
+
+def load_timm_weights(
+    module: nn.Module, weights: str | Path | None, model_name: str, hub_id: str, width: float, ignore: Iterable[str]
+) -> None:
+    """``load_encoder_weights`` for an encoder built on timm's modules: ImageNet weights are ``model_name``'s from
+    the Hugging Face hub (``hub_id``), for width 1.0 only."""
+
+    def imagenet() -> Mapping[str, torch.Tensor]:
+        import timm
+
+        return timm.create_model(model_name, pretrained=True).state_dict()
+
+    load_encoder_weights(
+        module,
+        weights,
+        imagenet=imagenet if width == 1.0 else None,
+        host="huggingface.co",
+        ignore=ignore,
+        source=hub_id,
+    )

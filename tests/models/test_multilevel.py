@@ -56,8 +56,8 @@ def test_every_encoder_head_and_stride(encoder_case, output_stride):
         assert torch.equal(feats[-1], enc(x))
     for feat, level in zip(feats, levels, strict=True):
         assert feat.shape[1:] == (level.channels, *(ceil_chain(n, level.stride) for n in SIZE))
-    for name, (cls, fixed) in HEADS.items():
-        model = DeepLabV3(enc, partial(cls, num_classes=3, **fixed)).eval()
+    for name, spec in HEADS.items():
+        model = DeepLabV3(enc, partial(spec.cls, num_classes=3, **spec.fixed)).eval()
         expected_stride = {"deeplabv3plus": 4, "lraspp": 8}.get(name, output_stride)
         assert model.logits_stride == expected_stride and model.head.name == name
         with torch.no_grad():

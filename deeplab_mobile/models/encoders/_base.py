@@ -11,11 +11,19 @@ Every encoder is an ``nn.Module`` that maps an image batch to one feature map an
 - ``name`` (its key in ``ENCODERS``), ``width``, ``tap`` and ``label`` (its name in Table 7), for reports.
 
 Nothing outside ``models/`` looks at an encoder's name; everything reads these attributes.
+
+An encoder is data plus its network: its class attributes are its spec (``name``, ``family``, ``widths``, ``taps``,
+``deeplab_bn_eps``, ``base_label``), and the base class does what every encoder does around building its network:
+``Encoder.__init__`` checks width, tap and output stride against the spec; ``finish`` applies the output-stride
+rule, the BatchNorm setting and the weights choice (``load_weights``, the subclass's source of ImageNet weights).
+A new encoder subclasses ``Encoder``, builds its network between the two and lists it in ``ENCODERS``
+(docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -120,6 +128,8 @@ class Encoder(nn.Module):
     """
 
     name: str
+    family: str  # how messages name the network ("MobileNetV2")
+    widths: tuple[float, ...] = (1.0,)  # the width multipliers it builds
     out_channels: int
     output_stride: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -128,6 +138,39 @@ class Encoder(nn.Module):
     taps: tuple[str, ...] = ("last",)
     tap: str = "last"
     deeplab_bn_eps: float = 1e-3  # BatchNorm's epsilon in DeepLab's version of the network (``bn="deeplab"``)
+
+    def __init__(self, width: float = 1.0, output_stride: int = 16, tap: str | None = None) -> None:
+        """The opening every encoder shares: the spec's checks of ``width``, ``tap`` and ``output_stride``, before
+        anything is built."""
+        super().__init__()
+        if width not in self.widths:
+            if len(self.widths) == 1:
+                raise InvalidValue(f"{self.family} has no width multiplier; width={width!r} is not supported")
+            raise InvalidValue(
+                f"{self.family} width multiplier {width!r} is not supported; choose one of {self.widths}"
+            )
+        self.tap = self.resolve_tap(tap)
+        check_output_stride(output_stride)
+        self.width = float(width)
+
+    def finish(self, output_stride: int, bn: str, weights: str | Path | None) -> None:
+        """The closing every encoder shares, once its network is built at nominal strides: the output-stride rule,
+        ``init_weights``, the BatchNorm setting (``set_batchnorm``, then ``adjust_batchnorm``), the weights."""
+        self.set_output_stride(output_stride)
+        self.init_weights()
+        set_batchnorm(self, bn, self.deeplab_bn_eps)
+        self.adjust_batchnorm(bn)
+        self.load_weights(weights)
+
+    def init_weights(self) -> None:
+        """Changes to the random initialisation (before any weights load); none by default."""
+
+    def adjust_batchnorm(self, bn: str) -> None:
+        """An encoder's own BatchNorm settings after ``set_batchnorm``; none by default."""
+
+    def load_weights(self, weights: str | Path | None) -> None:  # pragma: no cover - abstract
+        """Apply the weights choice: ``None``/``"random"``, ``"imagenet"`` or a local file (``models.weights``)."""
+        raise NotImplementedError
 
     @classmethod
     def resolve_tap(cls, tap: str | None) -> str:

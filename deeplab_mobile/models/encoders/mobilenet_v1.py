@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
-
 # timm's builder of any MobileNetV1 width: its public entry points (``timm.create_model("mobilenetv1_100")``) fix the
 # width at 1.0 and 1.25, and this encoder offers 0.25-1.0. This module is the one place that uses it.
 from timm.models.efficientnet import _gen_mobilenet_v1
 from torch import nn
 
-from ...errors import InvalidValue
-from ..weights import load_encoder_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
+from ..weights import load_timm_weights
+from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 STEM_STRIDE = 2
@@ -38,6 +35,8 @@ class MobileNetV1Encoder(Encoder):
     """
 
     name = "mobilenet_v1"
+    family = "MobileNetV1"
+    widths = WIDTHS
     base_label = "MNet V1"
 
     def __init__(
@@ -48,33 +47,18 @@ class MobileNetV1Encoder(Encoder):
         weights: str | Path | None = None,
         bn: str = "torch",
     ) -> None:
-        super().__init__()
-        if width not in WIDTHS:
-            raise InvalidValue(f"MobileNetV1 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
-        self.tap = self.resolve_tap(tap)
-        check_output_stride(output_stride)
-        self.width = float(width)
+        super().__init__(width, output_stride, tap)
         net = _gen_mobilenet_v1(
             "mobilenetv1_100", channel_multiplier=width, pretrained=False, num_classes=0, global_pool=""
         )
         self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
         self.out_channels = net.num_features
         self.nominal_strides = [conv.stride[0] for conv in self.depthwise_convs]
-        self.set_output_stride(output_stride)
+        self.finish(output_stride, bn, weights)
 
-        set_batchnorm(self, bn, self.deeplab_bn_eps)
-
-        imagenet = None
-        if width == 1.0:
-            imagenet = lambda: timm.create_model("mobilenetv1_100", pretrained=True).state_dict()  # noqa: E731
-        load_encoder_weights(
-            self,
-            weights,
-            imagenet=imagenet,
-            host="huggingface.co",
-            ignore=("classifier.",),
-            source="timm/mobilenetv1_100.ra4_e3600_r224_in1k",
-        )
+    def load_weights(self, weights: str | Path | None) -> None:
+        hub_id = "timm/mobilenetv1_100.ra4_e3600_r224_in1k"
+        load_timm_weights(self, weights, "mobilenetv1_100", hub_id, self.width, ("classifier.",))
 
     @property
     def depthwise_convs(self) -> list[nn.Conv2d]:

@@ -19,9 +19,8 @@ from pathlib import Path
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, MobileNetV2
 
-from ...errors import InvalidValue
 from ..weights import load_torchvision_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
+from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
 
 WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.4)
 N_BOTTLENECKS = 17
@@ -39,6 +38,17 @@ class InvertedResidualBody(Encoder):
     MobileNetV3). Subclasses set ``features``, ``nominal_strides`` and ``n_bottlenecks``."""
 
     n_bottlenecks: int
+    torchvision_weights: object  # torchvision's ImageNet weights entry (width 1.0)
+
+    def build(self, net: nn.Module) -> None:
+        """Take torchvision's ``net.features``: the stem, the bottlenecks, and the final 1x1 conv when tapped."""
+        self.features = net.features if self.tap == "last" else net.features[: 1 + self.n_bottlenecks]
+        self.out_channels = self.features[-1].out_channels
+        self.nominal_strides = [depthwise_conv(block).stride[0] for block in self.bottlenecks]
+
+    def load_weights(self, weights: str | Path | None) -> None:
+        ignore = ("classifier.",) + (() if self.tap == "last" else (f"features.{1 + self.n_bottlenecks}.",))
+        load_torchvision_weights(self, weights, self.torchvision_weights, self.width, ignore)
 
     @property
     def bottlenecks(self) -> list[nn.Module]:
@@ -72,8 +82,11 @@ class MobileNetV2Encoder(InvertedResidualBody):
     """
 
     name = "mobilenet_v2"
+    family = "MobileNetV2"
+    widths = WIDTHS
     taps = ("second_last", "last")
     n_bottlenecks = N_BOTTLENECKS
+    torchvision_weights = MobileNet_V2_Weights.IMAGENET1K_V1
 
     def __init__(
         self,
@@ -84,28 +97,17 @@ class MobileNetV2Encoder(InvertedResidualBody):
         zero_init_residual: bool = True,
         bn: str = "torch",
     ) -> None:
-        super().__init__()
-        if width not in WIDTHS:
-            raise InvalidValue(f"MobileNetV2 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
-        self.tap = self.resolve_tap(tap)
-        check_output_stride(output_stride)
-        self.width = float(width)
-
-        net = MobileNetV2(width_mult=width)
+        super().__init__(width, output_stride, tap)
+        self.zero_init_residual = zero_init_residual
         # features[0] is the stem (stride 2), features[1:18] the 17 bottlenecks, features[18] the 1x1 1280 conv.
-        self.features = net.features if self.tap == "last" else net.features[: 1 + N_BOTTLENECKS]
-        self.out_channels = self.features[-1].out_channels
-        self.nominal_strides = [block.stride for block in self.bottlenecks]
-        self.set_output_stride(output_stride)
-        if zero_init_residual:  # torchvision's MobileNetV2 has no such option (its ResNet has)
+        self.build(MobileNetV2(width_mult=width))
+        self.finish(output_stride, bn, weights)
+
+    def init_weights(self) -> None:
+        if self.zero_init_residual:  # torchvision's MobileNetV2 has no such option (its ResNet has)
             for block in self.bottlenecks:
                 if block.use_res_connect:
                     nn.init.zeros_(block.conv[-1].weight)
-
-        set_batchnorm(self, bn, self.deeplab_bn_eps)
-
-        ignore = ("classifier.",) + (() if self.tap == "last" else ("features.18.",))
-        load_torchvision_weights(self, weights, MobileNet_V2_Weights.IMAGENET1K_V1, width, ignore)
 
     @property
     def base_label(self) -> str:

@@ -19,10 +19,7 @@ from pathlib import Path
 from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large
 
-from ...errors import InvalidValue
-from ..weights import load_torchvision_weights
-from ._base import check_output_stride, set_batchnorm
-from .mobilenet_v2 import InvertedResidualBody, depthwise_conv
+from .mobilenet_v2 import InvertedResidualBody
 
 WIDTHS = (0.5, 0.75, 1.0, 1.25)
 N_BOTTLENECKS = 15
@@ -45,8 +42,11 @@ class MobileNetV3Encoder(InvertedResidualBody):
     """
 
     name = "mobilenet_v3"
+    family = "MobileNetV3"
+    widths = WIDTHS
     taps = ("last", "second_last")
     n_bottlenecks = N_BOTTLENECKS
+    torchvision_weights = MobileNet_V3_Large_Weights.IMAGENET1K_V1
 
     def __init__(
         self,
@@ -56,28 +56,16 @@ class MobileNetV3Encoder(InvertedResidualBody):
         weights: str | Path | None = None,
         bn: str = "torch",
     ) -> None:
-        super().__init__()
-        if width not in WIDTHS:
-            raise InvalidValue(f"MobileNetV3 width multiplier {width!r} is not supported; choose one of {WIDTHS}")
-        self.tap = self.resolve_tap(tap)
-        check_output_stride(output_stride)
-        self.width = float(width)
-
-        net = mobilenet_v3_large(width_mult=width)
+        super().__init__(width, output_stride, tap)
         # features[0] is the stem (stride 2), features[1:16] the 15 bottlenecks, features[16] the 1x1 960 conv.
-        self.features = net.features if self.tap == "last" else net.features[: 1 + N_BOTTLENECKS]
-        self.out_channels = self.features[-1].out_channels
-        self.nominal_strides = [depthwise_conv(block).stride[0] for block in net.features[1 : 1 + N_BOTTLENECKS]]
-        self.set_output_stride(output_stride)
+        self.build(mobilenet_v3_large(width_mult=width))
+        self.finish(output_stride, bn, weights)
 
-        set_batchnorm(self, bn, self.deeplab_bn_eps)
+    def adjust_batchnorm(self, bn: str) -> None:
         if bn == "torch":
             for m in self.modules():
                 if isinstance(m, nn.BatchNorm2d):
                     m.momentum = TORCH_BN_MOMENTUM
-
-        ignore = ("classifier.",) + (() if self.tap == "last" else ("features.16.",))
-        load_torchvision_weights(self, weights, MobileNet_V3_Large_Weights.IMAGENET1K_V1, width, ignore)
 
     @property
     def base_label(self) -> str:

@@ -17,9 +17,8 @@ import timm
 import torch
 from torch import nn
 
-from ...errors import InvalidValue
-from ..weights import load_encoder_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_batchnorm, set_conv_geometry
+from ..weights import load_timm_weights
+from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
 
 MULTI_GRID = (1, 2, 4)
 STEM_STRIDE = 4  # the stem's stride-2 conv and max-pool
@@ -61,6 +60,7 @@ class ResNet101BetaEncoder(Encoder):
     """
 
     name = "resnet101"
+    family = "ResNet-101"
     base_label = "ResNet-101"
     deeplab_bn_eps = 1e-5
 
@@ -73,31 +73,18 @@ class ResNet101BetaEncoder(Encoder):
         multi_grid: tuple[int, int, int] = MULTI_GRID,
         bn: str = "torch",
     ) -> None:
-        super().__init__()
-        if width != 1.0:
-            raise InvalidValue(f"ResNet-101 has no width multiplier; width={width!r} is not supported")
-        self.tap = self.resolve_tap(tap)
-        check_output_stride(output_stride)
+        super().__init__(width, output_stride, tap)
         net = timm.create_model("resnet101s", pretrained=False, num_classes=0, global_pool="")
         self.conv1, self.bn1, self.act1, self.maxpool = net.conv1, net.bn1, net.act1, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         _move_strides_to_last_unit(self.layers)
         self.nominal_strides = [unit.conv2.stride[0] for unit in self.bottlenecks]
         self.multi_grid = [1] * (len(self.bottlenecks) - len(self.layer4)) + list(multi_grid)
-        self.set_output_stride(output_stride)
         self.out_channels = net.num_features
+        self.finish(output_stride, bn, weights)
 
-        set_batchnorm(self, bn, self.deeplab_bn_eps)
-
-        imagenet = lambda: timm.create_model("resnet101s", pretrained=True).state_dict()  # noqa: E731
-        load_encoder_weights(
-            self,
-            weights,
-            imagenet=imagenet,
-            host="huggingface.co",
-            ignore=("fc.",),
-            source="timm/resnet101s.gluon_in1k",
-        )
+    def load_weights(self, weights: str | Path | None) -> None:
+        load_timm_weights(self, weights, "resnet101s", "timm/resnet101s.gluon_in1k", self.width, ("fc.",))
 
     @property
     def layers(self) -> list[nn.Sequential]:
