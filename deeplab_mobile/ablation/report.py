@@ -62,7 +62,7 @@ def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
                     cfg = compose(hydra_cfg.job.config_name, overrides=job)
                 run.arch, run.data = architecture(cfg), OmegaConf.select(cfg, "data.name", default=None)
                 identify(run, cfg)
-            except Exception as exc:  # the conf folder changed since the sweep: list the job without it
+            except Exception as exc:  # noqa: BLE001 - the conf folder changed since the sweep: list the job without it
                 run.reason += f"; its config no longer composes ({type(exc).__name__})"
         result.append(run)
     return result

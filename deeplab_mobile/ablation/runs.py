@@ -154,7 +154,7 @@ def read_run(path: Path, root: Path) -> Run:
     try:
         cfg = OmegaConf.load(path / ".hydra" / "config.yaml")
         arch = architecture(cfg)
-    except Exception as exc:  # a broken YAML file or interpolation: list the run, say why
+    except Exception as exc:  # noqa: BLE001 - a broken YAML file or interpolation: list the run, say why
         return Run(path, name, "foreign", f".hydra/config.yaml is unreadable ({exc})")
     if arch is None:
         return Run(path, name, "foreign", "not a training run (its config has no model encoder/head and trainer)")

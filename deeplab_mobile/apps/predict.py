@@ -26,7 +26,7 @@ from ..config.source import load_segmenter
 from ..data import DatasetError
 from ..data.base import read_image
 from ..engine.tiling import BLENDS, Tiling
-from ..errors import InvalidValue, ProjectError
+from ..errors import InvalidValue
 from ..files import atomic_path, write_json
 from ..predict import MAX_SIZE, PAD_TO
 from ..table7 import MF_SCALES
@@ -112,26 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os, threads=args.threads)
-    except ProjectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os, threads=args.threads)
     videos = [item for item in args.inputs if is_video(item) or is_camera(item)]
     images = find_images([item for item in args.inputs if item not in videos])
     if not images and not videos:
-        print(f"error: no images in {' '.join(args.inputs)}", file=sys.stderr)
-        return 1
+        raise InvalidValue(f"no images in {' '.join(args.inputs)}")
     try:
         tile = tiling(args)
     except InvalidValue as exc:
-        print(f"error: --tile: {exc}", file=sys.stderr)
-        return 1
+        raise InvalidValue(f"--tile: {exc}") from None
     max_size = args.max_size if args.max_size is not None else (0 if tile else MAX_SIZE)
     out = Path(args.out or f"outputs/predict/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     out.mkdir(parents=True, exist_ok=True)
     scales, flip = (tuple(args.scales), not args.no_flip) if args.mf else ((1.0,), False)
-    names = output_names(images)
+    settings = {"scales": scales, "flip": flip, "max_size": max_size or None, "pad_to": args.pad_to, "tile": tile}
     record = {
         "weights": str(args.weights),
         "mf": args.mf,
@@ -146,50 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         "videos": [],
         "errors": [],
     }
+    names = output_names(images)
     for path in tqdm(images, desc="predict", disable=args.no_progress):
-        try:
-            image = read_image(path)
-        except DatasetError as exc:
-            tqdm.write(f"error: {exc}", file=sys.stderr)
-            record["errors"].append({"image": str(path), "error": str(exc)})
-            continue
-        try:
-            labels = segmenter.predict(
-                image, scales=scales, flip=flip, max_size=max_size or None, pad_to=args.pad_to, tile=tile
-            )
-        except ValueError as exc:  # a setting the model cannot run (e.g. MF on a static ONNX export): stop here
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            return 1
-        stem = names[path]
-        with atomic_path(out / f"{stem}.png") as tmp:
-            segmenter.colorize(labels).save(tmp, format="PNG")
-        if not args.no_overlay:
-            overlay = segmenter.overlay(image, labels)
-            with atomic_path(out / f"{stem}_overlay.jpg", suffix=".jpg") as tmp:  # OpenCV encodes by the extension
-                cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-        counts = np.bincount(labels.ravel(), minlength=len(segmenter.classes))
-        present = {segmenter.classes[c]: round(float(n) / labels.size, 5) for c, n in enumerate(counts) if n}
-        record["images"].append({"image": str(path), "mask": f"{stem}.png", "classes": present})
-    predict_kwargs = {"scales": scales, "flip": flip, "max_size": max_size or None, "pad_to": args.pad_to, "tile": tile}
+        segment_image(segmenter, path, out / names[path], settings, record, overlay=not args.no_overlay)
     for item in videos:
-        try:
-            done = segment_video(
-                segmenter, item, out, args.max_frames, not args.no_progress, args.threads, **predict_kwargs
-            )
-        except VideoError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            record["errors"].append({"video": f"camera {item}" if is_camera(item) else item, "error": str(exc)})
-            continue
-        except ValueError as exc:  # a setting the model cannot run: stop here
-            print(f"error: {item}: {exc}", file=sys.stderr)
-            return 1
-        record["videos"].append(done)
-        h, w = done["frame_size"]
-        print(
-            f"{done['source']}: {done['frames']} frames of {w}x{h}, {done['fps_model']:.1f} frames/s in the model "
-            f"({done['model_ms']['median_ms']:.1f} ms median), {done['fps_total']:.1f} frames/s with decoding and "
-            f"writing, threads {args.threads or 'default'} -> {done['output']}"
-        )
+        segment_one_video(segmenter, item, out, settings, record, args)
     write_json(out / "predictions.json", record)
     if images:
         print(f"{len(record['images'])} of {len(images)} images segmented -> {out}")
@@ -201,3 +156,47 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def segment_image(segmenter, path: Path, stem: Path, settings: dict, record: dict, overlay: bool) -> None:
+    """One image -> ``<stem>.png`` (and ``<stem>_overlay.jpg``), its classes into ``record``; an unreadable image is
+    recorded and skipped, a setting the model cannot run (MF on a static export) stops the command."""
+    try:
+        image = read_image(path)
+    except DatasetError as exc:
+        tqdm.write(f"error: {exc}", file=sys.stderr)
+        record["errors"].append({"image": str(path), "error": str(exc)})
+        return
+    try:
+        labels = segmenter.predict(image, **settings)
+    except InvalidValue as exc:
+        raise InvalidValue(f"{path}: {exc}") from None
+    with atomic_path(stem.with_name(f"{stem.name}.png")) as tmp:
+        segmenter.colorize(labels).save(tmp, format="PNG")
+    if overlay:
+        blended = segmenter.overlay(image, labels)
+        with atomic_path(stem.with_name(f"{stem.name}_overlay.jpg"), suffix=".jpg") as tmp:  # OpenCV: by extension
+            cv2.imwrite(str(tmp), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
+    counts = np.bincount(labels.ravel(), minlength=len(segmenter.classes))
+    present = {segmenter.classes[c]: round(float(n) / labels.size, 5) for c, n in enumerate(counts) if n}
+    record["images"].append({"image": str(path), "mask": f"{stem.name}.png", "classes": present})
+
+
+def segment_one_video(segmenter, item: str, out: Path, settings: dict, record: dict, args) -> None:
+    """A video file or camera -> ``<name>_overlay.mp4`` and its frame rates into ``record``; one that cannot be
+    read is recorded and skipped."""
+    try:
+        done = segment_video(segmenter, item, out, args.max_frames, not args.no_progress, args.threads, **settings)
+    except VideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        record["errors"].append({"video": f"camera {item}" if is_camera(item) else item, "error": str(exc)})
+        return
+    except InvalidValue as exc:  # a setting the model cannot run: stop here
+        raise InvalidValue(f"{item}: {exc}") from None
+    record["videos"].append(done)
+    h, w = done["frame_size"]
+    print(
+        f"{done['source']}: {done['frames']} frames of {w}x{h}, {done['fps_model']:.1f} frames/s in the model "
+        f"({done['model_ms']['median_ms']:.1f} ms median), {done['fps_total']:.1f} frames/s with decoding and "
+        f"writing, threads {args.threads or 'default'} -> {done['output']}"
+    )

@@ -126,7 +126,8 @@ def agreement(a: torch.nn.Module, b: torch.nn.Module, normalize, loader) -> floa
     return same / max(total, 1)
 
 
-def quantize(cfg: DictConfig) -> dict:
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse a bad setting before any file is read or written."""
     method = str(cfg.method)
     if method not in METHODS:
         raise QuantizationError(f"method={method!r} is not supported; choose one of {METHODS}")
@@ -144,52 +145,73 @@ def quantize(cfg: DictConfig) -> dict:
         raise QuantizationError(f"calibration.images must be at least 1, got {cfg.calibration.images}")
     if cfg.executorch and cfg.onnx:
         raise QuantizationError("executorch=true needs the PyTorch model: give run_dir= or weights=, not onnx=")
-    source = float_model(cfg)
-    data = source.data
-    if not cfg.run_dir:  # a run's data is where its config says: it is not written again elsewhere
-        prepare_data(data, progress=cfg.progress)
+
+
+def calibration_split(cfg: DictConfig, source: FloatModel) -> str:
+    return cfg.calibration.split or source.data.train_split
+
+
+def calibration(cfg: DictConfig, source: FloatModel, progress: bool):
+    return calibration_batches(
+        source, int(cfg.calibration.images), calibration_split(cfg, source), int(cfg.calibration.seed), progress
+    )
+
+
+def quantize_onnx(cfg: DictConfig, source: FloatModel) -> Path:
+    """ONNX Runtime's static quantization of the float model -> ``model.int8.onnx``."""
     int8_path = source.out_dir / "model.int8.onnx"
-    split = cfg.calibration.split or data.train_split
-    batches = calibration_batches(source, int(cfg.calibration.images), split, int(cfg.calibration.seed), cfg.progress)
-    keep_float = tuple(cfg.keep_float or ())
     quantize_model(
         source.onnx,
         int8_path,
-        batches,
-        method,
+        calibration(cfg, source, cfg.progress),
+        str(cfg.method),
         bool(cfg.per_channel),
         float(cfg.percentile),
-        keep_float,
+        tuple(cfg.keep_float or ()),
         str(cfg.weight_type),
         bool(cfg.reduce_range),
     )
     log.info("wrote %s", int8_path)
+    return int8_path
 
-    geometry = source.meta.geometry
-    files = {"float": source.onnx, "int8": int8_path}
-    if cfg.executorch:  # the same network as XNNPACK programs: float, and INT8 from the same calibration images
-        side, most = (source.pad_to, source.pad_to), pte_max_side(cfg, source)
-        files["float_pte"] = export_pte(
-            source.model, source.out_dir / "model.pte", side, True, upsample=False, max_side=most
-        )
-        calibration = calibration_batches(source, int(cfg.calibration.images), split, int(cfg.calibration.seed), False)
-        int8_pte = source.out_dir / "model.int8.pte"
-        files["int8_pte"] = export_pte(
-            source.model,
-            int8_pte,
-            side,
-            True,
-            upsample=False,
-            calibration=calibration,
-            max_side=most,
-            keep_float=keep_float,
-        )
-        log.info("wrote %s and %s", files["float_pte"], files["int8_pte"])
-    if int(cfg.qat.steps) > 0:
-        qat_files, qat_losses = quantization_aware(cfg, source)
-        files.update(qat_files)
-        log.info("wrote %s", ", ".join(str(p) for p in qat_files.values()))
+
+def executorch_programs(cfg: DictConfig, source: FloatModel) -> dict[str, Path]:
+    """The same network as XNNPACK programs: float, and INT8 from the same calibration images."""
+    side, most = (source.pad_to, source.pad_to), pte_max_side(cfg, source)
+    files = {
+        "float_pte": export_pte(source.model, source.out_dir / "model.pte", side, True, upsample=False, max_side=most)
+    }
+    files["int8_pte"] = export_pte(
+        source.model,
+        source.out_dir / "model.int8.pte",
+        side,
+        True,
+        upsample=False,
+        calibration=calibration(cfg, source, False),
+        max_side=most,
+        keep_float=tuple(cfg.keep_float or ()),
+    )
+    log.info("wrote %s and %s", files["float_pte"], files["int8_pte"])
+    return files
+
+
+@dataclass
+class Scored:
+    """Every file scored by the same evaluator: mIoU per mode, the INT8 drops with their intervals, the argmax
+    agreement with the float model, the float program's parity, the latencies."""
+
+    modes: dict
+    scores: dict
+    drops: dict
+    agree: dict
+    parity: float | None
+    latency: dict
+    size: tuple[int, int]
+
+
+def score_files(cfg: DictConfig, source: FloatModel, files: dict[str, Path]) -> Scored:
     classes = source.meta.class_names()
+    data = source.data
     mean, std = source.meta.input.mean, source.meta.input.std
     val = evaluation_data(
         data, cfg.split or data.val_split, len(classes), mean, std, cfg.eval, source.pad_to, source=source.config
@@ -225,78 +247,114 @@ def quantize(cfg: DictConfig) -> dict:
         name: {str(t): file_latency(path, size, int(t), int(cfg.latency.repeats)) for t in cfg.latency.threads}
         for name, path in files.items()
     }
-    record = {
+    return Scored(modes, scores, drops, agree, parity, latency, size)
+
+
+def quant_record(cfg: DictConfig, source: FloatModel, files: dict[str, Path], s: Scored) -> dict:
+    """``quant.json``."""
+    modes, scores, agree = s.modes, s.scores, s.agree
+    keep_float = list(cfg.keep_float or ())
+    return {
         "source": {k: str(cfg[k]) for k in ("run_dir", "weights", "onnx") if cfg.get(k)},
         "network": source.meta.network,
         "os": source.meta.os,
-        "geometry": geometry,
-        "method": method,
+        "geometry": source.meta.geometry,
+        "method": str(cfg.method),
         "per_channel": bool(cfg.per_channel),
         "weight_type": str(cfg.weight_type),
         "reduce_range": bool(cfg.reduce_range),
-        "keep_float": list(keep_float),
-        "calibration": {"images": int(cfg.calibration.images), "split": split, "seed": int(cfg.calibration.seed)},
+        "keep_float": keep_float,
+        "calibration": {
+            "images": int(cfg.calibration.images),
+            "split": calibration_split(cfg, source),
+            "seed": int(cfg.calibration.seed),
+        },
         "eval": {
-            "split": cfg.split or data.val_split,
+            "split": cfg.split or source.data.val_split,
             "pad_to": source.pad_to,
             **({"mf": modes["mf"]} if "mf" in modes else {}),
         },
-        "miou": {name: {mode: s["miou"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
+        "miou": {name: {mode: v["miou"] for mode, v in by_mode.items()} for name, by_mode in scores.items()},
         "miou_drop": {mode: scores["float"][mode]["miou"] - scores["int8"][mode]["miou"] for mode in modes},
         "miou_drop_ci95": {
-            name: {mode: [d.low, d.high] for mode, d in by_mode.items()} for name, by_mode in drops.items()
+            name: {mode: [d.low, d.high] for mode, d in by_mode.items()} for name, by_mode in s.drops.items()
         },
         "argmax_agreement": agree["int8"],
         "bytes": {name: path.stat().st_size for name, path in files.items()},
-        "latency_ms": {name: {t: v["median_ms"] for t, v in by_t.items()} for name, by_t in latency.items()},
-        "latency_size": list(size),
-        "pixel_acc": {name: {mode: s["pixel_acc"] for mode, s in by_mode.items()} for name, by_mode in scores.items()},
+        "latency_ms": {name: {t: v["median_ms"] for t, v in by_t.items()} for name, by_t in s.latency.items()},
+        "latency_size": list(s.size),
+        "pixel_acc": {name: {mode: v["pixel_acc"] for mode, v in by_mode.items()} for name, by_mode in scores.items()},
         "files": {name: str(path) for name, path in files.items()},
     }
-    if "float_pte" in files:
-        record["executorch"] = {
-            "delegate": "XNNPACK",
-            "quantizer": "XNNPACKQuantizer (PT2E): int8 per-channel symmetric weights, int8 activations",
-            "keep_float": list(keep_float),
-            "float_max_abs_diff": parity,
-            "miou_drop": {mode: scores["float_pte"][mode]["miou"] - scores["int8_pte"][mode]["miou"] for mode in modes},
-            "argmax_agreement": {name: agree[name] for name in files if name.endswith("_pte")},
-        }
-    if "qat" in files:
-        record["qat"] = {
-            "steps": int(cfg.qat.steps),
-            "lr": float(cfg.qat.lr),
-            "schedule": str(cfg.qat.schedule),
-            "freeze_bn_after": cfg.qat.freeze_bn_after,
-            "freeze_observers_after": cfg.qat.freeze_observers_after,
-            "seed": int(cfg.qat.seed),
-            "batch_size": int(cfg.qat.batch_size),
-            "crop_size": qat_crop(cfg, source),
-            "loss_first": qat_losses[0],
-            "loss_last": qat_losses[-1],
-            "miou_drop": {mode: scores["float"][mode]["miou"] - scores["qat"][mode]["miou"] for mode in modes},
-            "argmax_agreement": agree["qat"],
-        }
-    write_json(source.out_dir / "quant.json", record)
-    for mode in modes:
-        log.info(
-            "%s mIoU float %.4f, int8 %.4f (drop %.4f)",
-            mode,
-            scores["float"][mode]["miou"],
-            scores["int8"][mode]["miou"],
-            record["miou_drop"][mode],
-        )
+
+
+def executorch_record(cfg: DictConfig, files: dict[str, Path], s: Scored) -> dict:
+    return {
+        "delegate": "XNNPACK",
+        "quantizer": "XNNPACKQuantizer (PT2E): int8 per-channel symmetric weights, int8 activations",
+        "keep_float": list(cfg.keep_float or ()),
+        "float_max_abs_diff": s.parity,
+        "miou_drop": {m: s.scores["float_pte"][m]["miou"] - s.scores["int8_pte"][m]["miou"] for m in s.modes},
+        "argmax_agreement": {name: s.agree[name] for name in files if name.endswith("_pte")},
+    }
+
+
+def qat_record(cfg: DictConfig, source: FloatModel, losses: list[float], s: Scored) -> dict:
+    return {
+        "steps": int(cfg.qat.steps),
+        "lr": float(cfg.qat.lr),
+        "schedule": str(cfg.qat.schedule),
+        "freeze_bn_after": cfg.qat.freeze_bn_after,
+        "freeze_observers_after": cfg.qat.freeze_observers_after,
+        "seed": int(cfg.qat.seed),
+        "batch_size": int(cfg.qat.batch_size),
+        "crop_size": qat_crop(cfg, source),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "miou_drop": {mode: s.scores["float"][mode]["miou"] - s.scores["qat"][mode]["miou"] for mode in s.modes},
+        "argmax_agreement": s.agree["qat"],
+    }
+
+
+def log_summary(record: dict, s: Scored) -> None:
+    for mode in s.modes:
+        float_miou, int8_miou = s.scores["float"][mode]["miou"], s.scores["int8"][mode]["miou"]
+        log.info("%s mIoU float %.4f, int8 %.4f (drop %.4f)", mode, float_miou, int8_miou, record["miou_drop"][mode])
         if "qat" in record:
-            log.info(
-                "%s mIoU QAT int8 %.4f (drop %.4f)", mode, scores["qat"][mode]["miou"], record["qat"]["miou_drop"][mode]
-            )
+            qat = s.scores["qat"][mode]["miou"]
+            log.info("%s mIoU QAT int8 %.4f (drop %.4f)", mode, qat, record["qat"]["miou_drop"][mode])
     log.info(
         "argmax agreement %.4f; %.2f MB -> %.2f MB; latency %s",
-        agree["int8"],
+        record["argmax_agreement"],
         record["bytes"]["float"] / 1e6,
         record["bytes"]["int8"] / 1e6,
         record["latency_ms"],
     )
+
+
+def quantize(cfg: DictConfig) -> dict:
+    """The float model, its INT8 forms (ONNX Runtime; with ``executorch`` XNNPACK programs; with ``qat.steps``
+    QAT), all scored by the same evaluator -> ``quant.json``."""
+    check_settings(cfg)
+    source = float_model(cfg)
+    if not cfg.run_dir:  # a run's data is where its config says: it is not written again elsewhere
+        prepare_data(source.data, progress=cfg.progress)
+    files = {"float": source.onnx, "int8": quantize_onnx(cfg, source)}
+    if cfg.executorch:
+        files.update(executorch_programs(cfg, source))
+    qat_losses = None
+    if int(cfg.qat.steps) > 0:
+        qat_files, qat_losses = quantization_aware(cfg, source)
+        files.update(qat_files)
+        log.info("wrote %s", ", ".join(str(p) for p in qat_files.values()))
+    scored = score_files(cfg, source, files)
+    record = quant_record(cfg, source, files, scored)
+    if "float_pte" in files:
+        record["executorch"] = executorch_record(cfg, files, scored)
+    if "qat" in files:
+        record["qat"] = qat_record(cfg, source, qat_losses, scored)
+    write_json(source.out_dir / "quant.json", record)
+    log_summary(record, scored)
     return record
 
 
@@ -304,7 +362,7 @@ def qat_crop(cfg: DictConfig, source: FloatModel) -> int:
     return int(cfg.qat.crop_size or source.crop_size or source.pad_to)
 
 
-def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[Path, list[float]]:
+def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[dict[str, Path], list[float]]:
     """PT2E fine-tuning of the PyTorch model on the train split (``qat.*``), exported to ``model.qat.int8.onnx``."""
     if source.model is None:
         raise QuantizationError("qat.steps > 0 needs the PyTorch model: give run_dir= or weights=, not onnx=")

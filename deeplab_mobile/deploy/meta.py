@@ -101,7 +101,8 @@ class ExportMeta:
         try:
             inp, out = dict(data["input"]), dict(data.get("output") or {})
             return cls(
-                **{k: data.get(k) for k in known - {"input", "output"}},
+                **{k: data.get(k) for k in known - {"input", "output", "geometry"}},
+                geometry=data.get("geometry") or "torch",  # files written before geometry was recorded
                 input=InputSpec(**{k: inp[k] for k in ("mean", "std", "shape", "name", "dtype") if k in inp}),
                 output=OutputSpec(**{k: out[k] for k in ("name", "dtype", "stride") if k in out}),
                 extra={k: v for k, v in data.items() if k not in known},
