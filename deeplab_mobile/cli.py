@@ -30,15 +30,16 @@ CONF = Path(__file__).resolve().parents[1] / "conf"  # the configs beside the pa
 
 
 @contextmanager
-def reported(sweep: bool = False) -> Iterator[None]:
-    """A ``ProjectError`` ends the process with its message and status 1; Ctrl-C with status 130. In a sweep
-    (``sweep``: Hydra's multirun) a job's error is raised on: Hydra records the job as failed and runs the next."""
+def reported(sweep: bool = False, logged: bool = False) -> Iterator[None]:
+    """A ``ProjectError`` ends the process with its message and status 1 (``error: ...`` on stderr, or with
+    ``logged`` into Hydra's log, its console and ``<name>.log``); Ctrl-C with status 130. In a sweep (``sweep``:
+    Hydra's multirun) a job's error is raised on: Hydra records the job as failed and runs the next."""
     try:
         yield
     except ProjectError as exc:
         if sweep:
             raise
-        if logging.getLogger().handlers:  # Hydra's log file and console: the message lands in both
+        if logged:
             log.error("%s", exc)
         else:
             print(f"error: {exc}", file=sys.stderr)
@@ -105,7 +106,7 @@ def run_configured(command: Command, argv: list[str], prog: str) -> int:
 
     @hydra.main(version_base="1.3", config_path=str(CONF), config_name=command.config)
     def task(cfg) -> None:
-        with reported(sweep=HydraConfig.get().mode == RunMode.MULTIRUN):
+        with reported(sweep=HydraConfig.get().mode == RunMode.MULTIRUN, logged=True):
             if command.passes == "hydra":
                 app(cfg, HydraConfig.get())
             elif command.passes == "out_dir":

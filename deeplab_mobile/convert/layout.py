@@ -80,25 +80,27 @@ def layers() -> list[Layer]:
     return out
 
 
+def foreign_names(layer: Layer, weight: str, bias: str, bn_prefix: str, bn_names: dict) -> dict[str, str]:
+    """Our state-dict keys of ``layer`` -> another layout's: its conv weight, the logits' bias, or its BatchNorm's
+    variables (``bn_prefix`` + ``bn_names``)."""
+    names = {f"{layer.conv}.weight": weight}
+    if layer.kind == "logits":
+        names[f"{layer.conv}.bias"] = bias
+    else:
+        names.update({f"{layer.bn}.{ours}": f"{bn_prefix}{theirs}" for ours, theirs in bn_names.items()})
+    return names
+
+
 def tf_names(layer: Layer) -> dict[str, str]:
     """Our state-dict key -> the TensorFlow variable that holds it."""
     kernel = "depthwise_weights" if layer.kind == "depthwise" else "weights"
-    names = {f"{layer.conv}.weight": f"{layer.tf}/{kernel}"}
-    if layer.kind == "logits":
-        names[f"{layer.conv}.bias"] = f"{layer.tf}/biases"
-    else:
-        names.update({f"{layer.bn}.{ours}": f"{layer.tf}/BatchNorm/{tf}" for ours, tf in BN_TF.items()})
-    return names
+    return foreign_names(layer, f"{layer.tf}/{kernel}", f"{layer.tf}/biases", f"{layer.tf}/BatchNorm/", BN_TF)
 
 
 def hf_names(layer: Layer) -> dict[str, str]:
     """Our state-dict key -> the Hugging Face key that holds it."""
-    names = {f"{layer.conv}.weight": f"{layer.hf}.convolution.weight"}
-    if layer.kind == "logits":
-        names[f"{layer.conv}.bias"] = f"{layer.hf}.convolution.bias"
-    else:
-        names.update({f"{layer.bn}.{ours}": f"{layer.hf}.normalization.{hf}" for ours, hf in BN_HF.items()})
-    return names
+    conv = f"{layer.hf}.convolution"
+    return foreign_names(layer, f"{conv}.weight", f"{conv}.bias", f"{layer.hf}.normalization.", BN_HF)
 
 
 def tf_to_torch(array: np.ndarray, kind: str, is_kernel: bool) -> torch.Tensor:

@@ -72,6 +72,20 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+def _add_entry(digest, path: Path, root: Path, cache: HashCache | None) -> int | None:
+    """One file into ``digest``: its path under ``root`` and its size (with ``cache``, its content hash too); its
+    size, or ``None`` when it is missing."""
+    name = _relative(path, root)
+    try:
+        stat = path.stat()
+        content = f"\0{cache.sha256(path, stat)}" if cache is not None else ""
+    except OSError:
+        digest.update(f"{name}\0missing\n".encode())
+        return None
+    digest.update(f"{name}\0{stat.st_size}{content}\n".encode())
+    return stat.st_size
+
+
 def split_manifest(dataset, cache: HashCache | None = None) -> dict:
     """One split (a dataset with ``pairs`` and ``root``; ``list_file`` where it has one) -> its counts and hashes.
     A file that is missing is recorded as missing (the dataset reports it when read)."""
@@ -80,20 +94,10 @@ def split_manifest(dataset, cache: HashCache | None = None) -> dict:
     masks, images = hashlib.sha256(), hashlib.sha256()
     mask_bytes = image_bytes = missing = 0
     for image, mask in dataset.pairs:
-        try:
-            stat = image.stat()
-            images.update(f"{_relative(image, root)}\0{stat.st_size}\n".encode())
-            image_bytes += stat.st_size
-        except OSError:
-            images.update(f"{_relative(image, root)}\0missing\n".encode())
-            missing += 1
-        try:
-            stat = mask.stat()
-            masks.update(f"{_relative(mask, root)}\0{stat.st_size}\0{cache.sha256(mask, stat)}\n".encode())
-            mask_bytes += stat.st_size
-        except OSError:
-            masks.update(f"{_relative(mask, root)}\0missing\n".encode())
-            missing += 1
+        sizes = (_add_entry(images, image, root, None), _add_entry(masks, mask, root, cache))
+        image_bytes += sizes[0] or 0
+        mask_bytes += sizes[1] or 0
+        missing += sizes.count(None)
     record = {
         "samples": len(dataset.pairs),
         "list_file": None,

@@ -43,8 +43,8 @@ def test_every_encoder_config_names_a_registered_encoder_and_its_arguments():
     for name, cls in ENCODERS.items():
         node = config("encoder", name)
         assert node.pop("_target_") == f"deeplab_mobile.models.encoders.{cls.__name__}", name
-        params = inspect.signature(cls.__init__).parameters
-        assert set(node) <= set(params), (name, set(node) - set(params))
+        params = set(inspect.signature(cls.__init__).parameters) | set(cls.options)
+        assert set(node) <= params, (name, set(node) - params)
         assert cls.name == name and cls.family and cls.widths
 
 
@@ -73,3 +73,5 @@ def test_encoders_share_one_opening():
             cls(tap="nope")
         with pytest.raises(ValueError, match="output stride"):
             cls(output_stride=12)
+        with pytest.raises(ValueError, match="has no setting nope"):
+            cls(nope=1)

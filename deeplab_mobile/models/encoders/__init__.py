@@ -7,6 +7,7 @@ from ._base import (
     LEVEL_STRIDES,
     SUPPORTED_OUTPUT_STRIDES,
     Encoder,
+    EncoderSpec,
     Level,
     atrous_schedule,
     check_output_stride,
@@ -16,8 +17,9 @@ from .mobilenet_v2 import MobileNetV2Encoder
 from .mobilenet_v3 import MobileNetV3Encoder
 from .resnet import ResNet101BetaEncoder
 
+# The registry: each encoder's spec (``EncoderSpec``) is its class's ``spec``; a new encoder is listed here
 ENCODERS: dict[str, type[Encoder]] = {
-    cls.name: cls for cls in (MobileNetV2Encoder, MobileNetV3Encoder, MobileNetV1Encoder, ResNet101BetaEncoder)
+    cls.spec.name: cls for cls in (MobileNetV2Encoder, MobileNetV3Encoder, MobileNetV1Encoder, ResNet101BetaEncoder)
 }
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "SUPPORTED_OUTPUT_STRIDES",
     "LEVEL_STRIDES",
     "Encoder",
+    "EncoderSpec",
     "Level",
     "MobileNetV1Encoder",
     "MobileNetV2Encoder",

@@ -23,6 +23,7 @@ A new encoder subclasses ``Encoder``, builds its network between the two and lis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +38,21 @@ DEEPLAB_BN_MOMENTUM = 1 - 0.9997  # TensorFlow DeepLab's batch_norm_decay, as Py
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LEVEL_STRIDES = (4, 8)  # the low-level features every encoder exposes besides its output
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder as data: its key in ``ENCODERS``, how messages name it, the width multipliers and taps it builds
+    (the first tap is the default), its BatchNorm epsilon in DeepLab's code (``bn="deeplab"``), and its own options
+    with their defaults (MobileNetV2's ``zero_init_residual``). A subclass of ``Encoder`` declares one as ``spec``;
+    its attributes (``name``, ``family``, ``widths``, ``taps``, ``deeplab_bn_eps``, ``options``) are the spec's."""
+
+    name: str
+    family: str
+    widths: tuple[float, ...] = (1.0,)
+    taps: tuple[str, ...] = ("last",)
+    deeplab_bn_eps: float = 1e-3
+    options: dict = field(default_factory=dict)
 
 
 class Level(NamedTuple):
@@ -139,10 +155,43 @@ class Encoder(nn.Module):
     tap: str = "last"
     deeplab_bn_eps: float = 1e-3  # BatchNorm's epsilon in DeepLab's version of the network (``bn="deeplab"``)
 
-    def __init__(self, width: float = 1.0, output_stride: int = 16, tap: str | None = None) -> None:
-        """The opening every encoder shares: the spec's checks of ``width``, ``tap`` and ``output_stride``, before
-        anything is built."""
+    options: dict = {}  # the encoder's own settings and their defaults (MobileNetV2: zero_init_residual)
+    spec: EncoderSpec
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("spec")
+        if spec is not None:
+            cls.name, cls.family, cls.widths, cls.taps = spec.name, spec.family, spec.widths, spec.taps
+            cls.deeplab_bn_eps, cls.options = spec.deeplab_bn_eps, dict(spec.options)
+
+    def __init__(
+        self,
+        width: float = 1.0,
+        output_stride: int = 16,
+        tap: str | None = None,
+        weights: str | Path | None = None,
+        bn: str = "torch",
+        **options,
+    ) -> None:
+        """Every encoder is built the same way: the spec's checks of ``width``, ``tap``, ``output_stride`` and
+        ``options`` before anything is built, the subclass's ``build`` at nominal strides, then ``finish``.
+
+        Args:
+            width: the width multiplier, one of ``widths``.
+            output_stride: 8, 16 or 32.
+            tap: one of ``taps`` (``None``: the first).
+            weights: ``None``/``"random"``, ``"imagenet"`` (the library's; width 1.0) or a local state dict path.
+            bn: BatchNorm's momentum and epsilon: ``torch`` (PyTorch's) or ``deeplab`` (TF DeepLab's: decay
+                0.9997, epsilon ``deeplab_bn_eps``); see ``set_batchnorm``.
+            options: the encoder's own settings, keys of ``options``.
+        """
         super().__init__()
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            own = ", ".join(sorted(self.options)) or "none"
+            raise InvalidValue(f"{self.family} has no setting {', '.join(unknown)} (its own: {own})")
+        self.settings = {**self.options, **options}
         if width not in self.widths:
             if len(self.widths) == 1:
                 raise InvalidValue(f"{self.family} has no width multiplier; width={width!r} is not supported")
@@ -152,6 +201,12 @@ class Encoder(nn.Module):
         self.tap = self.resolve_tap(tap)
         check_output_stride(output_stride)
         self.width = float(width)
+        self.build()
+        self.finish(output_stride, bn, weights)
+
+    def build(self) -> None:  # pragma: no cover - abstract
+        """Build the network at its nominal strides: its modules, ``out_channels`` and ``nominal_strides``."""
+        raise NotImplementedError
 
     def finish(self, output_stride: int, bn: str, weights: str | Path | None) -> None:
         """The closing every encoder shares, once its network is built at nominal strides: the output-stride rule,

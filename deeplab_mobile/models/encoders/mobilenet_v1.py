@@ -17,7 +17,7 @@ from timm.models.efficientnet import _gen_mobilenet_v1
 from torch import nn
 
 from ..weights import load_timm_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+from ._base import Encoder, EncoderSpec, atrous_schedule, check_output_stride, set_conv_geometry
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 STEM_STRIDE = 2
@@ -26,35 +26,20 @@ STEM_STRIDE = 2
 class MobileNetV1Encoder(Encoder):
     """Dilated MobileNetV1 body up to conv13.
 
-    Args:
-        width: width multiplier (0.25, 0.5, 0.75, 1.0).
-        output_stride: 8, 16 or 32.
-        tap: only ``None``/``"last"`` (conv13); MobileNetV1 has no other tap.
-        weights: ``None``, ``"imagenet"`` (timm's, width 1.0 only) or a local timm state dict path.
-        bn: BatchNorm's momentum and epsilon: ``torch`` or ``deeplab`` (decay 0.9997, epsilon 1e-3).
+    Arguments as ``Encoder``'s: width 0.25, 0.5, 0.75, 1.0; tap only ``None``/``"last"`` (conv13); ImageNet weights
+    timm's (a local file: a timm state dict).
     """
 
-    name = "mobilenet_v1"
-    family = "MobileNetV1"
-    widths = WIDTHS
+    spec = EncoderSpec("mobilenet_v1", "MobileNetV1", WIDTHS)
     base_label = "MNet V1"
 
-    def __init__(
-        self,
-        width: float = 1.0,
-        output_stride: int = 16,
-        tap: str | None = None,
-        weights: str | Path | None = None,
-        bn: str = "torch",
-    ) -> None:
-        super().__init__(width, output_stride, tap)
+    def build(self) -> None:
         net = _gen_mobilenet_v1(
-            "mobilenetv1_100", channel_multiplier=width, pretrained=False, num_classes=0, global_pool=""
+            "mobilenetv1_100", channel_multiplier=self.width, pretrained=False, num_classes=0, global_pool=""
         )
         self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
         self.out_channels = net.num_features
         self.nominal_strides = [conv.stride[0] for conv in self.depthwise_convs]
-        self.finish(output_stride, bn, weights)
 
     def load_weights(self, weights: str | Path | None) -> None:
         hub_id = "timm/mobilenetv1_100.ra4_e3600_r224_in1k"

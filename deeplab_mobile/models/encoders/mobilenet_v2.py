@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.models import MobileNet_V2_Weights, MobileNetV2
 
 from ..weights import load_torchvision_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+from ._base import Encoder, EncoderSpec, atrous_schedule, check_output_stride, set_conv_geometry
 
 WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.4)
 N_BOTTLENECKS = 17
@@ -40,7 +40,7 @@ class InvertedResidualBody(Encoder):
     n_bottlenecks: int
     torchvision_weights: object  # torchvision's ImageNet weights entry (width 1.0)
 
-    def build(self, net: nn.Module) -> None:
+    def take_features(self, net: nn.Module) -> None:
         """Take torchvision's ``net.features``: the stem, the bottlenecks, and the final 1x1 conv when tapped."""
         self.features = net.features if self.tap == "last" else net.features[: 1 + self.n_bottlenecks]
         self.out_channels = self.features[-1].out_channels
@@ -69,42 +69,25 @@ class InvertedResidualBody(Encoder):
 class MobileNetV2Encoder(InvertedResidualBody):
     """Dilated MobileNetV2 body.
 
-    Args:
-        width: width multiplier, one of 0.35, 0.5, 0.75, 1.0, 1.4.
-        output_stride: 8, 16 or 32.
-        tap: ``second_last`` (default, 320*width channels) or ``last`` (1280 channels).
-        weights: ``None``, ``"imagenet"`` (torchvision's, width 1.0 only) or a local state dict path.
+    Arguments as ``Encoder``'s: width 0.35, 0.5, 0.75, 1.0, 1.4; tap ``second_last`` (default, 320*width channels)
+    or ``last`` (1280 channels); ImageNet weights torchvision's. Its own option:
         zero_init_residual: start the last BatchNorm of every bottleneck with a residual connection at scale 0,
             so each such block starts as the identity (as timm's ResNets do, ``zero_init_last``, and so our
             ResNet-101). Only random initialisation sees it: loaded weights replace it.
-        bn: BatchNorm's momentum and epsilon: ``torch`` (PyTorch's) or ``deeplab`` (TF DeepLab's: decay 0.9997,
-            epsilon 1e-3); see ``set_batchnorm``.
     """
 
-    name = "mobilenet_v2"
-    family = "MobileNetV2"
-    widths = WIDTHS
-    taps = ("second_last", "last")
+    spec = EncoderSpec(
+        "mobilenet_v2", "MobileNetV2", WIDTHS, ("second_last", "last"), options={"zero_init_residual": True}
+    )
     n_bottlenecks = N_BOTTLENECKS
     torchvision_weights = MobileNet_V2_Weights.IMAGENET1K_V1
 
-    def __init__(
-        self,
-        width: float = 1.0,
-        output_stride: int = 16,
-        tap: str | None = None,
-        weights: str | Path | None = None,
-        zero_init_residual: bool = True,
-        bn: str = "torch",
-    ) -> None:
-        super().__init__(width, output_stride, tap)
-        self.zero_init_residual = zero_init_residual
+    def build(self) -> None:
         # features[0] is the stem (stride 2), features[1:18] the 17 bottlenecks, features[18] the 1x1 1280 conv.
-        self.build(MobileNetV2(width_mult=width))
-        self.finish(output_stride, bn, weights)
+        self.take_features(MobileNetV2(width_mult=self.width))
 
     def init_weights(self) -> None:
-        if self.zero_init_residual:  # torchvision's MobileNetV2 has no such option (its ResNet has)
+        if self.settings["zero_init_residual"]:  # torchvision's MobileNetV2 has no such option (its ResNet has)
             for block in self.bottlenecks:
                 if block.use_res_connect:
                     nn.init.zeros_(block.conv[-1].weight)

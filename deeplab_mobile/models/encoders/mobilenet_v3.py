@@ -14,11 +14,10 @@ Taps:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large
 
+from ._base import EncoderSpec
 from .mobilenet_v2 import InvertedResidualBody
 
 WIDTHS = (0.5, 0.75, 1.0, 1.25)
@@ -29,11 +28,8 @@ TORCH_BN_MOMENTUM = 0.1  # PyTorch's default, as every other encoder here trains
 class MobileNetV3Encoder(InvertedResidualBody):
     """Dilated MobileNetV3-Large body.
 
-    Args:
-        width: width multiplier, one of 0.5, 0.75, 1.0, 1.25 (torchvision's channel rounding).
-        output_stride: 8, 16 or 32.
-        tap: ``last`` (default, 960*width channels) or ``second_last`` (160*width channels).
-        weights: ``None``, ``"imagenet"`` (torchvision's, width 1.0 only) or a local state dict path.
+    Arguments as ``Encoder``'s: width 0.5, 0.75, 1.0, 1.25 (torchvision's channel rounding); tap ``last`` (default,
+    960*width channels) or ``second_last`` (160*width channels); ImageNet weights torchvision's. BatchNorm:
         bn: ``torch``: PyTorch's BatchNorm momentum 0.1, with torchvision's epsilon 1e-3 (its weights' own);
             ``deeplab``: decay 0.9997, epsilon 1e-3. torchvision builds MobileNetV3 with momentum 0.01, which suits
             its long ImageNet schedule but lags a short training: from random weights, 300 iterations of the CPU
@@ -41,25 +37,13 @@ class MobileNetV3Encoder(InvertedResidualBody):
             only (3.9% mIoU; 37.7% with the statistics recomputed on 20 training batches).
     """
 
-    name = "mobilenet_v3"
-    family = "MobileNetV3"
-    widths = WIDTHS
-    taps = ("last", "second_last")
+    spec = EncoderSpec("mobilenet_v3", "MobileNetV3", WIDTHS, ("last", "second_last"))
     n_bottlenecks = N_BOTTLENECKS
     torchvision_weights = MobileNet_V3_Large_Weights.IMAGENET1K_V1
 
-    def __init__(
-        self,
-        width: float = 1.0,
-        output_stride: int = 16,
-        tap: str | None = None,
-        weights: str | Path | None = None,
-        bn: str = "torch",
-    ) -> None:
-        super().__init__(width, output_stride, tap)
+    def build(self) -> None:
         # features[0] is the stem (stride 2), features[1:16] the 15 bottlenecks, features[16] the 1x1 960 conv.
-        self.build(mobilenet_v3_large(width_mult=width))
-        self.finish(output_stride, bn, weights)
+        self.take_features(mobilenet_v3_large(width_mult=self.width))
 
     def adjust_batchnorm(self, bn: str) -> None:
         if bn == "torch":

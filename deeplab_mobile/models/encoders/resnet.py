@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..weights import load_timm_weights
-from ._base import Encoder, atrous_schedule, check_output_stride, set_conv_geometry
+from ._base import Encoder, EncoderSpec, atrous_schedule, check_output_stride, set_conv_geometry
 
 MULTI_GRID = (1, 2, 4)
 STEM_STRIDE = 4  # the stem's stride-2 conv and max-pool
@@ -50,38 +50,22 @@ def _move_strides_to_last_unit(layers: list[nn.Sequential]) -> None:
 class ResNet101BetaEncoder(Encoder):
     """DeepLab's ResNet-101 beta, dilated per the TensorFlow rule with multi-grid in block 4.
 
-    Args:
-        width: only 1.0.
-        output_stride: 8, 16 or 32.
-        tap: only ``None``/``"last"`` (block 4, 2048 channels).
-        weights: ``None``, ``"imagenet"`` (timm's ``resnet101s``) or a local timm state dict path.
+    Arguments as ``Encoder``'s: width only 1.0; tap only ``None``/``"last"`` (block 4, 2048 channels); ImageNet
+    weights timm's ``resnet101s``; BatchNorm epsilon 1e-5 with ``bn="deeplab"``. Its own option:
         multi_grid: rate multipliers of block 4's three units.
-        bn: BatchNorm's momentum and epsilon: ``torch`` or ``deeplab`` (decay 0.9997, epsilon 1e-5).
     """
 
-    name = "resnet101"
-    family = "ResNet-101"
+    spec = EncoderSpec("resnet101", "ResNet-101", deeplab_bn_eps=1e-5, options={"multi_grid": MULTI_GRID})
     base_label = "ResNet-101"
-    deeplab_bn_eps = 1e-5
 
-    def __init__(
-        self,
-        width: float = 1.0,
-        output_stride: int = 16,
-        tap: str | None = None,
-        weights: str | Path | None = None,
-        multi_grid: tuple[int, int, int] = MULTI_GRID,
-        bn: str = "torch",
-    ) -> None:
-        super().__init__(width, output_stride, tap)
+    def build(self) -> None:
         net = timm.create_model("resnet101s", pretrained=False, num_classes=0, global_pool="")
         self.conv1, self.bn1, self.act1, self.maxpool = net.conv1, net.bn1, net.act1, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         _move_strides_to_last_unit(self.layers)
         self.nominal_strides = [unit.conv2.stride[0] for unit in self.bottlenecks]
-        self.multi_grid = [1] * (len(self.bottlenecks) - len(self.layer4)) + list(multi_grid)
+        self.multi_grid = [1] * (len(self.bottlenecks) - len(self.layer4)) + list(self.settings["multi_grid"])
         self.out_channels = net.num_features
-        self.finish(output_stride, bn, weights)
 
     def load_weights(self, weights: str | Path | None) -> None:
         load_timm_weights(self, weights, "resnet101s", "timm/resnet101s.gluon_in1k", self.width, ("fc.",))
