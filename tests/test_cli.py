@@ -3,10 +3,9 @@ traceback for a bug, and the console command, ``python -m deeplab_mobile`` and s
 
 import subprocess
 import sys
-import tomllib
-from pathlib import Path
 
 import pytest
+import tomllib
 
 from deeplab_mobile import cli
 from deeplab_mobile.errors import MissingFile, ProjectError

@@ -104,6 +104,16 @@ def cycles(graph: Counter) -> list[list[str]]:
     return groups
 
 
+def test_every_import_names_a_module_of_the_package():
+    """A function-level import runs only when its function does: each must name a module that exists."""
+    missing = []
+    for source, target in edges():
+        path = PACKAGE.parent.joinpath(*target.split("."))
+        if not (path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()):
+            missing.append(f"{source} -> {target}")
+    assert missing == []
+
+
 def test_no_import_cycle():
     assert cycles(edges()) == []
 

@@ -154,7 +154,7 @@ def ort_profile(onnx_path, size: tuple[int, int], threads: int, warmup: int = 2,
 def pte_latency(pte_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
     """An ExecuTorch program (``deploy.executorch``; XNNPACK with ``threads`` threads) on one random image."""
     require("ExecuTorch latency", "executorch")
-    from .deploy.executorch import execute, load_method
+    from ..deploy.executorch import execute, load_method
 
     method = load_method(Path(pte_path), threads)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32))

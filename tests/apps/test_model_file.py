@@ -22,6 +22,7 @@ from deeplab_mobile.data.base import read_image
 from deeplab_mobile.data.synthetic import CLASS_NAMES
 from deeplab_mobile.data.voc import read_mask
 from deeplab_mobile.deploy import randomize_batchnorm
+from deeplab_mobile.errors import ProjectError
 from deeplab_mobile.models import build_model
 from deeplab_mobile.models.pretrained import ModelFile, save_model_file
 from deeplab_mobile.predict import Segmenter
@@ -217,8 +218,8 @@ def test_predict_script_on_a_folder_with_an_unreadable_image(deeplab_file, synth
     assert good == 0 and sorted(p.name for p in (tmp_path / "glob").iterdir()) == sorted(
         [*(p.name.replace(".jpg", ".png") for p in photos.glob("synth_*.jpg")), "predictions.json"]
     )
-    assert predict_main([str(photos / "missing.jpg"), "--weights", str(tmp_path / "none.pt"), "--no-progress"]) == 1
-    assert "model file not found" in capsys.readouterr().err
+    with pytest.raises(ProjectError, match="model file not found"):  # the command prints it, status 1 (test_cli)
+        predict_main([str(photos / "missing.jpg"), "--weights", str(tmp_path / "none.pt"), "--no-progress"])
 
 
 def test_a_model_file_fine_tunes_to_another_class_set(deeplab_file, tmp_path, caplog):

@@ -11,6 +11,7 @@ from deeplab_mobile.apps.quantize import quantize
 from deeplab_mobile.apps.train import train
 from deeplab_mobile.data import DatasetError
 from deeplab_mobile.deploy.quantize import QuantizationError
+from deeplab_mobile.engine.run import SettingError
 from deeplab_mobile.predict import Segmenter
 from tests.helpers import composed, tiny
 
@@ -161,7 +162,7 @@ def test_qat_and_executorch_programs_are_scored_by_the_same_evaluator(run, synth
 def test_bad_settings_are_refused_before_any_file(run, tmp_path):
     with pytest.raises(QuantizationError, match="method='kl'"):
         quantize(settings(f"run_dir={run}", "method=kl", f"out_dir={tmp_path / 'a'}"))
-    with pytest.raises(QuantizationError, match="give one of"):
+    with pytest.raises(SettingError, match="give one of"):
         quantize(settings(f"out_dir={tmp_path / 'b'}"))
     with pytest.raises(QuantizationError, match="QAT needs run_dir= or weights="):
         quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "qat.steps=5", f"out_dir={tmp_path / 'd'}"))
