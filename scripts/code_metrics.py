@@ -18,7 +18,6 @@ import argparse
 import ast
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "deeplab_mobile"
@@ -71,14 +70,7 @@ def resolve(modules: dict[str, Module], module: Module, func: ast.expr, cls: str
     if depth > 5:
         return None
     if isinstance(func, ast.Name):
-        name = func.id
-        if name in module.functions:
-            return module.name, name
-        if name in module.classes:
-            return (module.name, f"{name}.__init__") if f"{name}.__init__" in module.functions else None
-        if name in module.imports:
-            target, attr = module.imports[name]
-            return lookup(modules, target, attr, depth)
+        return lookup(modules, module.name, func.id, depth)
     elif isinstance(func, ast.Attribute):
         value = func.value
         if isinstance(value, ast.Name) and value.id == "self" and cls and f"{cls}.{func.attr}" in module.functions:
@@ -95,8 +87,9 @@ def resolve(modules: dict[str, Module], module: Module, func: ast.expr, cls: str
 
 
 def lookup(modules: dict[str, Module], target: str, attr: str | None, depth: int):
-    """``attr`` of module ``target``, following re-exports (``from .x import f`` in a package's __init__)."""
-    if attr is None or target not in modules:
+    """``attr`` of module ``target``: a function, a class's ``__init__``, or what it imports under that name
+    (following re-exports: ``from .x import f`` in a package's __init__)."""
+    if attr is None or target not in modules or depth > 5:
         return None
     module = modules[target]
     if attr in module.functions:
@@ -173,43 +166,13 @@ def walk(modules: dict[str, Module], start: str) -> dict:
     return {"start": start, "files": len(files), "climbs": len(climbs), "functions": order, "climb_list": climbs}
 
 
-def import_cycles(modules: dict[str, Module]) -> list[list[str]]:
-    """The strongly connected groups of the package's module import graph (every import, function-level too)."""
-    graph = defaultdict(set)
-    for m in modules.values():
-        for target, attr in m.imports.values():
-            for name in (f"{target}.{attr}" if attr else None, target):
-                if name in modules and name != m.name:
-                    graph[m.name].add(name)
-                    break
-    index, low, stack, on, groups, counter = {}, {}, [], set(), [], [0]
+def import_cycles() -> list[list[str]]:
+    """The groups of modules that import each other: the layer test's own reading and finder, so this number and
+    the test's verdict cannot differ."""
+    sys.path.insert(0, str(PACKAGE.parent))
+    from tests.test_layers import cycles, edges
 
-    def strong(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in graph[v]:
-            if w not in index:
-                strong(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            group = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                group.append(w)
-                if w == v:
-                    break
-            if len(group) > 1:
-                groups.append(sorted(group))
-
-    for v in sorted(modules):
-        if v not in index:
-            strong(v)
-    return groups
+    return cycles(edges())
 
 
 def longest_functions(modules: dict[str, Module], n: int) -> list[tuple[int, str]]:
@@ -235,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.show:
             print("  " + "\n  ".join(w["functions"]))
             print("  climbs:\n    " + "\n    ".join(w["climb_list"]))
-    cycles = import_cycles(modules)
+    cycles = import_cycles()
     print(f"import cycles: {len(cycles)}" + "".join(f"\n  {' <-> '.join(c)}" for c in cycles))
     longest = longest_functions(modules, args.longest)
     print("longest functions (lines):" + "".join(f"\n  {n:4d} {name}" for n, name in longest))
