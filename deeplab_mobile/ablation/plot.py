@@ -120,6 +120,24 @@ def place_numbers(ax, anchors: list[tuple[float, float, str]], obstacles: list) 
     return texts
 
 
+def draw_forest(forest, points: list[Row], splits: list[str], colours: dict) -> None:
+    """Each row's mIoU with its interval on a line of its own, one marker per split."""
+    step = 0.5 / max(1, len(splits))
+    for i, r in enumerate(points):
+        for k, name in enumerate(splits):
+            got = _errors(r.splits.get(name))
+            if got is None:
+                continue
+            y, err = got
+            c = colours[r.network]
+            forest.errorbar([y], [i + (k - (len(splits) - 1) / 2) * step], xerr=err, **_style(k, c))
+    forest.set_yticks(range(len(points)))
+    forest.set_yticklabels([row_name(r) for r in points], fontsize=7)
+    forest.invert_yaxis()
+    forest.set_xlabel("mIoU (%), 95% interval")
+    forest.grid(True, axis="x", alpha=0.3)
+
+
 def plot_tradeoff(rows: list[Row], path: str | Path, title: str = "") -> Path | None:
     """Write the figure to ``path`` (PNG); returns None (and writes nothing) when no row has results."""
     import matplotlib  # here, not at import: choosing a backend is the caller's business until a file is written
@@ -137,21 +155,7 @@ def plot_tradeoff(rows: list[Row], path: str | Path, title: str = "") -> Path | 
     height = max(4.0, 0.32 * len(points) + 1.8)
     fig, (forest, trade) = plt.subplots(1, 2, figsize=(13, height), dpi=120, gridspec_kw={"width_ratios": [1, 1.2]})
 
-    # Left: one line per row, its splits side by side
-    step = 0.5 / max(1, len(splits))
-    for i, r in enumerate(points):
-        for k, name in enumerate(splits):
-            got = _errors(r.splits.get(name))
-            if got is None:
-                continue
-            y, err = got
-            c = colours[r.network]
-            forest.errorbar([y], [i + (k - (len(splits) - 1) / 2) * step], xerr=err, **_style(k, c))
-    forest.set_yticks(range(len(points)))
-    forest.set_yticklabels([row_name(r) for r in points], fontsize=7)
-    forest.invert_yaxis()
-    forest.set_xlabel("mIoU (%), 95% interval")
-    forest.grid(True, axis="x", alpha=0.3)
+    draw_forest(forest, points, splits, colours)  # left: one line per row, its splits side by side
 
     # Right: the trade-off, each row's splits at its MAdds
     anchors, obstacles = [], []
