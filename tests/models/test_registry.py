@@ -75,3 +75,22 @@ def test_encoders_share_one_opening():
             cls(output_stride=12)
         with pytest.raises(ValueError, match="has no setting nope"):
             cls(nope=1)
+
+
+def test_a_run_recorded_with_the_old_builder_resumes_and_loads():
+    """Run folders written when conf/model.yaml named the segmentor class: the same identity (a resume is not
+    refused) and the same network."""
+    from omegaconf import open_dict
+
+    from deeplab_mobile.config.run import identity
+
+    cfg = composed("train", ["head=no_aspp", "width=0.35", "encoder_weights=random"])
+    old = cfg.copy()
+    with open_dict(old):
+        old.model._target_ = "deeplab_mobile.models.DeepLabV3"
+    assert identity(old) == identity(cfg)
+    torch.manual_seed(0)
+    a = build_from_config(old.model).state_dict()
+    torch.manual_seed(0)
+    b = build_from_config(cfg.model).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
