@@ -54,6 +54,13 @@ class ModelSource:
     file: ModelFile | None = None
     export: ExportMeta | None = None
 
+    @classmethod
+    def of_model(cls, kind: str, path: Path | None, model: nn.Module, classes, **rest) -> ModelSource:
+        """The source of a PyTorch segmentor: its normalisation, output stride and geometry read from it."""
+        encoder = model.encoder
+        mean, std = tuple(encoder.mean), tuple(encoder.std)
+        return cls(kind, path, model, tuple(classes), mean, std, model.output_stride, model.geometry, **rest)
+
     @property
     def pytorch(self) -> bool:
         """Whether ``model`` is the PyTorch network (not the runner of an exported file)."""
@@ -72,17 +79,8 @@ def open_file(path: str | Path, output_stride: int | None = None, threads: int |
             "(.pt) or an export (.onnx, .pte)"
         )
     model, info = load_model_file(path, output_stride=output_stride)
-    return ModelSource(
-        kind="model_file",
-        path=path,
-        model=model,
-        classes=tuple(info.classes),
-        mean=tuple(model.encoder.mean),
-        std=tuple(model.encoder.std),
-        output_stride=model.output_stride,
-        geometry=model.geometry,
-        origin={"weights": str(path), "source": info.source},
-        file=info,
+    return ModelSource.of_model(
+        "model_file", path, model, info.classes, origin={"weights": str(path), "source": info.source}, file=info
     )
 
 

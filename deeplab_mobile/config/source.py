@@ -17,8 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..complexity import TABLE7_SIZE
-from ..data.voc import CLASSES as VOC_CLASSES
+from ..data.voc import default_classes
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.run import SettingError
 from ..predict import Segmenter
@@ -32,22 +31,19 @@ KEYS = ("run_dir", "weights", "onnx")  # the apps' keys that name a model source
 def resolve(
     path: str | Path,
     *,
-    checkpoint: str | Path | None = None,
     output_stride: int | None = None,
     threads: int | None = None,
 ) -> ModelSource:
-    """The model ``path`` names: a run folder (``checkpoint``: another of its checkpoints), a checkpoint inside
-    one, an evaluation record (``<run>/eval/<name>/``: the run and checkpoint it scored; a model file's record: that
-    file), a model file or an export. ``output_stride``: the network at that stride (an export must have it)."""
+    """The model ``path`` names: a run folder (its last checkpoint), a checkpoint inside one, an evaluation
+    record (``<run>/eval/<name>/``: the run and checkpoint it scored; a model file's record: that file), a model
+    file or an export. ``output_stride``: the network at that stride (an export must have it)."""
     path = Path(path)
     record = path / "metrics.json"
     if path.is_dir() and record.is_file() and not (path / ".hydra" / "config.yaml").is_file():
         return resolve_record(path, output_stride, threads)
     run_dir = run_folder_of(path)
     if run_dir is not None:
-        if path.suffix == ".pt" and checkpoint is None:
-            checkpoint = path
-        return open_run(run_dir, checkpoint, output_stride)
+        return open_run(run_dir, path if path.suffix == ".pt" else None, output_stride)
     return open_file(path, output_stride, threads)
 
 
@@ -81,15 +77,11 @@ def open_run(
         model.set_output_stride(stage.stride_at(int(iteration or 0), model.output_stride))
     if output_stride is not None:
         model.set_output_stride(output_stride)
-    return ModelSource(
-        kind="run",
-        path=run_dir,
-        model=model,
-        classes=class_names(cfg),
-        mean=tuple(model.encoder.mean),
-        std=tuple(model.encoder.std),
-        output_stride=model.output_stride,
-        geometry=model.geometry,
+    return ModelSource.of_model(
+        "run",
+        run_dir,
+        model,
+        class_names(cfg),
         pad_to=int(cfg.data.crop_size),
         origin={"run_dir": str(run_dir), "checkpoint": str(path), "iteration": iteration},
         run=cfg,
@@ -113,17 +105,11 @@ def from_config(
         raise SettingError(f"give one of {names} (got {', '.join(given) if given else 'none'})")
     if not given:
         model = build_model(cfg.model)
-        n = model.head.num_classes
-        return ModelSource(
-            kind="config",
-            path=None,
-            model=model,
-            classes=VOC_CLASSES if n == len(VOC_CLASSES) else tuple(map(str, range(n))),
-            mean=tuple(model.encoder.mean),
-            std=tuple(model.encoder.std),
-            output_stride=model.output_stride,
-            geometry=model.geometry,
-            pad_to=TABLE7_SIZE,
+        return ModelSource.of_model(
+            "config",
+            None,
+            model,
+            default_classes(model.head.num_classes),
             origin={
                 "config": OmegaConf.to_container(cfg.model.encoder, resolve=True),
                 "weights": OmegaConf.select(cfg, "encoder_weights", default=None),

@@ -33,6 +33,11 @@ NUM_CLASSES = len(CLASSES)
 AUG_SPLIT = "train_aug"
 
 
+def default_classes(n: int) -> tuple[str, ...]:
+    """The class names of a model that records none: VOC's for 21 classes, else the indices."""
+    return CLASSES if n == len(CLASSES) else tuple(map(str, range(n)))
+
+
 def voc_palette(n: int = 256) -> np.ndarray:
     """The VOC colour map (``VOCdevkit/VOCcode/VOClabelcolormap.m``): (n, 3) uint8, 255 -> (224, 224, 192)."""
     palette = np.zeros((n, 3), np.uint8)

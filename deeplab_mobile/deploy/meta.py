@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..data.voc import default_classes
 from ..errors import InvalidValue, MissingFile
 from ..files import write_json
 from ..models import describe_model
@@ -77,23 +78,15 @@ class ExportMeta:
         return self.output.name == "labels"
 
     def class_names(self) -> tuple[str, ...]:
-        """The classes, or VOC's for a 21-class export that names none, else the indices."""
-        from ..data.voc import CLASSES
-
-        if self.classes:
-            return tuple(self.classes)
-        return CLASSES if self.num_classes == len(CLASSES) else tuple(map(str, range(self.num_classes)))
+        """The classes, or for an export that names none ``default_classes``."""
+        return tuple(self.classes) if self.classes else default_classes(self.num_classes)
 
     def to_dict(self) -> dict:
-        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("input", "output", "extra")}
-        described = {k: own[k] for k in own if k != "classes"}
-        return {
-            **described,
-            "input": asdict(self.input),
-            "output": asdict(self.output),
-            "classes": self.classes,
-            **self.extra,
-        }
+        """The JSON of ``export.json``: the fields in their order (the model's description, input, output,
+        classes), then ``extra``'s keys."""
+        data = asdict(self)
+        extra = data.pop("extra")
+        return {**data, **extra}
 
     @classmethod
     def from_dict(cls, data: dict, where: str | Path = EXPORT_JSON) -> ExportMeta:
@@ -109,9 +102,6 @@ class ExportMeta:
             )
         except (KeyError, TypeError) as exc:
             raise InvalidValue(f"{where}: not an export description ({type(exc).__name__}: {exc})") from None
-
-
-INPUT_FIELD = next(f for f in fields(ExportMeta) if f.name == "input")
 
 
 def write_export_meta(exported: str | Path, meta: ExportMeta) -> Path:
