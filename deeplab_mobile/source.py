@@ -93,8 +93,9 @@ def open_export(path: Path, output_stride: int | None = None, threads: int | Non
     if output_stride is not None and output_stride != meta.os:
         raise InvalidValue(f"{path}: exported at output stride {meta.os}; re-export for another")
     static = meta.static
+    kind = "onnx" if path.suffix == ".onnx" else "pte"
     return ModelSource(
-        kind="onnx" if path.suffix == ".onnx" else "pte",
+        kind=kind,
         path=path,
         model=open_exported(path, meta, threads),
         classes=meta.class_names(),
@@ -103,6 +104,6 @@ def open_export(path: Path, output_stride: int | None = None, threads: int | Non
         output_stride=meta.os,
         geometry=meta.geometry,
         pad_to=static[0] if static else TABLE7_SIZE,
-        origin={"onnx" if path.suffix == ".onnx" else "pte": str(path)},
+        origin={kind: str(path)},
         export=meta,
     )
