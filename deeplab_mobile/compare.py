@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from .engine.report import PER_IMAGE, read_per_image
-from .engine.trace import LOSS_LOG, WEIGHT_HASHES, TraceError, read_hashes, read_losses
+from .engine.trace import LOSS_LOG, WEIGHT_HASHES, TraceError, read_hashes, read_trace
 from .environment import RECORD
 from .errors import InvalidValue
 from .stats import paired_difference
@@ -45,6 +45,7 @@ class RunRecord:
     environment: dict | None = None
     metrics: dict | None = None
     losses: dict[int, float] | None = None
+    steps: dict[int, str] | None = None  # the weights' hash after each iteration (deterministic mode)
     hashes: dict[int, str] | None = None
     per_image: tuple[list[str], dict[str, np.ndarray]] | None = None
     notes: list[str] = field(default_factory=list)
@@ -130,7 +131,9 @@ def open_record(path: str | Path) -> RunRecord:
     if kind == "training run":
         try:
             if (path / LOSS_LOG).is_file():
-                record.losses = read_losses(path / LOSS_LOG)
+                trace = read_trace(path / LOSS_LOG)
+                record.losses = {i: loss for i, (loss, _) in trace.items()}
+                record.steps = {i: h for i, (_, h) in trace.items() if h} or None
             else:
                 notes.append(f"{path}: no {LOSS_LOG} (per-iteration losses not recorded)")
             if (path / WEIGHT_HASHES).is_file():
@@ -149,25 +152,28 @@ def open_record(path: str | Path) -> RunRecord:
     return record
 
 
-def classes_of(record: RunRecord) -> list[str] | None:
-    """The class names a record was scored on (``metrics.json``), else the count its config gives."""
+def classes_of(record: RunRecord) -> tuple[list[str] | None, int | None]:
+    """The class names a record was scored on (``metrics.json``), and their count (from its config where it has no
+    scores yet: a run still training, or one that failed)."""
     if record.metrics:
         for mode in ("ss", "mf"):
             iou = record.metrics.get(mode, {}).get("iou") if isinstance(record.metrics.get(mode), dict) else None
             if isinstance(iou, dict):
-                return list(iou)
+                return list(iou), len(iou)
     if record.config and "num_classes" in record.config:
-        return [f"class {i}" for i in range(int(record.config["num_classes"]))]
-    return None
+        return None, int(record.config["num_classes"])
+    return None, None
 
 
 def check_same_task(a: RunRecord, b: RunRecord) -> None:
-    ca, cb = classes_of(a), classes_of(b)
-    if ca is not None and cb is not None and ca != cb:
+    (na, ca), (nb, cb) = classes_of(a), classes_of(b)
+    if na is not None and nb is not None and na != nb:
         raise CompareError(
-            f"{a.path} and {b.path} are scored on different classes ({len(ca)}: {', '.join(ca[:4])}... vs "
-            f"{len(cb)}: {', '.join(cb[:4])}...): their runs are not of one task"
+            f"{a.path} and {b.path} are scored on different classes ({len(na)}: {', '.join(na[:4])}... vs "
+            f"{len(nb)}: {', '.join(nb[:4])}...): their runs are not of one task"
         )
+    if ca is not None and cb is not None and ca != cb:
+        raise CompareError(f"{a.path} has {ca} classes and {b.path} {cb}: their runs are not of one task")
 
 
 def diff_maps(a: Mapping | None, b: Mapping | None, keys: list[str] | None = None) -> list[tuple[str, Any, Any]]:
@@ -229,14 +235,30 @@ def data_diff(a: dict | None, b: dict | None) -> list[tuple[str, Any, Any]]:
     return rows
 
 
+def first_difference(a: dict[int, Any], b: dict[int, Any]) -> tuple[int | None, list[int]]:
+    """The first common key whose values differ (``None``: none), and the common keys."""
+    common = sorted(set(a) & set(b))
+    return next((i for i in common if a[i] != b[i]), None), common
+
+
+REPLAY = "`scripts/replay.py <run> --iteration {i} --out <file>.json` on each machine, then `scripts/compare_runs.py`"
+
+
 def training_divergence(a: RunRecord, b: RunRecord) -> list[str]:
     lines = []
+    step = None  # the iteration whose update first differs, as far as the traces tell
+    if a.steps is not None and b.steps is not None:
+        first, common = first_difference(a.steps, b.steps)
+        if common and first is None:
+            lines.append(f"weights after every iteration: bit-identical over {common[0]}..{common[-1]}")
+        elif common:
+            lines.append(f"weights: first differ after iteration {first}'s update (identical after {first - 1})")
+            step = first
     if a.losses is not None and b.losses is not None:
-        common = sorted(set(a.losses) & set(b.losses))
+        first, common = first_difference(a.losses, b.losses)
         if not common:
             lines.append("losses: the two loss logs share no iteration")
         else:
-            first = next((i for i in common if a.losses[i] != b.losses[i]), None)
             span = f"iterations {common[0]}..{common[-1]}"
             if first is None:
                 lines.append(f"losses: bit-identical over {span}")
@@ -246,11 +268,20 @@ def training_divergence(a: RunRecord, b: RunRecord) -> list[str]:
                     f"losses: first differ at iteration {first} (A {a.losses[first]!r}, B {b.losses[first]!r}; "
                     f"{same} identical iterations before it, {span} compared)"
                 )
+                if step is None:  # the weights the first differing loss is computed with come from the update before
+                    step = max(1, first - 1)
+                    lines.append(
+                        f"to find the operator: {REPLAY.format(i=step)} on the two files; where the weights before "
+                        "it already differ, an earlier iteration (a loss can stay identical for a few iterations "
+                        "after the weights part)"
+                    )
         if set(a.losses) != set(b.losses):
             lines.append(
                 f"losses: A logs iterations {min(a.losses, default=0)}..{max(a.losses, default=0)}, "
                 f"B {min(b.losses, default=0)}..{max(b.losses, default=0)}"
             )
+    if step is not None and a.steps is not None and b.steps is not None:
+        lines.append(f"to find the operator: {REPLAY.format(i=step)} on the two files")
     if a.hashes is not None and b.hashes is not None:
         common = sorted(set(a.hashes) & set(b.hashes))
         if not common:

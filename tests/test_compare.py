@@ -56,14 +56,19 @@ def miou(per_image):
     return float(np.mean(tp / (m.sum(0) + m.sum(1) - tp)))
 
 
-def make_run(folder, lr=0.007, env=None, losses=None, hashes=None, matrices=None, classes=CLASSES):
+def make_run(folder, lr=0.007, env=None, losses=None, hashes=None, matrices=None, classes=CLASSES, steps=None):
     folder.mkdir(parents=True)
     (folder / ".hydra").mkdir()
     config = {"num_classes": len(classes), "optim": {"lr": lr, "weight_decay": 1e-4}, "trainer": {"seed": 0}}
     (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     if env is not None:
         (folder / "environment.json").write_text(json.dumps(env))
-    if losses is not None:
+    if losses is not None and steps is not None:  # deterministic mode's log: the weights' hash after each iteration
+        lines = ["iteration,loss,weights"] + [
+            f"{i},{v!r},{h}" for i, (v, h) in enumerate(zip(losses, steps, strict=True), 1)
+        ]
+        (folder / "train_loss.csv").write_text("\n".join(lines) + "\n")
+    elif losses is not None:
         lines = ["iteration,loss"] + [f"{i},{v!r}" for i, v in enumerate(losses, 1)]
         (folder / "train_loss.csv").write_text("\n".join(lines) + "\n")
     if hashes is not None:
@@ -116,7 +121,37 @@ def test_each_section_finds_exactly_what_differs(two_runs):
     assert [k for k, _, _ in c.sections["data"]][:1] == ["data.sha256"]
     assert c.training[0].startswith("losses: first differ at iteration 3")
     assert "2 identical iterations before it" in c.training[0]
-    assert c.training[1] == "weights: first differ at the checkpoint of iteration 4 (last identical at iteration 2)"
+    # the loss of iteration 3 is computed with the weights iteration 2's update made: the replay to run first
+    assert c.training[1].startswith("to find the operator: `scripts/replay.py <run> --iteration 2 --out")
+    assert c.training[2] == "weights: first differ at the checkpoint of iteration 4 (last identical at iteration 2)"
+
+
+def test_per_iteration_weight_hashes_name_the_update_that_parts_before_the_losses_do(tmp_path):
+    """Deterministic mode's log: the weights part after iteration 2 while the losses stay identical until 4 (the
+    difference sits where it barely reaches the loss yet); the hint names iteration 2, not 3."""
+    losses = [2.5, 2.25, 2.0, 1.75]
+    a = make_run(tmp_path / "a", losses=losses, steps=["s1", "s2", "s3", "s4"], matrices=hand_matrices(0))
+    b = make_run(
+        tmp_path / "b", losses=[*losses[:3], 1.7500001], steps=["s1", "t2", "t3", "t4"], matrices=hand_matrices(0)
+    )
+    c = compare_runs(a, b)
+    assert c.training[0] == "weights: first differ after iteration 2's update (identical after 1)"
+    assert c.training[1].startswith("losses: first differ at iteration 4")
+    assert "--iteration 2 " in c.training[2] and len([line for line in c.training if "replay" in line]) == 1
+    same = compare_runs(a, make_run(tmp_path / "c", losses=losses, steps=["s1", "s2", "s3", "s4"]))
+    assert same.training[:2] == ["weights after every iteration: bit-identical over 1..4", "losses: bit-identical over "
+                                 "iterations 1..4"]  # fmt: skip
+
+
+def test_a_run_still_training_is_compared_with_a_finished_one_by_its_class_count(tmp_path):
+    """A run without scores yet (its config's class count) against one scored on named classes: compared; another
+    count is refused."""
+    finished = make_run(tmp_path / "done", losses=[1.0], matrices=hand_matrices(0))
+    running = make_run(tmp_path / "running", losses=[1.0])
+    assert compare_runs(running, finished).training[0] == "losses: bit-identical over iterations 1..1"
+    other = make_run(tmp_path / "other", losses=[1.0], classes=["a", "b"])
+    with pytest.raises(CompareError, match="has 2 classes"):
+        compare_runs(other, finished)
 
 
 def test_the_metric_difference_is_independent_mious_with_a_paired_interval(two_runs):

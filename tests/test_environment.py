@@ -16,7 +16,7 @@ from deeplab_mobile.data.manifest import data_manifest
 from deeplab_mobile.data.synthetic import write_synthetic_voc
 from deeplab_mobile.data.voc import VOCSegmentation
 from deeplab_mobile.engine.checkpoint import weights_sha256
-from deeplab_mobile.engine.trace import Trace, read_hashes, read_losses
+from deeplab_mobile.engine.trace import Trace, read_hashes, read_losses, read_trace
 from deeplab_mobile.environment import (
     code_state,
     config_sha256,
@@ -164,6 +164,25 @@ def test_the_trace_writes_exact_losses_and_resumes_where_the_checkpoint_was(tmp_
     older.add(0.5)
     older.write(tmp_path)
     assert read_losses(tmp_path / "train_loss.csv") == {6: 0.5}
+
+
+def test_deterministic_mode_s_trace_keeps_the_weights_hash_after_every_iteration(tmp_path):
+    trace = Trace()
+    for i, v in enumerate((2.5, 1.5, 0.5)):
+        trace.add(v, f"{i:x}" * 64)
+    trace.write(tmp_path)
+    lines = (tmp_path / "train_loss.csv").read_text().splitlines()
+    assert lines[0] == "iteration,loss,weights" and lines[2] == "2,1.5," + "1" * 16
+    assert read_trace(tmp_path / "train_loss.csv")[3] == (0.5, "2" * 16)
+    resumed = Trace()
+    resumed.load(trace.state(), iteration=2)
+    assert resumed.steps == ["0" * 16, "1" * 16]
+    state = trace.state()
+    del state["steps"]  # a checkpoint written before steps were kept: losses only from then on
+    older = Trace()
+    older.load(state, iteration=3)
+    older.write(tmp_path)
+    assert (tmp_path / "train_loss.csv").read_text().splitlines()[0] == "iteration,loss"
 
 
 def test_weight_hash_is_bit_exact_and_layout_free():

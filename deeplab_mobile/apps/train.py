@@ -228,6 +228,7 @@ class TrainingRun:
             batch_size=cfg.data.batch_size,
             workers=cfg.data.workers,
             progress=cfg.progress,
+            trace_steps=self.determinism is not None,
             **{k: v for k, v in cfg.trainer.items() if k in TrainSettings.__dataclass_fields__},
         )
         self.board = Board(self.out_dir / "tb", enabled=env.main)

@@ -52,6 +52,7 @@ class TrainSettings:
     amp: str = "auto"  # auto | bf16 | fp16 | off
     freeze_bn: bool = False
     progress: bool = True
+    trace_steps: bool = False  # the weights' hash after every iteration (deterministic mode: engine/trace.py)
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_depthwise: bool = True) -> list[dict]:
@@ -115,6 +116,8 @@ class Trainer:
         final_stage: DeepLabv3's last stage: from its first iteration on, the model runs at its output stride
             (``set_output_stride``: the same parameters, so the optimizer's state and the schedule run on).
         loss: ``loss(logits, masks, step)`` (``engine.losses``; default: cross-entropy over labelled pixels).
+        observe: called as ``observe(iteration, images, masks)`` around each step; the context manager it returns
+            sees the step run (``engine.oprecord.record_iteration``, for a replay).
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class Trainer:
         config: dict | None = None,
         final_stage: FinalStage | None = None,
         loss: nn.Module | None = None,
+        observe: Callable[[int, torch.Tensor, torch.Tensor], contextlib.AbstractContextManager] | None = None,
     ) -> None:
         env = env or Dist()
         self.model, self.normalize = model, normalize.to(env.device)
@@ -139,7 +143,7 @@ class Trainer:
         self.train_set, self.s, self.env = train_set, settings, env
         self.out_dir = Path(out_dir)
         self.evaluate, self.on_log, self.config = evaluate, on_log, config or {}
-        self.final_stage = final_stage
+        self.final_stage, self.observe = final_stage, observe
         self.loss = (loss or CrossEntropy()).to(env.device)
         self.first_stride = self.bare_model.output_stride
         self.dtype = autocast_dtype(settings.amp, env.device)
@@ -236,20 +240,25 @@ class Trainer:
         self.scheduler.step()
         return loss.detach()
 
-    def fit(self) -> None:
+    def fit(self, until: int | None = None) -> None:
+        """Train to ``settings.iters``, or stop after iteration ``until`` (a replay of the run's beginning)."""
         s, env = self.s, self.env
         self.set_stride()
         self.train_mode()
         bar = tqdm(total=s.iters, initial=self.iteration, desc="train", disable=not (s.progress and env.main))
         tick, since, seen_loss = time.perf_counter(), 0, 0.0
         for images, masks in self.loader():
-            loss = self.step(images, masks)
+            observed = self.observe(self.iteration + 1, images, masks) if self.observe else contextlib.nullcontext()
+            with observed:
+                loss = self.step(images, masks)
             self.iteration += 1
             since += 1
             value = float(loss)
             seen_loss += value
-            self.trace.add(value)
+            self.trace.add(value, weights_sha256(self.bare_model.state_dict()) if s.trace_steps else None)
             bar.update(1)
+            if until is not None and self.iteration >= until:
+                break
             if self.iteration % s.log_every == 0 or self.iteration == s.iters:
                 now = time.perf_counter()
                 values = {
