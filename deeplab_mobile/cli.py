@@ -80,6 +80,7 @@ COMMANDS = {
     "predict": Command("apps.predict:main", "segment images and videos"),
     "compare-runs": Command("apps.compare_runs:main", "what two runs differ in"),
     "numerics-probe": Command("apps.numerics:main", "what moves a training's weights"),
+    "replay": Command("apps.replay:main", "one iteration of a run, operator by operator"),
     "convert-weights": Command("apps.convert_weights:main", "official checkpoints -> model files"),
     "make-synthetic": Command("apps.make_synthetic:main", "write the generated dataset"),
     "prepare-voc": Command("apps.prepare_voc:main", "VOC + SBD trainaug"),
