@@ -1,8 +1,8 @@
 """Deterministic mode (``trainer.deterministic=true``): the same weights, bit for bit, on any x86-64 CPU with AVX2,
-whatever thread count or instruction-set cap the user's environment sets.
+whatever thread count or instruction-set cap the user's environment sets, whichever vendor made the CPU.
 
 On one machine a CPU training is already repeatable; what moves its digits elsewhere is what the libraries choose
-by the machine (results/reproducibility.md):
+by the machine, and one instruction that is not the same on every CPU (results/reproducibility.md):
 
 - ATen's vector kernels (BatchNorm, activations, the loss, the optimizer) are compiled for several vector widths
   and dispatch by the CPU: ``ATEN_CPU_CAPABILITY`` fixes the width.
@@ -10,6 +10,12 @@ by the machine (results/reproducibility.md):
   newer Xeons): ``ONEDNN_MAX_CPU_ISA`` caps it.
 - MKL's BLAS takes a vendor-dependent code path: ``MKL_CBWR`` fixes it.
 - Every parallel kernel splits its work by the thread count, and sums in that order: the count is fixed.
+- ``torch.sqrt`` on float32 CPU tensors runs MKL's vector math (VML), which starts from RSQRTPS, an instruction
+  whose result the x86 architecture leaves approximate (relative error up to 1.5 * 2^-12) and which Intel's and
+  AMD's CPUs compute differently; one refinement step later the last bit still depends on it, for about one result
+  in twelve. No setting of MKL avoids it (every ``MKL_CBWR`` branch rounds so), so deterministic mode replaces the
+  CPU kernel of ``aten::sqrt`` with a correctly rounded square root made of ATen's own IEEE operations
+  (``exact_sqrt``): Adam's and AdamW's denominators are where training meets it.
 
 Each is read once, when the library first runs, so they must be in the environment before torch starts: the
 training app starts the run in a child process with them set (``relaunch``), and ``apply`` refuses a process
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import re
 import warnings
@@ -118,6 +125,7 @@ def apply(threads: int, device: torch.device) -> dict:
             f" Train through scripts/train.py (it starts the run with them), or run with: env {exports} ..."
         )
     torch.set_num_threads(threads)
+    use_exact_sqrt()
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
@@ -126,8 +134,57 @@ def apply(threads: int, device: torch.device) -> dict:
         "pinned_env": {k: v for k, v in pinned_environment(threads).items() if k != RELAUNCHED},
         "aten_capability": capability,
         "use_deterministic_algorithms": True,
+        "exact_sqrt": True,
         "nondeterministic_ops": [],
     }
+
+
+def exact_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root of a float32 tensor, from operations whose results IEEE 754 fixes (so the
+    same on every CPU, at every vector width): ``x * rsqrt(x)`` in float64 (ATen's ``rsqrt`` is a true square root
+    and a division, not an estimate) is within one unit in the last place of the float32 result; one exact
+    correction then moves it to the nearest float. The midpoints between neighbouring floats have at most 25
+    significant bits, so their squares are exact in float64 and ``x`` is compared with them exactly; a float32 square
+    root never lies on a midpoint, so there is no tie to break. Other dtypes keep ATen's own kernel (MKL's VML is
+    used for float32 only)."""
+    if x.dtype != torch.float32:
+        return torch.pow(x, 0.5)  # ATen's sqrt kernel for these dtypes, reached without aten::sqrt
+    xd = x.double()
+    c = (xd * torch.rsqrt(xd)).float()
+    up, down = torch.nextafter(c, c.new_tensor(math.inf)), torch.nextafter(c, c.new_tensor(0.0))
+    cd = c.double()
+    above, below = (cd + up.double()) * 0.5, (cd + down.double()) * 0.5
+    c = torch.where(xd > above * above, up, torch.where(xd < below * below, down, c))
+    # x * rsqrt(x) is NaN at 0 and +inf, whose square roots are themselves (negatives and NaN stay NaN)
+    return torch.where((x == 0) | (x == math.inf), x, c)
+
+
+_EXACT_SQRT: torch.library.Library | None = None
+
+
+def use_exact_sqrt() -> None:
+    """Make every float32 ``aten::sqrt`` on CPU in this process ``exact_sqrt`` (the functional, in-place and out
+    forms), whoever calls it: the optimizer, a loss, a library. Deterministic mode's child process calls it once;
+    the kernels stay for the process's life."""
+    global _EXACT_SQRT
+    if _EXACT_SQRT is not None:
+        return
+
+    def sqrt_(x: torch.Tensor) -> torch.Tensor:
+        return x.copy_(exact_sqrt(x))
+
+    def sqrt_out(x: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+        result = exact_sqrt(x)
+        out.resize_(result.shape)
+        return out.copy_(result)
+
+    library = torch.library.Library("aten", "IMPL")
+    with warnings.catch_warnings():  # "Overriding a previously registered kernel": that is the point
+        warnings.simplefilter("ignore")
+        library.impl("sqrt", exact_sqrt, "CPU")
+        library.impl("sqrt_", sqrt_, "CPU")
+        library.impl("sqrt.out", sqrt_out, "CPU")
+    _EXACT_SQRT = library
 
 
 def report_cuda_ops(model: nn.Module, device: torch.device) -> list[str]:

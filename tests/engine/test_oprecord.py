@@ -4,6 +4,9 @@ quickstart between CPU vendors (a square root that computes otherwise from the s
 
 import copy
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -18,6 +21,7 @@ from deeplab_mobile.engine.oprecord import (
     tensor_hash,
     write_record,
 )
+from tests.helpers import ROOT
 
 
 def net():
@@ -116,3 +120,45 @@ def test_records_are_written_read_and_recognised(tmp_path):
     assert not is_record(tmp_path / "other.json") and not is_record(tmp_path)
     with pytest.raises(OpRecordError, match="not an operator record"):
         read_record(tmp_path / "other.json")
+
+
+STEP = """
+import sys, torch
+from torch import nn
+from deeplab_mobile import determinism
+from deeplab_mobile.engine.oprecord import record_iteration, write_record
+if sys.argv[2] == "exact":
+    determinism.use_exact_sqrt()
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 2, 1))
+optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+images, masks = torch.rand(4, 3, 16, 16), torch.randint(0, 2, (4, 16, 16))
+with record_iteration(1, model, optimizer, images, masks) as record:
+    loss = nn.functional.cross_entropy(model(images), masks)
+    loss.backward()
+    optimizer.step()
+write_record(sys.argv[1], record)
+"""
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="the difference shown is MKL's square root's")
+def test_a_square_root_computed_otherwise_is_found_where_it_happens(tmp_path):
+    """MKL's float32 square root against the correctly rounded one (deterministic mode's), each in a fresh process
+    (the kernel is replaced for the process's life): the comparison names aten.sqrt in the optimizer step, from
+    identical inputs, the shape of what parted the quickstart between an AMD and an Intel CPU."""
+    paths = {}
+    for kind in ("mkl", "exact"):
+        paths[kind] = tmp_path / f"{kind}.json"
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(STEP), str(paths[kind]), kind],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    lines = compare_records(read_record(paths["mkl"]), read_record(paths["exact"]))
+    assert "weights before the iteration: identical" in lines
+    first = next(line for line in lines if line.startswith("first differing operator"))
+    assert "aten.sqrt.default (optimizer)" in first and "from identical inputs" in first
+    assert "weights after the iteration: differ" in lines
