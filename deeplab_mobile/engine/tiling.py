@@ -8,10 +8,12 @@ or multi-scale + flip within the window), and overlapping probabilities are aver
 ``mean`` (every pixel of a window alike) or ``gaussian`` (a window's centre counts more than its border, whose
 context is cut off: a Gaussian of sigma = 1/4 of the window, nnU-Net's scheme with a wider sigma).
 
-``tiled_labels`` keeps only one band of rows in memory: the probabilities of the rows the current row of windows
-covers, (N, C, window height + stride, W); the rows above it are final once the next row of windows starts below
-them, and are reduced to labels (argmax) at once. ``tiled_probs`` returns the whole (N, C, H, W) probabilities
-(image-sized), for callers that need them.
+``tiled_labels`` keeps little in memory besides the labels: the windows of one row are blended left to right,
+the columns no later window of the row reaches are final at once (reduced to labels, or handed on), and only the
+rows the next row of windows overlaps are carried down, (N, C, overlap rows, W): the window plus that strip, not
+the image. The input can be a tensor or anything with ``shape``, ``device`` and ``crop(top, left, h, w)``
+(``predict.LazyInput`` normalises each window from the uint8 image, so no image-sized float copy is made).
+``tiled_probs`` returns the whole (N, C, H, W) probabilities (image-sized), for callers that need them.
 
 When one window covers the image, the window's inference runs once on the whole image: the result is exactly
 whole-image inference.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -91,58 +94,109 @@ class Tiling:
         return f"tile{size}-{self.overlap:g}-{self.blend}"
 
 
-def tiled_labels(infer: Infer, x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
-    """Labels (N, H, W) int64 of the tiled inference of ``x`` (N, 3, H, W), one band of rows in memory."""
-    n, _, height, width = x.shape
+class Crops(Protocol):
+    """A (N, 3, H, W) input read window by window."""
+
+    shape: tuple[int, ...]
+    device: torch.device
+
+    def crop(self, top: int, left: int, height: int, width: int) -> torch.Tensor: ...
+
+
+class _TensorCrops:
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x, self.shape, self.device = x, tuple(x.shape), x.device
+
+    def crop(self, top: int, left: int, height: int, width: int) -> torch.Tensor:
+        return self.x[:, :, top : top + height, left : left + width]
+
+
+def _crops(x: torch.Tensor | Crops) -> Crops:
+    return _TensorCrops(x) if isinstance(x, torch.Tensor) else x
+
+
+def tiled_labels(infer: Infer, x: torch.Tensor | Crops, tiling: Tiling) -> torch.Tensor:
+    """Labels (N, H, W) of the tiled inference of ``x`` (N, 3, H, W), uint8 for at most 256 classes (else int64);
+    besides them, one window and the strip of rows shared with the next row of windows in memory."""
+    source = _crops(x)
+    n, _, height, width = source.shape
     if tiling.covers(height, width):
-        return infer(x).argmax(1)
-    labels = torch.empty(n, height, width, dtype=torch.int64, device=x.device)
-    for top, band in _bands(infer, x, tiling):
-        labels[:, top : top + band.shape[2]] = band.argmax(1)
+        probs = infer(source.crop(0, 0, height, width))
+        return probs.argmax(1).to(torch.uint8 if probs.shape[1] <= 256 else torch.int64)
+    labels = None
+    for top, left, block in _blocks(infer, source, tiling):
+        if labels is None:
+            dtype = torch.uint8 if block.shape[1] <= 256 else torch.int64
+            labels = torch.empty(n, height, width, dtype=dtype, device=source.device)
+        labels[:, top : top + block.shape[2], left : left + block.shape[3]] = block.argmax(1)
     return labels
 
 
-def tiled_probs(infer: Infer, x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+def tiled_probs(infer: Infer, x: torch.Tensor | Crops, tiling: Tiling) -> torch.Tensor:
     """Probabilities (N, C, H, W) of the tiled inference of ``x``: the same blend as ``tiled_labels``, kept whole."""
-    height, width = x.shape[-2:]
+    source = _crops(x)
+    n, _, height, width = source.shape
     if tiling.covers(height, width):
-        return infer(x)
-    return torch.cat([band for _, band in _bands(infer, x, tiling)], dim=2)
+        return infer(source.crop(0, 0, height, width))
+    probs = None
+    for top, left, block in _blocks(infer, source, tiling):
+        if probs is None:
+            probs = block.new_empty(n, block.shape[1], height, width)
+        probs[:, :, top : top + block.shape[2], left : left + block.shape[3]] = block
+    return probs
 
 
-def _bands(infer: Infer, x: torch.Tensor, tiling: Tiling):
-    """Yield (first row, blended probabilities (N, C, rows, W)) of consecutive row bands, top to bottom."""
-    height, width = x.shape[-2:]
+def _blocks(infer: Infer, source: Crops, tiling: Tiling):
+    """Yield (top, left, blended probabilities (N, C, rows, cols)) of final blocks, each row of windows left to
+    right, top to bottom. Every pixel's weighted sum adds the windows that cover it in the order the windows run
+    (the rows carried from above first), so a block is what blending the whole image at once would give."""
+    n, _, height, width = source.shape
     windows = tiling.windows(height, width)
     tops = sorted({top for top, _, _, _ in windows})
     wh, ww = windows[0][2], windows[0][3]
-    weight = tiling.weight(wh, ww, x.device)
-    lo, total, norm = 0, None, None  # the band starts at row lo: weighted sums (N, C, rows, W), weights (rows, W)
+    weight = tiling.weight(wh, ww, source.device)
+    carry, carry_norm = None, None  # rows [top, top + carried) of the rows above: (N, C, carried, W), (carried, W)
     for i, top in enumerate(tops):
-        for _, left, _, _ in (w for w in windows if w[0] == top):
-            probs = infer(x[:, :, top : top + wh, left : left + ww]).float()
-            total, norm = _grown(total, norm, probs, top + wh - lo, width)
-            r = top - lo
-            total[:, :, r : r + wh, left : left + ww] += probs * weight
-            norm[r : r + wh, left : left + ww] += weight
-        done = (tops[i + 1] if i + 1 < len(tops) else height) - lo  # rows no later window reaches
-        yield lo, total[:, :, :done] / norm[:done]
-        total, norm = total[:, :, done:], norm[done:]
-        lo += done
+        final = (tops[i + 1] if i + 1 < len(tops) else height) - top  # rows no later row of windows reaches
+        lefts = sorted({left for t, left, _, _ in windows if t == top})
+        down, down_norm = None, None  # rows [top + final, top + wh), handed to the next row of windows
+        acc, norm, c0 = None, None, 0  # this row's sums over the columns [c0, c0 + acc width) not yet final
+        for j, left in enumerate(lefts):
+            probs = infer(source.crop(top, left, wh, ww)).float()
+            acc, norm = _widened(acc, norm, probs, c0, left + ww, carry, carry_norm)
+            acc[:, :, :, left - c0 : left - c0 + ww] += probs * weight
+            norm[:, left - c0 : left - c0 + ww] += weight
+            done = (lefts[j + 1] if j + 1 < len(lefts) else width) - c0  # columns no later window here reaches
+            yield top, c0, acc[:, :, :final, :done] / norm[:final, :done]
+            if final < wh:
+                if down is None:
+                    down, down_norm = (
+                        probs.new_zeros(n, probs.shape[1], wh - final, width),
+                        norm.new_zeros(wh - final, width),
+                    )
+                down[:, :, :, c0 : c0 + done] = acc[:, :, final:, :done]
+                down_norm[:, c0 : c0 + done] = norm[final:, :done]
+            acc, norm, c0 = acc[:, :, :, done:], norm[:, done:], c0 + done
+        carry, carry_norm = down, down_norm
 
 
-def _grown(total, norm, probs: torch.Tensor, rows: int, width: int):
-    """The band's sums with at least ``rows`` rows (new rows 0)."""
-    n, c = probs.shape[:2]
-    if total is None:
-        return probs.new_zeros(n, c, rows, width), probs.new_zeros(rows, width)
-    grow = rows - total.shape[2]
+def _widened(acc, norm, probs: torch.Tensor, c0: int, end: int, carry, carry_norm):
+    """The row's pending sums over columns [c0, end): new columns start from the rows carried from above (0 below
+    them), so each pixel's sum begins with the windows above it."""
+    n, c, wh = probs.shape[0], probs.shape[1], probs.shape[2]
+    have = 0 if acc is None else acc.shape[3]
+    grow = end - c0 - have
     if grow <= 0:
-        return total, norm
-    return (
-        torch.cat([total, total.new_zeros(n, c, grow, width)], dim=2),
-        torch.cat([norm, norm.new_zeros(grow, width)], dim=0),
-    )
+        return acc, norm
+    new = probs.new_zeros(n, c, wh, grow)
+    new_norm = probs.new_zeros(wh, grow)
+    if carry is not None:
+        rows = carry.shape[2]
+        new[:, :, :rows] = carry[:, :, :, c0 + have : end]
+        new_norm[:rows] = carry_norm[:, c0 + have : end]
+    if acc is None:
+        return new, new_norm
+    return torch.cat([acc, new], dim=3), torch.cat([norm, new_norm], dim=1)
 
 
 def whole_image_bytes(model, x_shape: tuple[int, ...], num_classes: int) -> int | None:

@@ -5,6 +5,7 @@ tiled or whole, only a band of rows is held, and the evaluator and ``Segmenter``
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from deeplab_mobile.engine import tiling as tiling_module
 from deeplab_mobile.engine.evaluator import predict_probs
@@ -69,12 +70,44 @@ def test_a_per_pixel_network_gives_the_same_result_tiled_or_whole(blend, size, o
         assert torch.equal(tiled_labels(infer, x, t), whole.argmax(1))
 
 
-def test_only_a_band_of_rows_is_held():
-    t = Tiling(8, overlap=0.25)
-    x = torch.randn(1, 3, 61, 30)
-    bands = list(tiling_module._bands(lambda c: c[:, :2].softmax(1), x, t))
-    assert sum(b.shape[2] for _, b in bands) == 61 and [top for top, _ in bands][0] == 0
-    assert max(b.shape[2] for _, b in bands) <= t.size[0] + t.stride[0]
+def blended_whole(infer, x, t):
+    """The blend written the plain way, independently of the streaming one: every window's weighted probabilities
+    added into image-sized sums in window order, then divided by the summed weights."""
+    n, _, h, w = x.shape
+    total, norm = None, torch.zeros(h, w)
+    weight = None
+    for top, left, wh, ww in t.windows(h, w):
+        probs = infer(x[:, :, top : top + wh, left : left + ww])
+        if total is None:
+            total, weight = torch.zeros(n, probs.shape[1], h, w), t.weight(wh, ww, x.device)
+        total[:, :, top : top + wh, left : left + ww] += probs * weight
+        norm[top : top + wh, left : left + ww] += weight
+    return total / norm
+
+
+@pytest.mark.parametrize("size,overlap", [(8, 0.25), ((6, 9), 0.5), (7, 0.75), ((5, 30), 0.0)])
+def test_the_streamed_blend_is_the_plain_blend_to_the_bit_holding_a_strip(size, overlap):
+    """Blocks of one row of windows are final left to right and only the rows the next row of windows overlaps
+    are carried down: the result is the plain image-sized blend bit for bit, the blocks partition the image, and
+    no block is wider than a window or taller than a window row's final rows."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 3, padding=1)  # not per pixel: windows see different context
+
+    def infer(c):
+        return net(c).softmax(1)
+
+    x = torch.randn(1, 3, 61, 47)
+    t = Tiling(size, overlap, "gaussian")
+    with torch.no_grad():
+        want = blended_whole(infer, x, t)
+        blocks = list(tiling_module._blocks(infer, tiling_module._crops(x), t))
+        assert torch.equal(tiled_probs(infer, x, t), want)
+        assert torch.equal(tiled_labels(infer, x, t).long(), want.argmax(1))
+    covered = torch.zeros(61, 47, dtype=torch.int64)
+    for top, left, block in blocks:
+        covered[top : top + block.shape[2], left : left + block.shape[3]] += 1
+        assert block.shape[3] <= t.size[1] and block.shape[2] <= t.size[0]
+    assert torch.equal(covered, torch.ones_like(covered))
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +155,66 @@ def test_segmenter_refuses_an_image_too_large_for_memory_and_tiles_it(model, mon
     need = tiling_module.whole_image_bytes(model, (1, 3, 90, 140), 5)
     assert need > 4 * 5 * 90 * 140 * 4  # the probability maps and at least one activation
     monkeypatch.setattr(predict_module, "available_bytes", lambda device: need // 2)
-    with pytest.raises(TooLarge, match=r"140x90 input needs about .* GiB.*--tile 513"):
+    with pytest.raises(TooLarge, match=r"140x90 image needs about .* GiB.*--tile 513"):
         segmenter.predict(image, max_size=None, pad_to=1)
     labels = segmenter.predict(image, max_size=None, pad_to=1, tile=Tiling(64))
     assert labels.shape == (90, 140) and labels.dtype == np.uint8
     monkeypatch.setattr(predict_module, "available_bytes", lambda device: need * 2)
     whole = segmenter.predict(image, max_size=None, pad_to=1)
     assert np.array_equal(segmenter.predict(image, max_size=None, pad_to=1, tile=Tiling(140)), whole)
+
+
+def test_labels_are_the_argmax_of_the_full_resolution_resize_without_it(model):
+    """The band-by-band resize and argmax give the labels of resizing all class maps to the image (PyTorch's
+    kernel) and taking the argmax, up to float32 rounding at near ties; the class maps never exist at full size."""
+    from deeplab_mobile import predict as predict_module
+
+    torch.manual_seed(0)
+    probs = torch.rand(5, 33, 47).softmax(0)
+    for align in (False, True):
+        want = F.interpolate(probs[None], size=(301, 421), mode="bilinear", align_corners=align)[0].argmax(0)
+        old, predict_module.BAND_BYTES = predict_module.BAND_BYTES, 5 * 421 * 4 * 7  # bands of 7 rows
+        try:
+            got = predict_module.labels_at(probs, (301, 421), align)
+        finally:
+            predict_module.BAND_BYTES = old
+        assert got.dtype == np.uint8 and (torch.from_numpy(got).long() == want).float().mean() > 0.999
+
+
+def test_a_tiled_image_is_normalised_window_by_window_as_it_would_be_whole(model):
+    """LazyInput's windows are the windows of the whole normalised, mean-padded input, to the bit."""
+    from deeplab_mobile.data import Normalize
+    from deeplab_mobile.engine.evaluator import mean_padded
+    from deeplab_mobile.predict import LazyInput
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    padded = np.full((64, 80, 3), 124, np.uint8)
+    padded[:50, :70] = image
+    normalize = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    whole = mean_padded(normalize(torch.from_numpy(padded)[None]), torch.tensor([[50, 70]]))
+    lazy = LazyInput(padded, (50, 70), normalize, torch.device("cpu"))
+    for top, left, h, w in [(0, 0, 20, 30), (40, 60, 24, 20), (30, 0, 34, 80)]:
+        assert torch.equal(lazy.crop(top, left, h, w), whole[:, :, top : top + h, left : left + w])
+
+
+def test_a_refusal_comes_before_the_network_runs_and_counts_every_stage(model, monkeypatch):
+    from deeplab_mobile import predict as predict_module
+    from deeplab_mobile.predict import BAND_BYTES, Segmenter, TooLarge
+
+    calls = []
+    segmenter = Segmenter(model, [str(i) for i in range(5)], model.encoder.mean, model.encoder.std)
+    segmenter.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    per_pixel = segmenter._network_bytes_per_pixel()
+    calls.clear()
+    h, w = 9000, 12000
+    want = per_pixel * 513 * 513 + 3 * 513 * 513 + 12 * 513 * 513 + h * w + BAND_BYTES  # scaled to 513: small
+    assert segmenter.memory_needed(h, w) == int(want)
+    mf = segmenter.memory_needed(h, w, scales=(0.5, 1.0, 1.75))
+    assert mf - segmenter.memory_needed(h, w) == int(per_pixel * 513 * 513 * (1.75**2 - 1))
+    tiled = segmenter.memory_needed(h, w, max_size=None, tile=Tiling(513))
+    assert tiled < 3 * h * w  # the window and the carried strip, not the image's class maps
+    monkeypatch.setattr(predict_module, "available_bytes", lambda device: 1000)
+    with pytest.raises(TooLarge, match="12000x9000 image"):
+        segmenter.predict(np.zeros((h, w, 3), np.uint8))
+    assert calls == []
