@@ -22,11 +22,9 @@ from .engine.report import PER_IMAGE, read_per_image
 from .engine.trace import LOSS_LOG, WEIGHT_HASHES, TraceError, read_hashes, read_trace
 from .environment import RECORD
 from .errors import InvalidValue
+from .runfolder import CONFIG, LAST, METRICS
 from .stats import paired_difference
 
-CONFIG = Path(".hydra") / "config.yaml"
-METRICS = "metrics.json"
-CHECKPOINT = Path("checkpoints") / "last.pt"
 MISSING = "(unset)"
 
 
@@ -103,13 +101,13 @@ def _read_config(path: Path) -> dict | None:
 def open_record(path: str | Path) -> RunRecord:
     """A training run folder or an evaluation record (``<run>/eval/<name>/``, or a ``metrics.json`` in one)."""
     path = Path(path)
-    if path.is_file() and path.name == METRICS:
+    if path.is_file() and path.name == METRICS.name:
         path = path.parent
     if not path.exists():
         raise CompareError(f"{path}: no such folder")
     if not path.is_dir():
         raise CompareError(f"{path}: not a folder (give a run folder or an evaluation record)")
-    markers = [CONFIG, Path(METRICS), Path(RECORD), CHECKPOINT, Path(LOSS_LOG)]
+    markers = [CONFIG, METRICS, Path(RECORD), LAST, Path(LOSS_LOG)]
     if not any((path / m).exists() for m in markers):
         raise CompareError(
             f"{path}: not a run folder or an evaluation record (none of {', '.join(str(m) for m in markers)})"

@@ -22,6 +22,7 @@ from ..bench.latency import measure_latency
 from ..config.model import build_model
 from ..config.sweeps import expand, job_dirname
 from ..files import write_json, write_text
+from ..runfolder import RunFolder
 from .plot import plot_tradeoff
 from .rows import build_rows
 from .runs import TRAIN, Run, SweepError, architecture, find_runs, identify
@@ -83,7 +84,7 @@ def measure(runs: list[Run], device: str, size: int) -> None:
     """Time each finished run's network in PyTorch (its architecture: the weights do not change the time) and write
     ``latency.json`` into its folder."""
     for run in tqdm([r for r in runs if r.state == "done"], desc=f"latency on {device}"):
-        model_cfg = OmegaConf.load(run.path / ".hydra" / "config.yaml").model
+        model_cfg = OmegaConf.load(RunFolder(run.path).config).model
         torch.manual_seed(0)
         model = build_model(model_cfg, weights=False).set_output_stride(run.arch["os"])  # the stride evaluated at
         run.latency = {**measure_latency(model, size=size, device=device), "runtime": "torch"}

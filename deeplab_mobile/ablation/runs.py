@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from .. import runfolder
 from ..config.loss import loss_label, loss_settings
 from ..config.model import build_model
 from ..config.run import final_stage
 from ..errors import InvalidValue
 from ..models import describe_model
+from ..runfolder import RunFolderError
 
 
 class SweepError(InvalidValue):
@@ -151,23 +153,26 @@ def evaluation_records(path: Path) -> dict[str, dict]:
 
 def read_run(path: Path, root: Path) -> Run:
     name = path.relative_to(root).as_posix() if path != root else "."
+    folder = runfolder.RunFolder(path)
     try:
-        cfg = OmegaConf.load(path / ".hydra" / "config.yaml")
+        cfg = OmegaConf.load(folder.config)
         arch = architecture(cfg)
     except Exception as exc:  # noqa: BLE001 - a broken YAML file or interpolation: list the run, say why
         return Run(path, name, "foreign", f".hydra/config.yaml is unreadable ({exc})")
     if arch is None:
         return Run(path, name, "foreign", "not a training run (its config has no model encoder/head and trainer)")
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    overrides = [str(o) for o in OmegaConf.load(folder.overrides)] if folder.overrides.is_file() else []
     run = Run(path, name, "unfinished", arch=arch, overrides=overrides)
     run.data = OmegaConf.select(cfg, "data.name", default=None)
     identify(run, cfg)
-    status, problem = _read_json(path / "status.json")
-    metrics, metrics_problem = _read_json(path / "metrics.json")
+    try:
+        status, problem = folder.status(), None
+    except RunFolderError as exc:
+        status, problem = None, str(exc)
+    metrics, metrics_problem = _read_json(folder.metrics)
     run.latency, _ = _read_json(path / "latency.json")
     run.quant, _ = _read_json(path / "quant" / "quant.json")
-    state = (status or {}).get("state")
+    state = status.state if status else None
     if state == "done" and metrics is not None and "ss" in metrics:
         run.state, run.metrics = "done", metrics
         run.evaluations = {TRAIN: metrics, **evaluation_records(path)}
@@ -175,11 +180,11 @@ def read_run(path: Path, root: Path) -> Run:
         if evaluated is not None:
             arch["os"] = int(evaluated)
     elif state in ("failed", "interrupted"):
-        run.state, run.reason = state, str(status.get("reason", ""))
+        run.state, run.reason = state, status.reason or ""
     elif state == "done":
         run.reason = metrics_problem or "status is done but metrics.json is missing"
     else:
-        iteration = (status or {}).get("iteration")
+        iteration = status.iteration if status else None
         started = f"; started at iteration {iteration}" if iteration is not None else ""
         run.reason = problem or ("no status.json" if status is None else f"still running or killed{started}")
     return run
@@ -194,9 +199,7 @@ def find_runs(folder: str | Path) -> list[Run]:
     root = Path(folder)
     if not root.is_dir():
         raise SweepError(f"{root}: no such folder")
-    # scripts/eval.py keeps its own config in <run or sweep>/eval/.hydra: not a run
-    found = sorted(p.parent.parent for p in root.rglob(".hydra/config.yaml") if p.parent.parent.name != "eval")
-    runs = [p for p in found if not any(q != p and q in p.parents for q in found)]
+    runs = runfolder.find_runs(root)
     if not runs:
         raise SweepError(
             f"{root} holds no training runs (no */.hydra/config.yaml below it). Point this at a sweep folder "

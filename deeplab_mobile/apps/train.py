@@ -1,12 +1,15 @@
 """The training app: a composed config -> a trained run folder (``scripts/train.py`` is its command line).
 
-The run folder receives .hydra/config.yaml, train.log, checkpoints/last.pt, tb/ (TensorBoard), metrics.json,
-per_class_iou.csv and status.json (docs/training.md).
+The run folder's layout and state are ``runfolder``'s (docs/training.md#the-run-folder). Every check that can
+refuse a start runs before anything is written into the folder; the config, the log and the status are written
+once the attempt begins.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.handlers
 import os
 import random
 import subprocess
@@ -29,19 +32,20 @@ from ..config.machine import share_machine
 from ..config.model import adopt_data_classes, adopt_weights, build_model, class_names
 from ..config.run import build_scheduler, final_stage, identity
 from ..data import DatasetError, TrainTransform
-from ..data.manifest import data_manifest
+from ..data.manifest import check_splits, data_manifest
 from ..engine.board import Board
-from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint
+from ..engine.checkpoint import load_checkpoint
 from ..engine.distributed import Dist, broadcast_buffers, cleanup, init_distributed, wrap_model
 from ..engine.evaluator import evaluate, run_protocol
 from ..engine.report import write_metrics
-from ..engine.run import SettingError, check_same_run, run_guarded, write_status
+from ..engine.run import SettingError, check_same_run, run_guarded
 from ..engine.trainer import Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
 from ..environment import write_environment
 from ..errors import ProjectError
-from ..files import write_json, write_text
+from ..files import write_json
 from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
+from ..runfolder import Attempt, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +54,32 @@ EXPECTED_ERRORS = (ProjectError,)
 BN_MIN_BATCH = 12  # DeepLab fine-tunes BatchNorm only with at least this many images per statistics batch
 
 
-def resuming(cfg: DictConfig, out_dir: Path) -> bool:
+def resuming(cfg: DictConfig, out_dir: Path, then: str | None = None) -> bool:
     """``resume``: ``false`` refuses a folder that has a checkpoint, ``true`` one that has none (a mistyped folder
-    must not start a fresh run), ``auto`` resumes when there is one (a requeued Slurm job)."""
-    ckpt = last_checkpoint(out_dir)
+    must not start a fresh run), ``auto`` resumes when there is one (a requeued Slurm job, a sweep finished in
+    place). Refused before anything is written (``runfolder.RunFolder.check_start``)."""
     mode = cfg.resume
     if mode not in (False, True, "auto"):
         raise SettingError(f"resume={mode!r} is not supported; choose false, true or auto")
-    if mode is True and not ckpt.is_file():
-        raise CheckpointError(
-            f"resume=true but {ckpt} does not exist: check hydra.run.dir (resume=auto starts a fresh run there)"
-        )
-    if mode is False and ckpt.is_file():
-        raise CheckpointError(f"{ckpt} exists: pass resume=true to continue that run, or choose another hydra.run.dir")
-    return ckpt.is_file()
+    return RunFolder(out_dir).check_start(mode, then)
+
+
+def finished(cfg: DictConfig, out_dir: Path) -> bool:
+    """A resume (``true`` or ``auto``) of a run that is done: nothing to train or write, once its checkpoint is
+    known to be of these settings (another setting is refused, as for any resume)."""
+    folder = RunFolder(out_dir)
+    if cfg.resume not in (True, "auto") or folder.state() != "done" or not folder.last_checkpoint.is_file():
+        return False
+    saved = saved_identity(load_checkpoint(folder.last_checkpoint))
+    check_same_run(saved, identity(cfg), folder.last_checkpoint)
+    return True
+
+
+def saved_identity(state: dict) -> dict:
+    saved = dict(state.get("config", {}))
+    if not any(k.startswith("loss.") for k in saved):  # written before conf/loss/: it trained with CE
+        saved.update({f"loss.{k}": v for k, v in LEGACY_LOSS.items()})
+    return saved
 
 
 def check_batch(cfg: DictConfig, env: Dist) -> None:
@@ -159,10 +175,18 @@ def relaunch_pinned(cfg: DictConfig, hydra_cfg: DictConfig, out_dir: Path, sweep
         child.wait()
         raise
     if rc and sweep:
-        raise RuntimeError(f"the deterministic run in {out_dir} ended with exit status {rc}: its train.log says why")
+        raise ChildFailed(f"the deterministic run in {out_dir} ended with exit status {rc}: its train.log says why")
     if rc:
         sys.exit(rc)
     return True
+
+
+class JobError(ProjectError, RuntimeError):
+    """A sweep's job that failed, with the command that finishes the sweep."""
+
+
+class ChildFailed(ProjectError, RuntimeError):
+    """A deterministic run's child process ended with an error it has reported itself."""
 
 
 def seed_everything(seed: int) -> None:
@@ -171,11 +195,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def data_help(data: DictConfig) -> str:
+    """What to do about a dataset that cannot be read: the data config's ``help``; for a generated dataset whose
+    generation is off (``data.generate=null``), that ``data.root`` must hold one already."""
+    if "data.generate" in str(data.help) and data.get("generate") is None:  # a generated dataset's help, off
+        return (
+            f"data.generate is null, so data.root={data.root} must hold a dataset in the VOC layout already "
+            "(scripts/make_synthetic.py writes the generated one)"
+        )
+    return str(data.help)
+
+
 class TrainingRun:
     """One run of ``train``: the model, data, optimizer and trainer built from ``cfg`` in ``out_dir``."""
 
-    def __init__(self, cfg: DictConfig, out_dir: str | Path) -> None:
-        self.cfg, self.out_dir = cfg, Path(out_dir)
+    def __init__(
+        self,
+        cfg: DictConfig,
+        out_dir: str | Path,
+        hydra: DictConfig | None = None,
+        attempt: Attempt | None = None,
+        held_log: logging.handlers.MemoryHandler | None = None,
+    ) -> None:
+        self.cfg, self.out_dir, self.hydra = cfg, Path(out_dir), hydra
+        self.folder = RunFolder(self.out_dir)
+        self.attempt = attempt or Attempt(self.folder)
+        self.board, self.log_file, self.done_before = None, None, False
+        self.held_log = held_log
         self.env = env = init_distributed(cfg.trainer.device)
         if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
             logging.getLogger().setLevel(logging.WARNING)
@@ -212,6 +258,7 @@ class TrainingRun:
         prepare_data(cfg.data, env, cfg.progress)
         self.train_set, val = self.open_data()
         self.normalize, self.val_loader = val.normalize, val.loader
+        self.check_data()
         self.loss = self.build_loss()
         self.model.to(env.device, memory_format=memory_format(cfg.trainer.channels_last))
         if self.determinism and env.device.type == "cuda":
@@ -231,7 +278,6 @@ class TrainingRun:
             trace_steps=self.determinism is not None,
             **{k: v for k, v in cfg.trainer.items() if k in TrainSettings.__dataclass_fields__},
         )
-        self.board = Board(self.out_dir / "tb", enabled=env.main)
         self.trainer = Trainer(
             net,
             self.normalize,
@@ -242,7 +288,7 @@ class TrainingRun:
             self.out_dir,
             env,
             evaluate=self.periodic_eval,
-            on_log=self.board.scalars,
+            on_log=lambda values, iteration: self.board.scalars(values, iteration),
             config=identity(cfg),
             final_stage=self.stage,
             loss=self.loss,
@@ -276,8 +322,25 @@ class TrainingRun:
                 data, data.val_split, cfg.num_classes, encoder.mean, encoder.std, cfg.eval, cfg.eval.pad_to, self.env
             )
         except DatasetError as exc:
-            raise DatasetError(f"{exc}\n\n{data.help}") from exc
+            raise DatasetError(f"{exc}\n\n{data_help(data)}") from exc
         return train_set, val
+
+    def check_data(self) -> None:
+        """Every split the run reads (train, val), read whole with check_data's rules before training starts, so a
+        bad mask anywhere ends the run now, not at its final evaluation; a split found clean is not read again on
+        the next run (``data.manifest.check_splits``). The splits' manifest is the run's record too."""
+        splits = {self.cfg.data.train_split: self.train_set}
+        val = getattr(self.val_loader, "dataset", None)
+        if val is not None:
+            splits[self.cfg.data.val_split] = val
+        self.manifest = data_manifest(splits)
+        problems = check_splits(splits, self.manifest, self.cfg.num_classes, self.env.main and self.cfg.progress)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise DatasetError(
+                f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the data, found before training: "
+                f"{shown} (scripts/check_data.py lists them all)"
+            )
 
     def eval_kwargs(self, progress: bool = False) -> dict:
         """The bare model is evaluated (DDP's forward would be a collective, and shards may differ by one batch),
@@ -305,22 +368,29 @@ class TrainingRun:
         self.board.examples("val/image_truth_prediction", examples, iteration)
 
     def start(self) -> None:
-        """Resume from the folder's checkpoint when resuming; keep the run's config beside it."""
+        """Resume from the folder's checkpoint when resuming (a run that is done has nothing left to do:
+        ``done_before``); then the attempt begins: status, log, TensorBoard, the run's config beside it."""
         trainer, cfg = self.trainer, self.cfg
         if self.resuming:
             state = load_checkpoint(trainer.ckpt_path, map_location=self.env.device)
-            saved = dict(state.get("config", {}))
-            if not any(k.startswith("loss.") for k in saved):  # written before conf/loss/: it trained with CE
-                saved.update({f"loss.{k}": v for k, v in LEGACY_LOSS.items()})
-            check_same_run(saved, identity(cfg), trainer.ckpt_path)
+            check_same_run(saved_identity(state), identity(cfg), trainer.ckpt_path)
+            if self.folder.state() == "done":
+                self.done_before = True
+                return
             log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
-        saved_config = self.out_dir / ".hydra" / "config.yaml"
-        # Hydra writes it; a direct call of train() gets one too; it records the network of weights= and the classes
-        # of a folder dataset, which Hydra's copy does not have
-        rewrite = self.adopted or OmegaConf.select(cfg, "data.format", default=None) == "folder"
-        if self.env.main and (not saved_config.is_file() or rewrite):
-            saved_config.parent.mkdir(parents=True, exist_ok=True)
-            write_text(saved_config, OmegaConf.to_yaml(cfg))
+        if self.env.main:
+            self.attempt.begin(trainer.iteration)
+            self.log_file = self.folder.open_log(self.held_log)
+            if self.determinism:
+                log.info(
+                    "trainer.deterministic=true: %s",
+                    " ".join(f"{k}={v}" for k, v in self.determinism["pinned_env"].items()),
+                )
+        self.board = Board(self.out_dir / "tb", enabled=self.env.main)
+        # Hydra leaves the run folder to this app (conf/train.yaml: hydra.output_subdir null); a folder dataset's
+        # classes and the network of weights= are in the config written here, not in the command line's
+        if self.env.main:
+            record_config(self.folder, cfg, self.hydra)
         self.record_environment()
 
     def record_environment(self) -> None:
@@ -328,12 +398,6 @@ class TrainingRun:
         manifest (written at the start and again at the end, when every library the run uses has been imported)."""
         if not self.env.main:
             return
-        val = getattr(self.val_loader, "dataset", None)
-        splits = {self.cfg.data.train_split: self.train_set}
-        if val is not None:
-            splits[self.cfg.data.val_split] = val
-        if not hasattr(self, "manifest"):
-            self.manifest = data_manifest(splits)
         config = OmegaConf.to_container(self.cfg, resolve=True)
         write_environment(self.out_dir, config=config, data=self.manifest, determinism=self.determinism)
 
@@ -378,33 +442,94 @@ class TrainingRun:
     def run(self) -> dict:
         try:
             self.start()
-            write_status(self.out_dir, "running", self.env.main, iteration=self.trainer.iteration)
+            if self.done_before:
+                log.info("%s: done at iteration %d; nothing to do", self.out_dir, self.trainer.iteration)
+                return json.loads(self.folder.metrics.read_text()) if self.folder.metrics.is_file() else {}
             self.trainer.fit()
             result = self.finish()
+        except BaseException as exc:
+            if self.log_file is not None:  # how the attempt ended, in its own log (the console hears it from the app)
+                self.log_file.emit(log.makeRecord(log.name, logging.ERROR, __file__, 0, f"{exc}", None, None))
+            raise
         finally:  # also on a crash: the writer's thread must not outlive the run
-            self.board.close()
-        write_status(self.out_dir, "done", self.env.main, iteration=self.trainer.iteration)
+            self.attempt.iteration = self.trainer.iteration
+            if self.board is not None:
+                self.board.close()
+            if self.log_file is not None:
+                self.folder.close_log(self.log_file)
+        self.attempt.end("done")
         cleanup(self.env)
         return result
 
 
-def train(cfg: DictConfig, out_dir: str | Path) -> dict:
+def record_config(folder: RunFolder, cfg: DictConfig, hydra: DictConfig | None) -> None:
+    """The config a run is trained with, the command line's overrides and Hydra's own settings (what Hydra would
+    write itself: conf/train.yaml leaves .hydra/ to this app)."""
+    folder.record_config(
+        OmegaConf.to_yaml(cfg),
+        OmegaConf.to_yaml(OmegaConf.create(list(hydra.overrides.task))) if hydra else None,
+        OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra})) if hydra else None,
+    )
+
+
+def train(cfg: DictConfig, out_dir: str | Path, hydra: DictConfig | None = None) -> dict:
     """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content."""
-    return TrainingRun(cfg, out_dir).run()
+    return TrainingRun(cfg, out_dir, hydra).run()
+
+
+def continue_command(cfg: DictConfig, hydra_cfg: DictConfig, out_dir: Path, sweep: bool) -> str:
+    """What to type to carry on: the same command in place, resuming what has a checkpoint; a sweep finishes in
+    its own folder, each job resumed, started or left alone as it stands (docs/sweeps.md#finishing-a-sweep)."""
+    if sweep:
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        given = multirun_overrides(sweep_dir) or list(hydra_cfg.overrides.task)
+        keep = [o for o in given if not o.startswith(("hydra.sweep.dir=", "resume="))]
+        return "finish the sweep with: python scripts/train.py -m " + " ".join(
+            [*keep, f"hydra.sweep.dir={quoted(str(sweep_dir))}", "resume=auto"]
+        )
+    keep = [o for o in hydra_cfg.overrides.task if not o.startswith(("hydra.run.dir=", "resume="))]
+    has = RunFolder(out_dir).last_checkpoint.is_file()
+    what = "continue it from the last checkpoint" if has else "no checkpoint was written yet: start it again"
+    resume = "resume=true" if has else "resume=auto"
+    return f"{what} with: python scripts/train.py " + " ".join([*keep, f"hydra.run.dir={quoted(str(out_dir))}", resume])
+
+
+def multirun_overrides(sweep_dir: Path) -> list[str] | None:
+    """The command line's overrides of the sweep in ``sweep_dir`` (Hydra's ``multirun.yaml``)."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return None
+    return list(OmegaConf.load(path).hydra.overrides.task)
 
 
 def main(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
-    """``scripts/train.py``: share the machine with parallel sweep jobs, train, and record how the run ended. In a
-    sweep a failed job raises (Hydra records it and goes on with the next job); a single run exits with status 1
-    and the message alone."""
+    """``scripts/train.py``: share the machine with parallel sweep jobs, train, and record how the run ended. A start
+    that cannot be honoured is refused before anything is written; a run that is done and asked to resume has
+    nothing to do. In a sweep a failed job raises (Hydra records it and goes on with the next job); a single run
+    exits with status 1 and the message alone."""
     out_dir = Path(hydra_cfg.runtime.output_dir)
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    hint = lambda: continue_command(cfg, hydra_cfg, out_dir, sweep)  # noqa: E731
+    try:
+        resuming(cfg, out_dir, hint() if sweep else None)
+        if finished(cfg, out_dir):
+            log.info("%s: done (status.json); nothing to do", out_dir)
+            return
+        attempt = Attempt(RunFolder(out_dir), lambda: record_config(RunFolder(out_dir), cfg, hydra_cfg))
 
-    def job() -> dict:
-        check_seeds(cfg, sweep)
-        share_machine(cfg, hydra_cfg)
-        return train(cfg, out_dir)
+        def job() -> dict:
+            held = RunFolder.hold_log()  # the lines before the attempt begins reach train.log only if it does
+            try:
+                check_seeds(cfg, sweep)
+                share_machine(cfg, hydra_cfg)
+                return TrainingRun(cfg, out_dir, hydra_cfg, attempt, held).run()
+            finally:
+                RunFolder.drop_log(held)
 
-    if relaunch_pinned(cfg, hydra_cfg, out_dir, sweep):
-        return
-    run_guarded(job, out_dir, EXPECTED_ERRORS, sweep=sweep)
+        if relaunch_pinned(cfg, hydra_cfg, out_dir, sweep):
+            return
+        run_guarded(job, attempt, EXPECTED_ERRORS, sweep=sweep, hint=hint)
+    except ProjectError as exc:
+        if not sweep or "finish the sweep with" in str(exc):
+            raise
+        raise JobError(f"{out_dir}: {exc}; once that is fixed, {hint()}") from None

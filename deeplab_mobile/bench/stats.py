@@ -35,6 +35,7 @@ from ..engine.report import write_per_image
 from ..files import write_json, write_text
 from ..metrics import scores
 from ..models import build_model
+from ..runfolder import RunFolder
 from ..stats import SAMPLES, bootstrap_miou
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,11 +70,11 @@ def fake_sweep(root: Path, per_image: np.ndarray, names: list[str], runs: int, r
         for i in range(runs):
             head, width, seed = HEADS[i // seeds % 4], (0.5, 1.0)[i // seeds // 4 % 2], i % seeds
             overrides = ["recipe=cpu_synthetic", f"head={head}", f"width={width}", f"trainer.seed={seed}"]
-            folder = root / ",".join(overrides[1:])
-            (folder / ".hydra").mkdir(parents=True, exist_ok=True)
-            write_text(folder / ".hydra" / "config.yaml", OmegaConf.to_yaml(compose("train", overrides=overrides)))
-            write_text(folder / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
-            write_text(folder / "status.json", json.dumps({"state": "done"}))
+            folder = RunFolder(root / ",".join(overrides[1:]))
+            config = OmegaConf.to_yaml(compose("train", overrides=overrides))
+            folder.record_config(config, OmegaConf.to_yaml(OmegaConf.create(overrides)))
+            folder.end("done")
+            folder = folder.path
             for where, split in ((folder, "val"), (folder / "eval" / "os8_split-test", "test")):
                 where.mkdir(parents=True, exist_ok=True)
                 matrices = per_image.copy()

@@ -18,10 +18,11 @@ from ..data.datasets import classes_file
 from ..data.folder import read_classes
 from ..engine.checkpoint import last_checkpoint, load_checkpoint, model_state
 from ..engine.run import SettingError
-from ..errors import ArgumentError, InvalidValue, MissingFile
+from ..errors import ArgumentError, InvalidValue
 from ..models import DeepLabV3
 from ..models.pretrained import ModelFile, read_model_file
 from ..models.weights import WeightsError
+from ..runfolder import require_run, run_folder_of
 from .data import translate
 
 
@@ -67,20 +68,8 @@ class Adopted:
     num_classes: int
 
 
-def run_folder_of(path: str | Path) -> Path | None:
-    """The training run folder ``path`` is, or whose checkpoint it is (``<run>/checkpoints/*.pt``)."""
-    path = Path(path)
-    for folder in (path, path.parent.parent):
-        if (folder / ".hydra" / "config.yaml").is_file() and (path.is_dir() or path.suffix == ".pt"):
-            return folder
-    return None
-
-
 def load_run_config(run_dir: str | Path) -> DictConfig:
-    path = Path(run_dir) / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise MissingFile(f"{run_dir}: not a training run folder (no .hydra/config.yaml)")
-    return OmegaConf.load(path)
+    return OmegaConf.load(require_run(run_dir).config)
 
 
 def retarget(model: dict, num_classes: int, os: int) -> dict:

@@ -21,8 +21,9 @@ from ..data.voc import default_classes
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.run import SettingError
 from ..predict import Segmenter
+from ..runfolder import CONFIG, METRICS, run_folder_of
 from ..source import ModelSource, open_file
-from .model import build_model, class_names, load_run_config, run_folder_of
+from .model import build_model, class_names, load_run_config
 from .run import final_stage
 
 KEYS = ("run_dir", "weights", "onnx")  # the apps' keys that name a model source
@@ -38,8 +39,7 @@ def resolve(
     record (``<run>/eval/<name>/``: the run and checkpoint it scored; a model file's record: that file), a model
     file or an export. ``output_stride``: the network at that stride (an export must have it)."""
     path = Path(path)
-    record = path / "metrics.json"
-    if path.is_dir() and record.is_file() and not (path / ".hydra" / "config.yaml").is_file():
+    if path.is_dir() and (path / METRICS).is_file() and not (path / CONFIG).is_file():
         return resolve_record(path, output_stride, threads)
     run_dir = run_folder_of(path)
     if run_dir is not None:
@@ -49,7 +49,7 @@ def resolve(
 
 def resolve_record(record: Path, output_stride: int | None, threads: int | None) -> ModelSource:
     """An evaluation record: the run checkpoint or the model file it scored."""
-    metrics = json.loads((record / "metrics.json").read_text())
+    metrics = json.loads((record / METRICS).read_text())
     if metrics.get("checkpoint") and run_folder_of(record.parent.parent):
         return open_run(record.parent.parent, metrics["checkpoint"], output_stride)
     if metrics.get("weights"):

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..files import write_json
+from .base import check_samples
 
 CHUNK = 1 << 20
+CHECK_RULES = 1  # the version of data.base.check_samples' rules: a change checks every split again
 
 
 def cache_dir() -> Path:
@@ -135,3 +137,28 @@ def data_manifest(splits: Mapping[str, object]) -> dict:
         cache.save()
     record["sha256"] = hashlib.sha256(json.dumps(record["splits"], sort_keys=True).encode()).hexdigest()
     return record
+
+
+def check_splits(splits: Mapping[str, object], manifest: dict, num_classes: int, progress: bool = False) -> list[str]:
+    """Every problem of every sample (``data.base.check_samples``: a missing or unreadable file, a label outside
+    the classes, a size mismatch) of each split, each named with its split. A split found clean is remembered by
+    its manifest entry and the class count (in the manifest's cache folder), so a later run on the same data
+    does not read it again; images enter the manifest by name and size, so a changed image of the same size is
+    not noticed then."""
+    problems = []
+    for name, dataset in splits.items():
+        entry = manifest["splits"].get(name) or {}
+        if not hasattr(dataset, "paths") or entry.get("files", True) is None:
+            continue
+        key = {"split": entry, "classes": num_classes, "rules": CHECK_RULES}
+        mark = cache_dir() / "checked" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()}.json"
+        if mark.is_file():
+            continue
+        found = check_samples(dataset, progress)
+        problems += [f"{name}: {problem}" for problem in found]
+        if not found:
+            try:
+                write_json(mark, {"split": name, "root": manifest.get("root"), "samples": len(dataset)})
+            except OSError:
+                pass  # a read-only home: the next run checks again
+    return problems

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ProjectError
+from ..errors import ProjectError, load_failure
 from ..files import atomic_path
+from ..runfolder import RunFolder
 
 
 class CheckpointError(ProjectError, RuntimeError):
@@ -23,8 +24,8 @@ class CheckpointError(ProjectError, RuntimeError):
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
-    """Where a run folder keeps its latest checkpoint."""
-    return Path(run_dir) / "checkpoints" / "last.pt"
+    """Where a run folder keeps its latest checkpoint (``runfolder``)."""
+    return RunFolder(run_dir).last_checkpoint
 
 
 @contextmanager
@@ -78,7 +79,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated, foreign or unsafe files
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: unreadable checkpoint ({load_failure(exc)})") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(state).__name__}, expected a dict)")
     return state

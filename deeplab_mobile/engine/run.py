@@ -1,5 +1,5 @@
-"""A training run's life around the loop: DeepLabv3's final stage, the resume identity check, the run folder's
-status file, and how a run ends (done, failed, interrupted by Ctrl-C or SIGTERM).
+"""A training run's life around the loop: DeepLabv3's final stage, the resume identity check, and how an attempt ends
+(done, failed, interrupted by Ctrl-C or SIGTERM; the run folder's status is ``runfolder``'s).
 
 Plain Python: the command-line apps (``deeplab_mobile.apps``) map their Hydra configs onto it.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArgumentError, InvalidValue
-from ..files import write_json
 from ..models.encoders import check_output_stride
+from ..runfolder import Attempt
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,6 @@ def check_same_run(saved: Mapping[str, Any], current: Mapping[str, Any], path: P
         raise ConfigMismatch(f"{path} was trained with other settings; refusing to resume:\n  " + "\n  ".join(changed))
 
 
-# The run folder's status
-
-
-def write_status(out_dir: str | Path, state: str, main: bool = True, **extra) -> None:
-    """``status.json``: running / done / failed / interrupted (with the reason), so a sweep report can tell runs
-    apart. Written under a temporary name and renamed: a reader never sees half a file."""
-    if not main:
-        return
-    write_json(Path(out_dir) / "status.json", {"state": state, **extra})
-
-
 class Terminated(Exception):
     """SIGTERM arrived (``kill``, ``timeout``, a job manager); raised in the main thread so the run unwinds.
     ``Terminated.received`` stays set: code that wraps what it catches (``load_state_dict`` reports it as a
@@ -135,32 +124,39 @@ def sigterm_unwinds() -> Iterator[None]:
 
 
 def run_guarded(
-    job: Callable[[], Any], out_dir: str | Path, expected: tuple[type[BaseException], ...], sweep: bool = False
+    job: Callable[[], Any],
+    attempt: Attempt,
+    expected: tuple[type[BaseException], ...],
+    sweep: bool = False,
+    hint: Callable[[], str] | None = None,
 ) -> Any:
-    """Run a training job and record how it ended in ``out_dir/status.json``.
+    """Run a training job and record how its attempt ended (``runfolder``: nothing, if it was refused before it
+    began; a finished run's status stays ``done``).
 
-    - ``expected`` errors (bad data, a bad setting, a NaN loss): status ``failed`` with the message, logged
-      without a traceback; exit status 1, or re-raised in a sweep (Hydra records the job and goes on).
+    - ``expected`` errors (bad data, a bad setting, a NaN loss): ``failed`` with the message, logged without a
+      traceback; exit status 1, or re-raised in a sweep (Hydra records the job and goes on).
     - Ctrl-C: ``interrupted``, re-raised. SIGTERM: ``interrupted``, exit status 143 (128 + SIGTERM, the shell's
-      convention), which also ends a sweep.
+      convention), which also ends a sweep. Both log ``hint()``: the command that continues the run.
     - anything else: ``failed`` with the exception's type, re-raised with its traceback.
     """
     try:
         with sigterm_unwinds():
             return job()
     except expected as exc:
-        write_status(out_dir, "failed", reason=str(exc))
+        attempt.end("failed", str(exc))
         log.error("%s", exc)
         if sweep:
             raise
         sys.exit(1)
     except KeyboardInterrupt:
-        write_status(out_dir, "interrupted", reason="stopped by the user; resume=true continues it")
+        attempt.end("interrupted", "stopped by the user")
+        if attempt.started and hint:
+            log.error("stopped by the user; %s", hint())
         raise
     except Exception as exc:
         if isinstance(exc, Terminated) or Terminated.received:
-            write_status(out_dir, "interrupted", reason="terminated by SIGTERM; resume=true continues it")
-            log.error("terminated by SIGTERM at %s; resume=true continues from the last checkpoint", out_dir)
+            attempt.end("interrupted", "terminated by SIGTERM")
+            log.error("terminated by SIGTERM at %s%s", attempt.folder.path, f"; {hint()}" if hint else "")
             sys.exit(128 + signal.SIGTERM)
-        write_status(out_dir, "failed", reason=f"{type(exc).__name__}: {exc}")
+        attempt.end("failed", f"{type(exc).__name__}: {exc}")
         raise

@@ -30,7 +30,7 @@ from deeplab_mobile.data.loader import eval_loader
 from deeplab_mobile.data.synthetic import CLASS_NAMES
 from deeplab_mobile.engine import losses as losses_module
 from deeplab_mobile.engine import trainer as trainer_module
-from deeplab_mobile.engine.checkpoint import CheckpointError, load_checkpoint, weights_sha256
+from deeplab_mobile.engine.checkpoint import load_checkpoint, weights_sha256
 from deeplab_mobile.engine.distributed import Dist
 from deeplab_mobile.engine.evaluator import evaluate
 from deeplab_mobile.engine.report import read_per_image
@@ -39,6 +39,7 @@ from deeplab_mobile.engine.trace import read_hashes, read_losses
 from deeplab_mobile.engine.trainer import NonFiniteLoss
 from deeplab_mobile.metrics import scores
 from deeplab_mobile.models.weights import WeightsError
+from deeplab_mobile.runfolder import RunFolderError
 from deeplab_mobile.stats import bootstrap_miou
 from tests.helpers import ITERS, LR, ROOT, composed, small_run, tiny
 
@@ -158,14 +159,14 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_check
     out = reference[0]
     with pytest.raises(ConfigMismatch, match=r"optim.lr: 0.001 -> 0.1"):
         train(tiny(synthetic_voc, "resume=true", "optim.lr=0.1"), out)
-    with pytest.raises(CheckpointError, match="pass resume=true"):
+    with pytest.raises(RunFolderError, match="pass resume=true"):
         train(tiny(synthetic_voc), out)
 
 
 def test_resume_true_needs_a_checkpoint_and_auto_starts_without_one(synthetic_voc, tmp_path):
     """A mistyped folder with resume=true is an error, not a fresh run; resume=auto (a requeued Slurm job's first
     start) begins one."""
-    with pytest.raises(CheckpointError, match=r"resume=true but .*last\.pt does not exist: check hydra.run.dir"):
+    with pytest.raises(RunFolderError, match=r"resume=true but .*last\.pt does not exist: check hydra.run.dir"):
         train(tiny(synthetic_voc, "resume=true"), tmp_path / "typo")
     assert not (tmp_path / "typo" / "checkpoints").exists()
     with pytest.raises(SettingError, match="resume='yes' is not supported"):

@@ -14,8 +14,8 @@ from deeplab_mobile.engine.run import (
     check_same_run,
     flatten,
     run_guarded,
-    write_status,
 )
+from deeplab_mobile.runfolder import Attempt, RunFolder
 
 
 def test_final_stage_is_the_last_iterations_at_its_stride():
@@ -43,16 +43,14 @@ def test_a_resume_with_other_settings_lists_every_change(tmp_path):
         check_same_run(saved, {"optim.lr": 0.1, "optim.momentum": 0.9}, tmp_path)
 
 
-def test_status_is_written_whole_and_only_by_the_main_process(tmp_path):
-    write_status(tmp_path, "running", iteration=3)
-    assert json.loads((tmp_path / "status.json").read_text()) == {"state": "running", "iteration": 3}
-    write_status(tmp_path, "done", main=False)
-    assert json.loads((tmp_path / "status.json").read_text())["state"] == "running"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]  # no temporary file left
-
-
 def state(folder):
     return json.loads((folder / "status.json").read_text())
+
+
+def begun(folder, iteration=0):
+    attempt = Attempt(RunFolder(folder))
+    attempt.begin(iteration)
+    return attempt
 
 
 def test_how_a_run_ends_is_recorded(tmp_path):
@@ -62,18 +60,68 @@ def test_how_a_run_ends_is_recorded(tmp_path):
 
         return job
 
-    assert run_guarded(lambda: 7, tmp_path, (ValueError,)) == 7
+    assert run_guarded(lambda: 7, begun(tmp_path), (ValueError,)) == 7
     with pytest.raises(SystemExit) as ended:  # an expected failure: its message, exit status 1
-        run_guarded(fail(ValueError("bad data in x.png")), tmp_path, (ValueError,))
-    assert ended.value.code == 1 and state(tmp_path) == {"state": "failed", "reason": "bad data in x.png"}
+        run_guarded(fail(ValueError("bad data in x.png")), begun(tmp_path), (ValueError,))
+    assert ended.value.code == 1
+    assert {k: v for k, v in state(tmp_path).items() if k != "time"} == {
+        "state": "failed",
+        "iteration": 0,
+        "reason": "bad data in x.png",
+        "version": 1,
+    }
     with pytest.raises(ValueError):  # in a sweep it is raised, so Hydra records the job and goes on
-        run_guarded(fail(ValueError("bad")), tmp_path, (ValueError,), sweep=True)
+        run_guarded(fail(ValueError("bad")), begun(tmp_path), (ValueError,), sweep=True)
     with pytest.raises(KeyboardInterrupt):
-        run_guarded(fail(KeyboardInterrupt()), tmp_path, (ValueError,))
+        run_guarded(fail(KeyboardInterrupt()), begun(tmp_path), (ValueError,), hint=lambda: "resume=true continues")
     assert state(tmp_path)["state"] == "interrupted"
     with pytest.raises(RuntimeError):  # anything else: its type in the reason, and its traceback
-        run_guarded(fail(RuntimeError("boom")), tmp_path, (ValueError,))
-    assert state(tmp_path) == {"state": "failed", "reason": "RuntimeError: boom"}
+        run_guarded(fail(RuntimeError("boom")), begun(tmp_path), (ValueError,))
+    assert state(tmp_path)["reason"] == "RuntimeError: boom"
+    outcomes = [a["outcome"] for a in RunFolder(tmp_path).attempts()]
+    assert outcomes == ["started", "started", "failed", "started", "failed", "started", "interrupted", "started",
+                        "failed"]  # fmt: skip
+
+
+def listing(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refuse(message):
+    def job():
+        raise ValueError(message)
+
+    return job
+
+
+def test_a_refused_start_leaves_a_run_as_it_was_and_a_finished_run_stays_done(tmp_path):
+    """Refused before its attempt began: a new folder keeps the refusal (and the config) for a sweep's report; a
+    folder that holds a run is left byte for byte. Once done, a later failed or interrupted attempt is logged beside
+    the status, which stays done."""
+    fresh = tmp_path / "fresh"
+    config = lambda: RunFolder(fresh).record_config("a: 1\n")  # noqa: E731
+    with pytest.raises(SystemExit):
+        run_guarded(refuse("os=12 is not supported"), Attempt(RunFolder(fresh), config), (ValueError,))
+    assert state(fresh)["state"] == "failed" and state(fresh)["reason"] == "os=12 is not supported"
+    assert RunFolder(fresh).config.read_text() == "a: 1\n"
+
+    run = tmp_path / "run"
+    done = begun(run, 0)
+    done.iteration = 9
+    done.end("done")
+    RunFolder(run).record_config("a: 1\n")
+    before = listing(run)
+    with pytest.raises(SystemExit):
+        run_guarded(refuse("refused"), Attempt(RunFolder(run), config), (ValueError,))
+    assert listing(run) == before
+    with pytest.raises(SystemExit):
+        run_guarded(refuse("later"), begun(run, 9), (ValueError,))
+    with pytest.raises(KeyboardInterrupt):
+        run_guarded(lambda: (_ for _ in ()).throw(KeyboardInterrupt()), begun(run, 9), (ValueError,))
+    assert state(run)["state"] == "done" and state(run)["iteration"] == 9
+    attempts = RunFolder(run).attempts()
+    assert [a["outcome"] for a in attempts][-4:] == ["started", "failed", "started", "interrupted"]
+    assert attempts[-3]["reason"] == "later"
 
 
 def test_sigterm_unwinds_the_job_and_exits_with_143(tmp_path):
@@ -83,7 +131,7 @@ def test_sigterm_unwinds_the_job_and_exits_with_143(tmp_path):
 
     try:
         with pytest.raises(SystemExit) as ended:
-            run_guarded(job, tmp_path, (ValueError,))
+            run_guarded(job, begun(tmp_path), (ValueError,))
     finally:
         Terminated.received = False
     assert ended.value.code == 128 + signal.SIGTERM
