@@ -37,8 +37,10 @@ def reported(sweep: bool = False, logged: bool = False) -> Iterator[None]:
     try:
         yield
     except ProjectError as exc:
-        if sweep:
-            raise
+        if sweep:  # Hydra records the job as failed, goes on, and prints this message alone at the end
+            from .config.sweeps import JobFailed
+
+            raise JobFailed(str(exc)) from None
         if logged:
             log.error("%s", exc)
         else:
@@ -94,15 +96,82 @@ COMMANDS = {
 }
 
 
+OUTPUT_KEYS = {"eval": "out_dir", "export": "out_dir", "quantize": "out_dir"}  # else hydra.run.dir
+
+HELP = {
+    "train": """Train a network and evaluate it; everything is a key=value override of conf/train.yaml.
+
+  deeplab-mobile train recipe=cpu_synthetic head=no_aspp width=0.5   # the generated data, about 8 minutes on a CPU
+  deeplab-mobile train head=no_aspp os=16                            # VOC trainaug with DeepLab's recipe
+
+Recipes (recipe=): deeplab_voc (default), cpu_synthetic. Groups: encoder=, head=, data=, optim=, sched=, loss=,
+variant= (a Table 7 row), experiment= (a sweep, with -m). Keys: os, width, tap, trainer.iters, trainer.seed,
+trainer.deterministic=true (the same weights on any x86-64 CPU), progress=false ...
+
+Where the run goes: outputs/train/<date_time>/ (hydra.run.dir=<folder> to choose): its config, train.log,
+status.json, checkpoints/last.pt, metrics.json; docs/training.md#the-run-folder.
+Resume: the same command with hydra.run.dir=<run> resume=true continues from the last checkpoint; resume=auto
+starts a folder without one. A sweep (-m) finishes in place with hydra.sweep.dir=<sweep> resume=auto.
+
+The whole composed config: deeplab-mobile train <overrides> --cfg job. Hydra's own options: --hydra-help.""",
+}
+
+
+def configured_help(command: Command, name: str) -> str:
+    """What a configured command does, before the configuration (Hydra's ``--help`` prints the config alone)."""
+    if name in HELP:
+        return HELP[name]
+    module = importlib.import_module(f"deeplab_mobile.{command.target.split(':')[0]}")
+    about = (module.__doc__ or command.help).strip().split("\n\n")[0]
+    return (
+        f"{about}\n\nArguments are key=value overrides of conf/{command.config}.yaml; the whole composed config: "
+        f"deeplab-mobile {name} <overrides> --cfg job. docs/cli.md lists every command."
+    )
+
+
+def output_folder(command: Command, argv: list[str]) -> tuple[str, Path] | None:
+    """The folder Hydra will create for a configured command and these overrides (the run's, or a sweep's), or
+    ``None`` where it cannot be told before Hydra runs (Hydra's own flags, sweep syntax it expands itself)."""
+    from hydra import compose, initialize_config_dir
+
+    sweep = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    if any(a.startswith("-") for a in overrides):
+        return None
+    if sweep:  # the sweep folder does not depend on the values swept
+        overrides = [o for o in overrides if "," not in o.split("=", 1)[-1] and "(" not in o.split("=", 1)[-1]]
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+            cfg = compose(command.config, overrides=overrides, return_hydra_config=True)
+        key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+        from omegaconf import OmegaConf
+
+        return key, Path(str(OmegaConf.select(cfg, key)))
+    except Exception:  # noqa: BLE001 - Hydra reports a bad override itself, with its own message
+        return None
+
+
 def run_configured(command: Command, argv: list[str], prog: str) -> int:
-    """A configured command under Hydra: ``conf/<config>.yaml`` with the ``key=value`` overrides in ``argv``."""
+    """A configured command under Hydra: ``conf/<config>.yaml`` with the ``key=value`` overrides in ``argv``. Its
+    output folder is checked before Hydra creates it (a read-only place is one line, not a traceback)."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from .config import paths
 
+    name = prog.split()[-1].removesuffix(".py").replace("_", "-").split("/")[-1]
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: {prog} [key=value ...] [-m]\n\n{configured_help(command, name)}")
+        return 0
     paths.register()  # the output-folder rules the configs name (config/paths.py)
+    folder = output_folder(command, argv)
+    if folder is not None:
+        from .runfolder import check_writable
+
+        key = "hydra.sweep.dir" if folder[0] == "hydra.sweep.dir" else OUTPUT_KEYS.get(name, folder[0])
+        with reported():
+            check_writable(folder[1], f"the output folder (set by {key}=)")
     app = command.function()
 
     @hydra.main(version_base="1.3", config_path=str(CONF), config_name=command.config)
@@ -137,12 +206,29 @@ def script(name: str) -> None:
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {c.help}" for name, c in COMMANDS.items()]
-    return "usage: deeplab-mobile <command> [arguments]\n\ncommands:\n" + "\n".join(lines)
+    return (
+        "usage: deeplab-mobile <command> [arguments]   (deeplab-mobile --version; <command> --help)\n\ncommands:\n"
+        + "\n".join(lines)
+    )
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        own = installed("deeplab-mobile")
+    except PackageNotFoundError:
+        own = "(not installed)"
+    return f"deeplab-mobile {own} ({Path(__file__).resolve().parent})"
 
 
 def main(argv: list[str] | None = None) -> int:
     """``deeplab-mobile <command> ...``: the command's own arguments follow its name (``--help`` for each)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        print(version())
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2

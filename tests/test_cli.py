@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra.errors import CompactHydraException
+from PIL import Image
 
 from deeplab_mobile import cli
-from deeplab_mobile.errors import MissingFile, ProjectError
+from deeplab_mobile.config.sweeps import JobFailed
+from deeplab_mobile.errors import MissingFile
 from tests.helpers import ROOT
 
 
@@ -35,8 +38,9 @@ def test_a_project_error_is_a_message_and_status_1(capsys):
         raise MissingFile("photo.jpg: not found")
     assert ended.value.code == 1
     assert capsys.readouterr().err == "error: photo.jpg: not found\n"
-    with pytest.raises(ProjectError), cli.reported(sweep=True):  # a sweep's job: raised on for Hydra to record
-        raise MissingFile("x")
+    with pytest.raises(JobFailed, match="^x$"), cli.reported(sweep=True):  # a sweep's job: Hydra records it,
+        raise MissingFile("x")  # and prints the message alone (a compact Hydra error: no traceback)
+    assert issubclass(JobFailed, CompactHydraException)
     with pytest.raises(RuntimeError), cli.reported():  # a bug keeps its traceback
         raise RuntimeError("a bug")
 
@@ -51,6 +55,7 @@ def test_configured_and_file_commands_end_alike(tmp_path):
     """A missing model file: the configured command (eval) and the file command (predict) both print one line and
     exit with 1, without a traceback; scripts/eval.py says the same."""
     missing = tmp_path / "none.pt"
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")  # something to segment: the missing model is the problem
     for args in (
         ["-m", "deeplab_mobile", "eval", f"weights={missing}", f"out_dir={tmp_path / 'e'}"],
         ["scripts/eval.py", f"weights={missing}", f"out_dir={tmp_path / 'e'}"],

@@ -14,8 +14,14 @@ from collections.abc import Sequence
 from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import CompactHydraException
 
 from ..extras import require
+
+
+class JobFailed(CompactHydraException):
+    """A sweep's job that ended with a project error: Hydra records the job as failed, runs the others, and prints
+    this message alone (no traceback) when the sweep ends."""
 
 
 def expand(arguments: Sequence[str]) -> list[list[str]]:
