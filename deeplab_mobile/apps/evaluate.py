@@ -13,7 +13,6 @@ settings (strides, scales, flip, and the split, checkpoint and data when not the
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from ..config.evaluation import check_protocol, evaluation_data, protocol
 from ..config.paths import eval_dir
 from ..config.run import final_stage
 from ..config.source import from_config
-from ..data.manifest import data_manifest
+from ..data import DatasetError
+from ..data.manifest import check_splits, data_manifest
 from ..engine.distributed import Dist, cleanup, init_distributed
 from ..engine.evaluator import run_protocol
 from ..engine.report import write_metrics
@@ -35,6 +35,7 @@ from ..engine.trainer import autocast_dtype, memory_format
 from ..environment import write_environment
 from ..errors import InvalidValue, ProjectError
 from ..models import DeepLabV3, describe_model
+from ..runfolder import RunFolder, check_writable, find_runs
 from ..table7 import MF_SCALES
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def run_subject(cfg: DictConfig) -> Subject:
         data=data,
         defaults=run.get("eval") or OmegaConf.create({}),
         pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else source.pad_to,
-        out_root=source.path / "eval",
+        out_root=Path(cfg.out_dir) if cfg.out_dir else RunFolder(source.path).eval,
         name=record_name(cfg, split, run, source.iteration),
         info={
             "final_os": stage.record() if stage else None,
@@ -131,6 +132,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
         raise SettingError("give one of run_dir=<training run folder> or weights=<model file>")
     env = init_distributed(cfg.device)
     subject = run_subject(cfg) if cfg.get("run_dir") else file_subject(cfg, env)
+    check_writable(subject.out_root, "where the evaluation's records go (out_dir=)")
     model, data = subject.model, subject.data
     ev = settings(cfg, subject.defaults)
     if ev.mf and ev.mf_scales is None:
@@ -140,11 +142,16 @@ def evaluate_run(cfg: DictConfig) -> dict:
 
     name = subject.name if cfg.name else "_".join(p for p in (proto.name(model), subject.name) if p)
     num_classes = len(subject.classes)
-    source = None if cfg.data_root or not cfg.get("run_dir") else f"{cfg.run_dir}/.hydra/config.yaml"
+    source = None if cfg.data_root or not cfg.get("run_dir") else str(RunFolder(cfg.run_dir).config)
     encoder = model.encoder
     val = evaluation_data(
         data, data.val_split, num_classes, encoder.mean, encoder.std, cfg.eval, subject.pad_to, env, source
     )
+    manifest = data_manifest({data.val_split: val.loader.dataset})
+    problems = check_splits({data.val_split: val.loader.dataset}, manifest, num_classes, env.main and cfg.progress)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise DatasetError(f"{len(problems)} problem(s) in the data, found before evaluating: {shown}")
     results, record, per_image = run_protocol(
         model,
         val.normalize,
@@ -168,7 +175,6 @@ def evaluate_run(cfg: DictConfig) -> dict:
     out_dir = subject.out_root / name
     if env.main:
         path = write_metrics(out_dir, results, subject.classes, metrics, per_image)
-        manifest = data_manifest({data.val_split: val.loader.dataset})
         write_environment(out_dir, config=OmegaConf.to_container(cfg, resolve=True), data=manifest)
         strides = {"ss": record["eval"]["os"], "mf": record["eval"].get("mf_os")}
         for mode, r in results.items():
@@ -182,12 +188,9 @@ EXPECTED = (ProjectError,)  # a sweep goes on past a run that fails with one of 
 
 
 def sweep_runs(folder: Path) -> list[Path]:
-    """The training runs of a sweep folder (``outputs/multirun/<date>``): its sub-folders holding a run's config
-    (not ``eval/``, where this app keeps its own), in name order; [] when ``folder`` is itself a run or holds none."""
-    if (folder / ".hydra" / "config.yaml").is_file():
-        return []
-    found = sorted(p.parent.parent for p in folder.glob("**/.hydra/config.yaml") if p.parent.parent.name != "eval")
-    return [p for p in found if not any(q != p and q in p.parents for q in found)]
+    """The training runs of a sweep folder (``outputs/multirun/<date>``), in name order; [] when ``folder`` is itself
+    a run or holds none (``runfolder.find_runs``)."""
+    return [] if RunFolder(folder).is_run() else find_runs(folder)
 
 
 def evaluate_sweep(cfg: DictConfig, runs: list[Path]) -> list[str]:
@@ -195,8 +198,7 @@ def evaluate_sweep(cfg: DictConfig, runs: list[Path]) -> list[str]:
     per run that was skipped or failed."""
     problems = []
     for i, run in enumerate(runs, 1):
-        status = run / "status.json"
-        state = json.loads(status.read_text()).get("state") if status.is_file() else None
+        state = RunFolder(run).state()
         if state != "done":
             problems.append(f"{run}: skipped, its training is {state or 'without status.json'}")
             continue
@@ -204,6 +206,8 @@ def evaluate_sweep(cfg: DictConfig, runs: list[Path]) -> list[str]:
         one = cfg.copy()
         with open_dict(one):
             one.run_dir = str(run)
+            if cfg.out_dir:  # each run's records in a folder of its own under out_dir
+                one.out_dir = str(Path(cfg.out_dir) / run.relative_to(Path(cfg.run_dir)))
         try:
             evaluate_run(one)
         except EXPECTED as exc:

@@ -23,6 +23,7 @@ from ..deploy.executorch import PteSegmentor, export_pte
 from ..deploy.meta import FREE, ExportMeta, OutputSpec, write_export_meta
 from ..errors import InvalidValue
 from ..extras import require
+from ..runfolder import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
             "format=pte: an ExecuTorch program with the final resize has a static size (dynamic=false); "
             "free sizes come as feature-resolution logits from scripts/quantize.py executorch=true"
         )
+    check_writable(out_dir, "the export's folder (out_dir=)")  # before any work
     source = from_config(cfg, keys=("run_dir", "weights"), build=True, output_stride=cfg.os)
     model = source.model.eval()
     size = tuple(cfg.size)

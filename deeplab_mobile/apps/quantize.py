@@ -41,6 +41,7 @@ from ..deploy.qat import SCHEDULES, convert, export_qdq_onnx, finetune, prepare_
 from ..deploy.quantize import METHODS, WEIGHT_TYPES, QuantizationError, check_float_model, quantize_model
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
 from ..files import write_json
+from ..runfolder import RunFolder, check_writable
 from ..stats import paired_difference
 from ..table7 import MF_SCALES
 
@@ -66,8 +67,9 @@ def float_model(cfg: DictConfig) -> FloatModel:
     """Export the run's or the model file's network (dynamic sizes, BN folded), or take the given ONNX file."""
     if cfg.get("onnx"):
         check_float_model(Path(cfg.onnx))  # a damaged or unsupported file is named before its export.json
-    source = from_config(cfg)
     out_dir = Path(quant_dir(cfg.run_dir or None, cfg.weights or None, cfg.onnx or None, cfg.out_dir))
+    check_writable(out_dir, "INT8's folder (out_dir=)")  # before any work
+    source = from_config(cfg)
     pad_to = int(cfg.eval.pad_to or source.pad_to)
     data = cfg.data.copy()
     if not source.pytorch:
@@ -82,7 +84,7 @@ def float_model(cfg: DictConfig) -> FloatModel:
             with open_dict(data):
                 data.root = cfg.data_root
         else:
-            where = f"{cfg.run_dir}/.hydra/config.yaml"
+            where = str(RunFolder(cfg.run_dir).config)
         scales = tuple(OmegaConf.select(run, "eval.mf_scales", default=None) or MF_SCALES)
         crop = OmegaConf.select(run, "data.crop_size", default=None)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,16 +12,18 @@ from omegaconf import OmegaConf
 
 
 def eval_dir(run_dir, weights, out_dir) -> str:
-    """An evaluation's folder: the run folder (records go to ``<run>/eval/<name>/``), else ``out_dir``, else
-    ``outputs/eval/<model file name>``."""
-    return str(run_dir or out_dir or Path("outputs/eval") / Path(str(weights)).stem)
+    """An evaluation's folder: ``out_dir`` (a run that cannot or should not be written, evaluated elsewhere), else
+    the run folder (records go to ``<run>/eval/<name>/``), else ``outputs/eval/<model file name>``."""
+    return str(out_dir or run_dir or Path("outputs/eval") / Path(str(weights)).stem)
 
 
-def export_dir(run_dir, weights, now, format="onnx") -> str:
-    """An export's folder: ``<run>/export``, ``outputs/export/<model file name>``, or ``outputs/export/<time>`` for a
-    configuration with random weights; an ExecuTorch program (``format=pte``) in its ``executorch`` subfolder, so
-    each file has its own export.json."""
-    if run_dir:
+def export_dir(run_dir, weights, now, format="onnx", out_dir=None) -> str:
+    """An export's folder: ``out_dir``, ``<run>/export``, ``outputs/export/<model file name>``, or
+    ``outputs/export/<time>`` for a configuration with random weights; an ExecuTorch program (``format=pte``) in its
+    ``executorch`` subfolder, so each file has its own export.json."""
+    if out_dir:
+        base = Path(out_dir)
+    elif run_dir:
         base = Path(run_dir) / "export"
     else:
         base = Path("outputs/export") / (Path(str(weights)).stem if weights else str(now))
