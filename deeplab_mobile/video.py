@@ -74,14 +74,16 @@ def segment_video(
     max_frames: int | None = None,
     progress: bool = True,
     threads: int | None = None,
+    stem: str | None = None,
     **predict_kwargs,
 ) -> dict:
     """Segment the video file or camera ``item`` into ``<out_dir>/<name>_overlay.mp4`` (written atomically: a run
     that stops early leaves the frames done so far, complete, under that name). ``max_frames`` ends it sooner (a
     camera runs until then, or until interrupted). ``predict_kwargs`` go to ``Segmenter.predict``. Returns the
-    record: frames, frame size, threads, the model's and the whole loop's frames per second."""
+    record: frames, frame size, threads, the model's and the whole loop's frames per second. ``stem``: the output's
+    name instead of the video's (``predict`` gives each input its own)."""
     source = open_source(item)
-    out = Path(out_dir) / f"{source.stem}_overlay.mp4"
+    out = Path(out_dir) / f"{stem or source.stem}_overlay.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     model_ms: list[float] = []
     size = None

@@ -7,6 +7,10 @@ blended with the colours, a legend of the classes present) go to the output fold
 (``clip.mp4``) or camera index (``0``) ``<name>_overlay.mp4`` and its frame rates (``video.segment_video``);
 ``predictions.json`` has the settings, each image's classes (pixel fractions), each video's frames and frames per
 second, and what could not be read. An unreadable image or video is named and skipped; the exit status is then 1.
+
+Nothing given is overwritten: every input gets names of its own (``output_names``), and before any work an output
+folder is refused where a file it would write is one of the inputs, or already there (an earlier prediction), or
+where it cannot be written.
 """
 
 from __future__ import annotations
@@ -15,20 +19,23 @@ import argparse
 import glob
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from ..config.source import load_segmenter
 from ..data import DatasetError
 from ..data.base import read_image
-from ..engine.tiling import BLENDS, Tiling
+from ..engine.tiling import BLENDS, Tiling, available_bytes
 from ..errors import InvalidValue
 from ..files import atomic_path, write_json
-from ..predict import MAX_SIZE, PAD_TO
+from ..predict import GIB, MAX_SIZE, PAD_TO, TooLarge
+from ..runfolder import check_writable
 from ..table7 import MF_SCALES
 from ..video import VideoError, is_camera, is_video, segment_video
 
@@ -54,14 +61,59 @@ def find_images(inputs: list[str]) -> list[Path]:
     return unique
 
 
-def output_names(images: list[Path]) -> dict[Path, str]:
-    """Each image's output stem: its own, or with its parent folder's name where two images share one."""
-    stems = [p.stem for p in images]
-    return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}_{p.stem}") for p in images}
+def output_names(inputs: list[Path]) -> dict[Path, str]:
+    """Each input's output stem, unique among them: its own stem; where inputs share one, with the extension
+    (``good.jpg``, ``good.png``: ``good_jpg``, ``good_png``); where that still leaves two alike (the same name in two
+    folders), the folder's name before it; a number as the last resort."""
+    names = {p: p.stem for p in inputs}
+    for rule in (lambda p, n: f"{n}_{p.suffix[1:].lower()}" if p.suffix else n, lambda p, n: f"{p.parent.name}_{n}"):
+        clash = {n for n in names.values() if list(names.values()).count(n) > 1}
+        names = {p: rule(p, n) if n in clash else n for p, n in names.items()}
+    taken: set[str] = set()
+    for p, n in names.items():
+        name, i = n, 1
+        while name in taken:
+            name, i = f"{n}_{i}", i + 1
+        taken.add(name)
+        names[p] = name
+    return names
+
+
+def planned_outputs(images: list[Path], videos: list[str], names: dict, out: Path, overlay: bool) -> dict[Path, str]:
+    """Every file the command will write -> the input it comes from (``predictions.json``: all of them)."""
+    planned = {out / "predictions.json": "the run"}
+    for path in images:
+        planned[out / f"{names[path]}.png"] = str(path)
+        if overlay:
+            planned[out / f"{names[path]}_overlay.jpg"] = str(path)
+    for item in videos:
+        planned[out / f"{names[Path(item)]}_overlay.mp4"] = item
+    return planned
+
+
+def check_outputs(planned: dict[Path, str], inputs: list[Path], out: Path) -> None:
+    """Refuse, before any work, an output that is an input, a folder that already holds one of the outputs, or one
+    that cannot be written."""
+    given = {p.resolve(): p for p in inputs if p.exists()}
+    for path, source in planned.items():
+        if path.resolve() in given:
+            raise InvalidValue(
+                f"--out {out}: {path.name} would be written over the input {given[path.resolve()]} ({source}); "
+                "nothing was written: choose another --out"
+            )
+    there = [p for p in planned if p.exists()]
+    if there:
+        raise InvalidValue(
+            f"--out {out} already holds {there[0].name}{f' and {len(there) - 1} more' if len(there) > 1 else ''} "
+            "(an earlier prediction?); nothing was written: choose another --out, or remove them"
+        )
+    check_writable(out, "--out")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="predict.py", description="Segment images with a trained or official model.")
+    parser = argparse.ArgumentParser(
+        prog="deeplab-mobile predict", description="Segment images and videos with a trained or official model."
+    )
     parser.add_argument(
         "inputs",
         nargs="+",
@@ -112,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os, threads=args.threads)
     videos = [item for item in args.inputs if is_video(item) or is_camera(item)]
     images = find_images([item for item in args.inputs if item not in videos])
     if not images and not videos:
@@ -123,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         raise InvalidValue(f"--tile: {exc}") from None
     max_size = args.max_size if args.max_size is not None else (0 if tile else MAX_SIZE)
     out = Path(args.out or f"outputs/predict/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    names = output_names([*images, *(Path(v) for v in videos)])
+    inputs = [*images, *(Path(v) for v in videos if not is_camera(v))]
+    check_outputs(planned_outputs(images, videos, names, out, not args.no_overlay), inputs, out)
+    segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os, threads=args.threads)
     out.mkdir(parents=True, exist_ok=True)
     scales, flip = (tuple(args.scales), not args.no_flip) if args.mf else ((1.0,), False)
     settings = {"scales": scales, "flip": flip, "max_size": max_size or None, "pad_to": args.pad_to, "tile": tile}
@@ -140,11 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         "videos": [],
         "errors": [],
     }
-    names = output_names(images)
     for path in tqdm(images, desc="predict", disable=args.no_progress):
         segment_image(segmenter, path, out / names[path], settings, record, overlay=not args.no_overlay)
     for item in videos:
-        segment_one_video(segmenter, item, out, settings, record, args)
+        segment_one_video(segmenter, item, out, settings, record, args, names[Path(item)])
     write_json(out / "predictions.json", record)
     if images:
         print(f"{len(record['images'])} of {len(images)} images segmented -> {out}")
@@ -158,10 +212,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def check_memory(segmenter, path: Path, settings: dict, overlay: bool) -> None:
+    """Refuse an image whose segmenting would not fit in free memory, from its size in the file's header: the
+    decoded image, the prediction's every stage (``Segmenter.memory_needed``) and the overlay written after it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a large photo is what this is for
+            with Image.open(path) as header:
+                width, height = header.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return  # read_image names an unreadable file; a header PIL refuses is read by OpenCV
+    kwargs = {k: settings[k] for k in ("scales", "max_size", "pad_to", "tile")}
+    needed = segmenter.memory_needed(height, width, **kwargs)
+    free = available_bytes(segmenter.device)
+    if needed is None or free is None:
+        return
+    needed += 3 * height * width + (3 * height * (width + 200) if overlay else 0)
+    if needed > free:
+        how = "a smaller window (--tile)" if settings["tile"] else "--tile 513"
+        raise TooLarge(
+            f"{path}: a {width}x{height} image needs about {needed / GIB:.1f} GiB to segment (the image, the "
+            f"prediction and its overlay), and {free / GIB:.1f} GiB of memory is free: {how}, --max-size, or "
+            "--no-overlay"
+        )
+
+
 def segment_image(segmenter, path: Path, stem: Path, settings: dict, record: dict, overlay: bool) -> None:
     """One image -> ``<stem>.png`` (and ``<stem>_overlay.jpg``), its classes into ``record``; an unreadable image is
     recorded and skipped, a setting the model cannot run (MF on a static export) stops the command."""
     try:
+        check_memory(segmenter, path, settings, overlay)  # from the file's header, before the image is decoded
         image = read_image(path)
     except DatasetError as exc:
         tqdm.write(f"error: {exc}", file=sys.stderr)
@@ -175,18 +255,21 @@ def segment_image(segmenter, path: Path, stem: Path, settings: dict, record: dic
         segmenter.colorize(labels).save(tmp, format="PNG")
     if overlay:
         blended = segmenter.overlay(image, labels)
+        del image
         with atomic_path(stem.with_name(f"{stem.name}_overlay.jpg"), suffix=".jpg") as tmp:  # OpenCV: by extension
-            cv2.imwrite(str(tmp), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(tmp), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR, dst=blended))
     counts = np.bincount(labels.ravel(), minlength=len(segmenter.classes))
     present = {segmenter.classes[c]: round(float(n) / labels.size, 5) for c, n in enumerate(counts) if n}
     record["images"].append({"image": str(path), "mask": f"{stem.name}.png", "classes": present})
 
 
-def segment_one_video(segmenter, item: str, out: Path, settings: dict, record: dict, args) -> None:
+def segment_one_video(segmenter, item: str, out: Path, settings: dict, record: dict, args, stem: str) -> None:
     """A video file or camera -> ``<name>_overlay.mp4`` and its frame rates into ``record``; one that cannot be
     read is recorded and skipped."""
     try:
-        done = segment_video(segmenter, item, out, args.max_frames, not args.no_progress, args.threads, **settings)
+        done = segment_video(
+            segmenter, item, out, args.max_frames, not args.no_progress, args.threads, stem, **settings
+        )
     except VideoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         record["errors"].append({"video": f"camera {item}" if is_camera(item) else item, "error": str(exc)})
