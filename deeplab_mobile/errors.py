@@ -41,3 +41,17 @@ def _join(name: str, message: str) -> str:
     if message.startswith("="):
         return f"{name}{message}"
     return f"{name} {message}" if message.startswith(("is ", "must ")) else f"{name}: {message}"
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` could not read a file, in one line, without PyTorch's advice to
+    load it with ``weights_only=False`` (which runs code from the file: not for a file of unknown origin)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0]
+        return (
+            f"it holds Python objects other than tensors and plain containers ({reason}); it is read only as data "
+            "(weights_only=True), never by running code from it"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InvalidValue
+from ..errors import InvalidValue, load_failure
 from ..files import atomic_path
 from . import build_model
 from .segmentor import DeepLabV3
@@ -88,7 +88,7 @@ def read_model_file(path: str | Path) -> tuple[ModelFile, dict[str, torch.Tensor
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure means the same thing to the user
-        raise WeightsError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(f"{path}: not a readable model file ({load_failure(exc)})") from exc
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
         hint = (
             " (a training checkpoint? pass its run folder instead)"

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ProjectError
+from ..errors import ProjectError, load_failure
 
 PROBE_TIMEOUT_S = 3.0
 STRIP_PREFIXES = ("module.", "encoder.", "backbone.", "model.")
@@ -47,7 +47,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure means the same thing to the user
-        raise WeightsError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(f"{path}: not a readable weights file ({load_failure(exc)})") from exc
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
