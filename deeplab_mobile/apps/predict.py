@@ -97,9 +97,10 @@ def check_outputs(planned: dict[Path, str], inputs: list[Path], out: Path) -> No
     given = {p.resolve(): p for p in inputs if p.exists()}
     for path, source in planned.items():
         if path.resolve() in given:
+            what = "its mask" if path.suffix == ".png" else "an output"
             raise InvalidValue(
-                f"--out {out}: {path.name} would be written over the input {given[path.resolve()]} ({source}); "
-                "nothing was written: choose another --out"
+                f"--out {out}: {what} {path.name} (of {source}) would be written over the input "
+                f"{given[path.resolve()]}; nothing was written: choose another --out"
             )
     there = [p for p in planned if p.exists()]
     if there:

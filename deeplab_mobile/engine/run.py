@@ -143,6 +143,8 @@ def run_guarded(
         with sigterm_unwinds():
             return job()
     except expected as exc:
+        if Terminated.received:  # the stop arrived inside a reader, which reported it as its own failure
+            return _terminated(attempt, hint)
         attempt.end("failed", str(exc))
         log.error("%s", exc)
         if sweep:
@@ -155,8 +157,12 @@ def run_guarded(
         raise
     except Exception as exc:
         if isinstance(exc, Terminated) or Terminated.received:
-            attempt.end("interrupted", "terminated by SIGTERM")
-            log.error("terminated by SIGTERM at %s%s", attempt.folder.path, f"; {hint()}" if hint else "")
-            sys.exit(128 + signal.SIGTERM)
+            return _terminated(attempt, hint)
         attempt.end("failed", f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _terminated(attempt: Attempt, hint: Callable[[], str] | None):
+    attempt.end("interrupted", "terminated by SIGTERM")
+    log.error("terminated by SIGTERM at %s%s", attempt.folder.path, f"; {hint()}" if hint else "")
+    sys.exit(128 + signal.SIGTERM)

@@ -137,3 +137,21 @@ def test_sigterm_unwinds_the_job_and_exits_with_143(tmp_path):
     assert ended.value.code == 128 + signal.SIGTERM
     assert state(tmp_path)["state"] == "interrupted" and "SIGTERM" in state(tmp_path)["reason"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+
+
+def test_sigterm_inside_a_reader_is_an_interruption_not_its_failure(tmp_path):
+    """A reader that catches every exception (a mask decoder) turns the SIGTERM into its own error: still a stop."""
+
+    def job():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except Exception as exc:  # noqa: BLE001 - what a reader does
+            raise ValueError(f"x.png: unreadable mask ({exc})") from exc
+        raise AssertionError("SIGTERM did not interrupt the job")
+
+    try:
+        with pytest.raises(SystemExit) as ended:
+            run_guarded(job, begun(tmp_path), (ValueError,))
+    finally:
+        Terminated.received = False
+    assert ended.value.code == 128 + signal.SIGTERM and state(tmp_path)["state"] == "interrupted"
