@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config.paths import config_dir
 from .errors import ProjectError
 
 log = logging.getLogger("deeplab_mobile")
-CONF = Path(__file__).resolve().parents[1] / "conf"  # the configs beside the package (a source checkout)
 
 
 @contextmanager
@@ -141,7 +141,7 @@ def output_folder(command: Command, argv: list[str]) -> tuple[str, Path] | None:
     if sweep:  # the sweep folder does not depend on the values swept
         overrides = [o for o in overrides if "," not in o.split("=", 1)[-1] and "(" not in o.split("=", 1)[-1]]
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
             cfg = compose(command.config, overrides=overrides, return_hydra_config=True)
         key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
         from omegaconf import OmegaConf
@@ -174,7 +174,7 @@ def run_configured(command: Command, argv: list[str], prog: str) -> int:
             check_writable(folder[1], f"the output folder (set by {key}=)")
     app = command.function()
 
-    @hydra.main(version_base="1.3", config_path=str(CONF), config_name=command.config)
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command.config)
     def task(cfg) -> None:
         with reported(sweep=HydraConfig.get().mode == RunMode.MULTIRUN, logged=True):
             if command.passes == "hydra":

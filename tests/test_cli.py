@@ -30,7 +30,7 @@ def test_every_script_is_a_command_and_the_console_entry_is_declared():
     for command in cli.COMMANDS.values():
         assert callable(command.function())
         if command.config:
-            assert (cli.CONF / f"{command.config}.yaml").is_file()
+            assert (cli.config_dir() / f"{command.config}.yaml").is_file()
 
 
 def test_a_project_error_is_a_message_and_status_1(capsys):
@@ -83,3 +83,22 @@ def test_the_console_command_is_installed_and_lists_the_commands():
     command = Path(sys.executable).parent / "deeplab-mobile"
     proc = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and all(name in proc.stdout for name in cli.COMMANDS)
+
+
+def test_the_configs_are_found_beside_the_package_when_no_checkout_is(tmp_path):
+    """A wheel installs conf/ as deeplab_mobile/conf; with no checkout's conf/ beside the package, that is read."""
+    import shutil
+
+    from deeplab_mobile.config import paths
+
+    package = tmp_path / "site" / "deeplab_mobile"
+    shutil.copytree(ROOT / "conf", package / "conf")
+    (package / "config").mkdir()
+    fake = package / "config" / "paths.py"
+    assert paths.config_dir() == ROOT / "conf"  # this checkout
+    real = paths.__file__
+    try:
+        paths.__file__ = str(fake)
+        assert paths.config_dir() == package / "conf"
+    finally:
+        paths.__file__ = real

@@ -24,12 +24,12 @@ from tqdm import tqdm
 from ..compare import compare_runs
 from ..files import write_json, write_text
 
-TRAIN = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+TRAIN = ["-m", "deeplab_mobile", "train"]  # the installed command: a checkout's scripts/ need not be there
 QUICKSTART = ["recipe=cpu_synthetic", "head=no_aspp", "width=0.5"]
-# torch.backends.mkldnn has no variable: a variant without oneDNN runs the training script through this
+# torch.backends.mkldnn has no variable: a variant without oneDNN runs the training command through this
 NO_ONEDNN = (
-    "import runpy, sys, torch; torch.backends.mkldnn.enabled = False; sys.argv = sys.argv[1:]; "
-    "runpy.run_path(sys.argv[0], run_name='__main__')"
+    "import runpy, sys, torch; torch.backends.mkldnn.enabled = False; sys.argv = ['deeplab_mobile', *sys.argv[1:]]; "
+    "runpy.run_module('deeplab_mobile', run_name='__main__')"
 )
 
 
@@ -79,7 +79,7 @@ def train(v: Variant, folder: Path, iters: int, data_root: Path) -> float:
         f"hydra.run.dir='{folder}'",  # quoted: a variant's folder name holds "="
         *v.overrides,
     ]
-    command = [sys.executable, str(TRAIN), *args] if v.onednn else [sys.executable, "-c", NO_ONEDNN, str(TRAIN), *args]
+    command = [sys.executable, *TRAIN, *args] if v.onednn else [sys.executable, "-c", NO_ONEDNN, "train", *args]
     start = time.perf_counter()
     done = subprocess.run(command, env={**os.environ, **v.env}, capture_output=True, text=True, check=False)
     if done.returncode:

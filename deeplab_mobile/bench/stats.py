@@ -27,6 +27,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from ..config.paths import config_dir
 from ..data import EvalTransform, Normalize, VOCSegmentation, mean_pixel
 from ..data.loader import eval_loader
 from ..data.synthetic import write_synthetic_voc
@@ -38,7 +39,6 @@ from ..models import build_model
 from ..runfolder import RunFolder
 from ..stats import SAMPLES, bootstrap_miou
 
-REPO = Path(__file__).resolve().parents[2]
 HEADS = ("aspp", "no_aspp", "lraspp", "deeplabv3plus")
 
 
@@ -66,7 +66,7 @@ def fake_sweep(root: Path, per_image: np.ndarray, names: list[str], runs: int, r
     """``runs`` run folders (variants x seeds) with val and test records whose matrices are the evaluation's,
     with a share of each image's pixels moved off the diagonal (a variant and seed of its own)."""
     seeds = max(1, runs // 8)
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         for i in range(runs):
             head, width, seed = HEADS[i // seeds % 4], (0.5, 1.0)[i // seeds // 4 % 2], i % seeds
             overrides = ["recipe=cpu_synthetic", f"head={head}", f"width={width}", f"trainer.seed={seed}"]
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sweep = out / "sweep"
     fake_sweep(sweep, result.per_image, result.names, args.runs, np.random.default_rng(0))
-    command = [sys.executable, str(REPO / "scripts" / "ablation_table.py"), str(sweep)]
+    command = [sys.executable, "-m", "deeplab_mobile", "ablation-table", str(sweep)]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     report = time.perf_counter() - start

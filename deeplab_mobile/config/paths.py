@@ -40,6 +40,14 @@ def quant_dir(run_dir, weights, onnx, out_dir) -> str:
     return str(Path("outputs/quantize") / (Path(str(weights)).stem if weights else Path(str(onnx)).parent.name))
 
 
+def config_dir() -> Path:
+    """The folder of the configs: ``conf/`` beside the package in a source checkout (an editable install reads the
+    checkout's, as edited), else the copy a wheel installs inside the package (``deeplab_mobile/conf``)."""
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent / "conf"
+    return checkout if (checkout / "train.yaml").is_file() else package / "conf"
+
+
 RESOLVERS = {"eval_dir": eval_dir, "export_dir": export_dir, "quant_dir": quant_dir}
 
 
