@@ -84,6 +84,7 @@ COMMANDS = {
     "numerics-probe": Command("apps.numerics:main", "what moves a training's weights"),
     "replay": Command("apps.replay:main", "one iteration of a run, operator by operator"),
     "convert-weights": Command("apps.convert_weights:main", "official checkpoints -> model files"),
+    "weights": Command("apps.weights:main", "published weights by name: the table, downloads"),
     "make-synthetic": Command("apps.make_synthetic:main", "write the generated dataset"),
     "prepare-voc": Command("apps.prepare_voc:main", "VOC + SBD trainaug"),
     "ablation-table": Command("ablation.report:main", "a sweep's ablation table"),

@@ -21,7 +21,8 @@ from .complexity import TABLE7_SIZE
 from .deploy.executorch import PTE_SUFFIX
 from .deploy.meta import ExportMeta, read_export_meta
 from .errors import InvalidValue, MissingFile
-from .models.pretrained import ModelFile, load_model_file
+from .models.build import load_model_file
+from .models.pretrained import ModelFile
 
 EXPORT_SUFFIXES = {".onnx": "ONNX file", PTE_SUFFIX: "ExecuTorch program"}
 KINDS = ("run", "model_file", "onnx", "pte", "config")

@@ -99,3 +99,17 @@ def test_the_table_module_holds_the_papers_rows_and_recounts_them():
             counted = recount(row)
             assert (counted["params"], counted["madds"]) == (count_params(model), count_madds(model, 513))
     assert len({r.variant for r in (*TABLE7, LAST_TAP_ROW)}) == len(TABLE7) + 1
+
+
+def test_the_published_weights_carry_their_networks_params_and_madds():
+    """Each zoo entry's Params and MAdds are the counter's on the network its model file builds."""
+    from deeplab_mobile import zoo
+    from deeplab_mobile.complexity import count_madds, count_params
+    from deeplab_mobile.models import build_model
+    from deeplab_mobile.models.pretrained import ModelFile
+
+    for w in zoo.ZOO.values():
+        info = ModelFile(w.config(), (0.5,) * 3, (0.5,) * 3, w.class_names())
+        with torch.device("meta"):
+            model = build_model(**info.build_args())
+        assert (count_params(model), count_madds(model, 513)) == (w.params, w.madds), w.name

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidValue
+from ..models.build import build_model
 from ..models.encoders import MobileNetV2Encoder
 from ..models.encoders.mobilenet_v2 import WIDTHS
 from ..models.pretrained import ModelFile, save_model_file
@@ -260,7 +261,7 @@ def convert_checkpoint(
             classes=names,
             source=f"{source.kind}: {Path(src).name}",
         )
-        model = info.build()
+        model = build_model(**info.build_args())
         own = model.state_dict()
         bad = [k for k in own if k in state and own[k].shape != state[k].shape]
         if bad:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .build import HEAD_LABELS, HEADS, HeadSpec, build_model, describe_model, head_label
+from .build import HEAD_LABELS, HEADS, HeadSpec, build_model, describe_model, head_label, load_model_file
 from .encoders import ENCODERS, Encoder
 from .heads import DeepLabHead, DeepLabV3PlusHead, LRASPPHead
 from .segmentor import DeepLabV3, output_stride
@@ -20,5 +20,6 @@ __all__ = [
     "build_model",
     "describe_model",
     "head_label",
+    "load_model_file",
     "output_stride",
 ]

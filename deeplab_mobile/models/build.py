@@ -18,7 +18,9 @@ from torch import nn
 from ..errors import InvalidValue
 from .encoders import ENCODERS, Encoder
 from .heads import DeepLabHead, DeepLabV3PlusHead, LRASPPHead
+from .pretrained import ModelFile, load_weights, read_model_file
 from .segmentor import DeepLabV3
+from .weights import WeightsError
 
 # the arguments the segmentor (or the run's top-level keys) gives every head: not a head's own defaults
 SUPPLIED = ("in_channels", "output_stride", "levels", "num_classes", "bn")
@@ -73,12 +75,21 @@ def build_model(
     geometry: str = "torch",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    weights: str | Path | None = None,
 ) -> DeepLabV3:
     """A DeepLabv3 model. ``encoder``: a name in ``ENCODERS`` (built with ``width``, ``output_stride``, ``tap``,
     ``encoder_weights``, ``bn``) or a built encoder (Hydra's, from ``conf/encoder/``); ``head``: a name in
     ``HEADS`` (its defaults, ``num_classes``, ``bn``, ``separable`` where given) or a head factory (Hydra's partial,
     from ``conf/head/``). ``mean``/``std`` replace the encoder's input normalisation (0-1 pixel scale) for weights
-    trained with another one (DeepLab's official checkpoints: 0.5 / 0.5)."""
+    trained with another one (DeepLab's official checkpoints: 0.5 / 0.5).
+
+    ``weights``: a model file, or the name of published weights (``zoo``: downloaded and converted on first use):
+    the network is the weights' own, with them loaded, at ``output_stride``; an architecture argument given as well
+    must agree with it."""
+    if weights is not None:
+        given = {"encoder": encoder, "head": head, "width": width, "num_classes": num_classes}
+        defaults = {"encoder": "mobilenet_v2", "head": "aspp", "width": 1.0, "num_classes": 21}
+        return _with_weights(weights, output_stride, {k: v for k, v in given.items() if v != defaults[k]})
     enc = (
         encoder
         if isinstance(encoder, Encoder)
@@ -90,6 +101,27 @@ def build_model(
             raise InvalidValue(f"mean and std are given together, 3 values each; got mean={mean}, std={std}")
         enc.mean, enc.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     return DeepLabV3(enc, make_head, geometry=geometry)
+
+
+def load_model_file(path: str | Path, output_stride: int | None = None) -> tuple[DeepLabV3, ModelFile]:
+    """The model a model file (or published weights' name, ``zoo``) holds, with its weights, at ``output_stride``
+    (default: the file's own)."""
+    info, state = read_model_file(path)
+    try:
+        model = build_model(**info.build_args(output_stride))
+    except ValueError as exc:
+        raise WeightsError(f"{path}: {exc}") from exc
+    load_weights(model, state, path)
+    return model, info
+
+
+def _with_weights(weights: str | Path, output_stride: int, given: dict) -> DeepLabV3:
+    model, info = load_model_file(weights, output_stride=output_stride)
+    clash = {k: (v, info.config.get(k)) for k, v in given.items() if info.config.get(k) != v}
+    if clash:
+        said = ", ".join(f"{k}={v!r} (the weights': {w!r})" for k, (v, w) in clash.items())
+        raise InvalidValue(f"weights={weights}: the network is the weights' own; {said}")
+    return model
 
 
 def encoder_by_name(name: str, width, output_stride, tap, weights, bn) -> Encoder:

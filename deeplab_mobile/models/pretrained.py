@@ -23,7 +23,6 @@ import torch
 
 from ..errors import InvalidValue, load_failure
 from ..files import atomic_path
-from . import build_model
 from .segmentor import DeepLabV3
 from .weights import WeightsError
 
@@ -42,10 +41,6 @@ class ModelFile:
     classes: tuple[str, ...]
     source: str = ""
     extra: dict = field(default_factory=dict)
-
-    def build(self, output_stride: int | None = None) -> DeepLabV3:
-        """The network the file describes (random weights), at ``output_stride`` or the file's own."""
-        return build_model(**self.build_args(output_stride))
 
     def build_args(self, output_stride: int | None = None) -> dict:
         """``build_model``'s arguments for the network the file describes (a run's config records them)."""
@@ -81,8 +76,11 @@ def save_model_file(path: str | Path, model: DeepLabV3, info: ModelFile) -> Path
 
 
 def read_model_file(path: str | Path) -> tuple[ModelFile, dict[str, torch.Tensor]]:
-    """The file's description and state dict; a ``WeightsError`` naming the file for anything else."""
-    path = Path(path)
+    """The file's description and state dict; a ``WeightsError`` naming the file for anything else. A published
+    weights name (``zoo``) is its cached model file, downloaded and converted on first use."""
+    from ..zoo import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise WeightsError(f"{path}: model file not found")
     try:
@@ -114,17 +112,6 @@ def read_model_file(path: str | Path) -> tuple[ModelFile, dict[str, torch.Tensor
         extra=dict(obj.get("extra") or {}),
     )
     return info, obj["state_dict"]
-
-
-def load_model_file(path: str | Path, output_stride: int | None = None) -> tuple[DeepLabV3, ModelFile]:
-    """The model a model file holds, with its weights, at ``output_stride`` (default: the file's own)."""
-    info, state = read_model_file(path)
-    try:
-        model = info.build(output_stride)
-    except ValueError as exc:
-        raise WeightsError(f"{path}: {exc}") from exc
-    load_weights(model, state, path)
-    return model, info
 
 
 def load_weights(model: DeepLabV3, state: dict, path: str | Path, other_classes: bool = False) -> tuple[str, ...]:

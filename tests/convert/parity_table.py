@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from deeplab_mobile.convert import convert_checkpoint
-from deeplab_mobile.models.pretrained import load_model_file
+from deeplab_mobile.models import load_model_file
 from tests.convert.test_convert import hf_model, random_state, tf_variables, write_frozen_graph, write_tf_checkpoint
 
 tmp = Path(tempfile.mkdtemp())

@@ -18,8 +18,7 @@ from transformers import MobileNetV2Config, MobileNetV2ForSemanticSegmentation
 
 from deeplab_mobile.convert import convert_checkpoint
 from deeplab_mobile.data.voc import CLASSES
-from deeplab_mobile.models import build_model
-from deeplab_mobile.models.pretrained import load_model_file
+from deeplab_mobile.models import build_model, load_model_file
 from deeplab_mobile.models.weights import WeightsError
 from tests.convert.tf_bundle import write_checkpoint
 from tests.helpers import ROOT
