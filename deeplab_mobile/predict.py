@@ -35,6 +35,7 @@ from .deploy.resize import interpolation_matrix
 from .engine.evaluator import mean_padded, predict_probs
 from .engine.tiling import Tiling, available_bytes, tiled_labels, tiled_probs, whole_image_bytes
 from .errors import InvalidValue
+from .hub import is_hub_folder
 from .source import ModelSource, open_file
 
 MAX_SIZE = 513  # DeepLab's demo scales an image's long side to this; VOC images are at most 500 pixels
@@ -120,7 +121,7 @@ class Segmenter:
         (``source.open_file``; a training run folder too: ``deeplab_mobile.config.source.load_segmenter``).
         ``threads``: the runtime's threads for an export (PyTorch's are ``torch.set_num_threads``)."""
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() and not is_hub_folder(path):
             raise InvalidValue(
                 f"{path}: a folder; this reads a model file (.pt) or an export. A training run folder loads with "
                 "deeplab_mobile.config.source.load_segmenter(path), which builds the run's network from its config"

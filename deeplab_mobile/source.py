@@ -21,6 +21,7 @@ from .complexity import TABLE7_SIZE
 from .deploy.executorch import PTE_SUFFIX
 from .deploy.meta import ExportMeta, read_export_meta
 from .errors import InvalidValue, MissingFile
+from .hub import is_hub_folder, load_pretrained, looks_like_id
 from .models.build import load_model_file
 from .models.pretrained import ModelFile
 
@@ -65,7 +66,7 @@ class ModelSource:
     @property
     def pytorch(self) -> bool:
         """Whether ``model`` is the PyTorch network (not the runner of an exported file)."""
-        return self.kind in ("run", "model_file", "config")
+        return self.kind in ("run", "model_file", "config", "hub")
 
 
 def open_file(path: str | Path, output_stride: int | None = None, threads: int | None = None) -> ModelSource:
@@ -74,6 +75,8 @@ def open_file(path: str | Path, output_stride: int | None = None, threads: int |
     path = Path(path)
     if path.suffix in EXPORT_SUFFIXES:
         return open_export(path, output_stride, threads)
+    if is_hub_folder(path) or looks_like_id(path):
+        return open_hub(path, output_stride)
     if path.is_dir():
         raise InvalidValue(
             f"{path}: a folder that is not a training run (no .hydra/config.yaml); give a run folder, a model file "
@@ -83,6 +86,15 @@ def open_file(path: str | Path, output_stride: int | None = None, threads: int |
     return ModelSource.of_model(
         "model_file", path, model, info.classes, origin={"weights": str(path), "source": info.source}, file=info
     )
+
+
+def open_hub(path: Path, output_stride: int | None = None) -> ModelSource:
+    """A Hub folder of this library (``hub``), or a Hub id."""
+    hub = load_pretrained(path)
+    model = hub.model
+    if output_stride is not None:
+        model.set_output_stride(output_stride)
+    return ModelSource.of_model("hub", path, model, tuple(hub.classes), origin={"hub": str(path)})
 
 
 def open_export(path: Path, output_stride: int | None = None, threads: int | None = None) -> ModelSource:

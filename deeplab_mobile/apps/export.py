@@ -1,6 +1,8 @@
 """The export app: a run folder's model, a model file's (``weights=FILE``) or a configuration's (random weights) to
 ONNX (``format=onnx``) or to an ExecuTorch program for XNNPACK (``format=pte``) for devices, checked against
-PyTorch with the format's runtime (``scripts/export.py`` is its command line; docs/export.md).
+PyTorch with the format's runtime, or to a Hugging Face Hub folder (``format=hub``: safetensors, config.json and a
+model card with the run's scores, data, recipe and environment; ``hub.py``) to share
+(``scripts/export.py`` is its command line; docs/export.md).
 
 The input is the normalised image (N, 3, H, W) float32 (the encoder's mean/std, as in training). Written: the
 .onnx or .pte file and export.json (settings, input/output, file size, and the parity of the runtime against
@@ -9,25 +11,28 @@ PyTorch: max |logit difference| and argmax agreement on random inputs).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..config.source import from_config
 from ..data.voc import CLASSES as VOC_CLASSES
 from ..deploy import export_onnx
 from ..deploy.executorch import PteSegmentor, export_pte
 from ..deploy.meta import FREE, ExportMeta, OutputSpec, write_export_meta
+from ..environment import RECORD
 from ..errors import InvalidValue
 from ..extras import require
-from ..runfolder import check_writable
+from ..hub import save_pretrained
+from ..runfolder import RunFolder, check_writable
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ".onnx", "pte": ".pte"}  # ONNX (ONNX Runtime) | ExecuTorch (XNNPACK delegate)
+FORMATS = {"onnx": ".onnx", "pte": ".pte", "hub": ""}  # ONNX Runtime | ExecuTorch (XNNPACK) | a Hub folder
 
 
 def parity(model: torch.nn.Module, run, sizes, labels: str | None, seed: int = 0) -> list[dict]:
@@ -69,6 +74,8 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
             "free sizes come as feature-resolution logits from scripts/quantize.py executorch=true"
         )
     check_writable(out_dir, "the export's folder (out_dir=)")  # before any work
+    if cfg.format == "hub":
+        return export_hub(cfg, out_dir)
     source = from_config(cfg, keys=("run_dir", "weights"), build=True, output_stride=cfg.os)
     model = source.model.eval()
     size = tuple(cfg.size)
@@ -101,6 +108,67 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         log.info("%s vs PyTorch at %dx%d: %sargmax agreement %.5f", runtime, *c["size"], diff, c["argmax_agreement"])
     log.info("wrote %s (%.2f MB) and export.json", path, meta.extra["bytes"] / 1e6)
     return meta.to_dict()
+
+
+def export_hub(cfg: DictConfig, out_dir: Path) -> dict:
+    """The run's (or model file's) network and weights as a Hub folder in ``out_dir``, with a card of what it is."""
+    source = from_config(cfg, keys=("run_dir", "weights"), build=True, output_stride=cfg.os)
+    if source.kind == "config":
+        raise InvalidValue("format=hub shares trained weights: give run_dir= or weights=")
+    card = hub_card(source)
+    save_pretrained(source.model.eval(), out_dir, list(source.classes), card)
+    log.info("wrote the Hub folder %s (model.safetensors, config.json, README.md)", out_dir)
+    return {"hub": str(out_dir), **card}
+
+
+def hub_card(source) -> dict:
+    """What a Hub folder's card says of a run: its scores with their intervals (its own evaluation and later
+    ones), the data it trained on, its recipe (the command line's overrides), the environment; of a model file,
+    where it came from."""
+    card: dict = {"title": f"DeepLabv3 on MobileNetV2: {Path(str(source.path)).name}", "source": source.origin}
+    if source.run is None:
+        return card
+    folder = RunFolder(source.path)
+    records = [folder.metrics, *sorted(folder.eval.glob("*/metrics.json"))]
+    scores = []
+    for record in (r for r in records if r.is_file()):
+        metrics = json.loads(record.read_text())
+        for mode in ("ss", "mf"):
+            if isinstance(metrics.get(mode), dict) and "miou" in metrics[mode]:
+                scores.append(
+                    {
+                        "split": metrics.get("split", "val"),
+                        "mode": mode,
+                        "miou": metrics[mode]["miou"],
+                        "ci95": metrics[mode].get("miou_ci95"),
+                    }  # fmt: skip
+                )
+    card["scores"] = scores
+    data = source.run.data
+    card["data"] = {"name": str(data.name), "train_split": str(data.train_split), "val_split": str(data.val_split)}
+    environment = folder.path / RECORD
+    if environment.is_file():
+        env = json.loads(environment.read_text())
+        card["data"]["manifest_sha256"] = (env.get("data") or {}).get("sha256")
+        card["environment"] = {
+            "torch": (env.get("torch_build") or {}).get("torch"),
+            "cpu": (env.get("cpu") or {}).get("model"),
+            "deterministic": bool(env.get("deterministic")),
+            "code": (env.get("code") or {}).get("commit"),
+        }
+    run = source.run
+    card["recipe"] = {
+        "command": "python scripts/train.py " + " ".join(OmegaConf.load(folder.overrides))
+        if folder.overrides.is_file()
+        else None,
+        "optimizer": str(OmegaConf.select(run, "optim._target_", default="")).rsplit(".", 1)[-1],
+        "lr": OmegaConf.select(run, "optim.lr", default=None),
+        "iterations": OmegaConf.select(run, "trainer.iters", default=None),
+        "batch_size": OmegaConf.select(run, "data.batch_size", default=None),
+        "crop_size": OmegaConf.select(run, "data.crop_size", default=None),
+        "seed": OmegaConf.select(run, "trainer.seed", default=None),
+    }
+    return card
 
 
 def config_classes(model) -> list[str] | None:

@@ -17,17 +17,26 @@ def eval_dir(run_dir, weights, out_dir) -> str:
     return str(out_dir or run_dir or Path("outputs/eval") / Path(str(weights)).stem)
 
 
+SUBFOLDERS = {"pte": "executorch", "hub": "hub"}  # each file with its own export.json; a Hub folder of its own
+
+
 def export_dir(run_dir, weights, now, format="onnx", out_dir=None) -> str:
-    """An export's folder: ``out_dir``, ``<run>/export``, ``outputs/export/<model file name>``, or
-    ``outputs/export/<time>`` for a configuration with random weights; an ExecuTorch program (``format=pte``) in its
-    ``executorch`` subfolder, so each file has its own export.json."""
+    """An export's folder: ``out_dir`` as given, else ``<run>/export``, ``outputs/export/<model file name>``, or
+    ``outputs/export/<time>`` for a configuration with random weights, an ExecuTorch program (``format=pte``) and a
+    Hub folder (``format=hub``) in a subfolder of their own."""
     if out_dir:
-        base = Path(out_dir)
-    elif run_dir:
+        return str(out_dir)
+    if run_dir:
         base = Path(run_dir) / "export"
     else:
         base = Path("outputs/export") / (Path(str(weights)).stem if weights else str(now))
-    return str(base / "executorch" if format == "pte" else base)
+    return str(base / SUBFOLDERS[format] if format in SUBFOLDERS else base)
+
+
+def export_subdir(format) -> str | None:
+    """Where Hydra keeps an export's config: ``.hydra`` beside the file, nowhere in a Hub folder (which is shared
+    as it is)."""
+    return None if format == "hub" else ".hydra"
 
 
 def quant_dir(run_dir, weights, onnx, out_dir) -> str:
@@ -48,7 +57,7 @@ def config_dir() -> Path:
     return checkout if (checkout / "train.yaml").is_file() else package / "conf"
 
 
-RESOLVERS = {"eval_dir": eval_dir, "export_dir": export_dir, "quant_dir": quant_dir}
+RESOLVERS = {"eval_dir": eval_dir, "export_dir": export_dir, "export_subdir": export_subdir, "quant_dir": quant_dir}
 
 
 def register() -> None:
