@@ -19,7 +19,6 @@ Plain Python and torch.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .data.manifest import file_sha256
 from .files import atomic_path, write_json
 from .models.weights import WeightsError
 
@@ -194,14 +194,6 @@ def resolve(value: str | Path) -> Path:
 def url_of(weights: ZooWeights) -> str:
     mirror = os.environ.get("DEEPLAB_MOBILE_ZOO_MIRROR")
     return f"{mirror.rstrip('/')}/{weights.archive}" if mirror else weights.url
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(name: str, *, progress: bool = True) -> Path:
