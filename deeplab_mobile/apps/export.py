@@ -121,6 +121,15 @@ def export_hub(cfg: DictConfig, out_dir: Path) -> dict:
     return {"hub": str(out_dir), **card}
 
 
+RECIPE_KEYS = {
+    "lr": "optim.lr",
+    "iterations": "trainer.iters",
+    "batch_size": "data.batch_size",
+    "crop_size": "data.crop_size",
+    "seed": "trainer.seed",
+}
+
+
 def hub_card(source) -> dict:
     """What a Hub folder's card says of a run: its scores with their intervals (its own evaluation and later
     ones), the data it trained on, its recipe (the command line's overrides), the environment; of a model file,
@@ -161,12 +170,8 @@ def hub_card(source) -> dict:
         "command": "python scripts/train.py " + " ".join(OmegaConf.load(folder.overrides))
         if folder.overrides.is_file()
         else None,
-        "optimizer": str(OmegaConf.select(run, "optim._target_", default="")).rsplit(".", 1)[-1],
-        "lr": OmegaConf.select(run, "optim.lr", default=None),
-        "iterations": OmegaConf.select(run, "trainer.iters", default=None),
-        "batch_size": OmegaConf.select(run, "data.batch_size", default=None),
-        "crop_size": OmegaConf.select(run, "data.crop_size", default=None),
-        "seed": OmegaConf.select(run, "trainer.seed", default=None),
+        "optimizer": str(OmegaConf.select(run, "optim._target_")).rsplit(".", 1)[-1],
+        **{name: OmegaConf.select(run, key) for name, key in RECIPE_KEYS.items()},  # None where a run lacks one
     }
     return card
 

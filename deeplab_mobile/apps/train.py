@@ -45,7 +45,7 @@ from ..errors import ProjectError
 from ..files import write_json
 from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
-from ..runfolder import Attempt, RunFolder
+from ..runfolder import BOARD, Attempt, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class TrainingRun:
                     "trainer.deterministic=true: %s",
                     " ".join(f"{k}={v}" for k, v in self.determinism["pinned_env"].items()),
                 )
-        self.board = Board(self.out_dir / "tb", enabled=self.env.main)
+        self.board = Board(self.folder.path / BOARD, enabled=self.env.main)
         # Hydra leaves the run folder to this app (conf/train.yaml: hydra.output_subdir null); a folder dataset's
         # classes and the network of weights= are in the config written here, not in the command line's
         if self.env.main:
