@@ -66,12 +66,14 @@ def resuming(cfg: DictConfig, out_dir: Path, then: str | None = None) -> bool:
 
 def finished(cfg: DictConfig, out_dir: Path) -> bool:
     """A resume (``true`` or ``auto``) of a run that is done: nothing to train or write, once its checkpoint is
-    known to be of these settings (another setting is refused, as for any resume)."""
+    known to be of these settings (another setting is refused, as for any resume). Asked before anything is built
+    (``train``, ``main``)."""
     folder = RunFolder(out_dir)
     if cfg.resume not in (True, "auto") or folder.state() != "done" or not folder.last_checkpoint.is_file():
         return False
     saved = saved_identity(load_checkpoint(folder.last_checkpoint))
     check_same_run(saved, identity(cfg), folder.last_checkpoint)
+    log.info("%s: done (status.json); nothing to do", out_dir)
     return True
 
 
@@ -220,7 +222,7 @@ class TrainingRun:
         self.cfg, self.out_dir, self.hydra = cfg, Path(out_dir), hydra
         self.folder = RunFolder(self.out_dir)
         self.attempt = attempt or Attempt(self.folder)
-        self.board, self.log_file, self.done_before = None, None, False
+        self.board, self.log_file = None, None
         self.held_log = held_log
         self.env = env = init_distributed(cfg.trainer.device)
         if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
@@ -368,15 +370,12 @@ class TrainingRun:
         self.board.examples("val/image_truth_prediction", examples, iteration)
 
     def start(self) -> None:
-        """Resume from the folder's checkpoint when resuming (a run that is done has nothing left to do:
-        ``done_before``); then the attempt begins: status, log, TensorBoard, the run's config beside it."""
+        """Resume from the folder's checkpoint when resuming; then the attempt begins: status, log, TensorBoard, the
+        run's config beside it."""
         trainer, cfg = self.trainer, self.cfg
         if self.resuming:
             state = load_checkpoint(trainer.ckpt_path, map_location=self.env.device)
             check_same_run(saved_identity(state), identity(cfg), trainer.ckpt_path)
-            if self.folder.state() == "done":
-                self.done_before = True
-                return
             log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
         if self.env.main:
             self.attempt.begin(trainer.iteration)
@@ -442,9 +441,6 @@ class TrainingRun:
     def run(self) -> dict:
         try:
             self.start()
-            if self.done_before:
-                log.info("%s: done at iteration %d; nothing to do", self.out_dir, self.trainer.iteration)
-                return json.loads(self.folder.metrics.read_text()) if self.folder.metrics.is_file() else {}
             self.trainer.fit()
             result = self.finish()
         except BaseException as exc:
@@ -473,7 +469,11 @@ def record_config(folder: RunFolder, cfg: DictConfig, hydra: DictConfig | None) 
 
 
 def train(cfg: DictConfig, out_dir: str | Path, hydra: DictConfig | None = None) -> dict:
-    """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content."""
+    """Train (or resume) the run in ``out_dir``; returns the final ``metrics.json`` content (a run that is done,
+    resumed, is not built again: ``finished``)."""
+    if finished(cfg, Path(out_dir)):
+        metrics = RunFolder(out_dir).metrics
+        return json.loads(metrics.read_text()) if metrics.is_file() else {}
     return TrainingRun(cfg, out_dir, hydra).run()
 
 
@@ -513,7 +513,6 @@ def main(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     try:
         resuming(cfg, out_dir, hint() if sweep else None)
         if finished(cfg, out_dir):
-            log.info("%s: done (status.json); nothing to do", out_dir)
             return
         attempt = Attempt(RunFolder(out_dir), lambda: record_config(RunFolder(out_dir), cfg, hydra_cfg))
 

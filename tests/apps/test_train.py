@@ -20,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import deeplab_mobile.apps.train as train_module
 from deeplab_mobile.apps.evaluate import evaluate_run
 from deeplab_mobile.apps.train import check_batch, train
 from deeplab_mobile.compare import compare_runs
@@ -161,6 +162,15 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_check
         train(tiny(synthetic_voc, "resume=true", "optim.lr=0.1"), out)
     with pytest.raises(RunFolderError, match="pass resume=true"):
         train(tiny(synthetic_voc), out)
+
+
+def test_resuming_a_run_that_is_done_returns_its_metrics_and_writes_nothing(reference, synthetic_voc, monkeypatch):
+    out, returned = reference
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setattr(train_module, "TrainingRun", None)  # nothing is built
+    for resume in ("true", "auto"):
+        assert train(tiny(synthetic_voc, f"resume={resume}"), out) == json.loads((out / "metrics.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_resume_true_needs_a_checkpoint_and_auto_starts_without_one(synthetic_voc, tmp_path):
