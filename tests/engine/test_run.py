@@ -124,17 +124,22 @@ def test_a_refused_start_leaves_a_run_as_it_was_and_a_finished_run_stays_done(tm
     assert attempts[-3]["reason"] == "later"
 
 
+def exit_status(job, folder) -> int:
+    """The status a guarded ``job`` exits with (it must exit), the SIGTERM flag cleared after it."""
+    try:
+        with pytest.raises(SystemExit) as ended:
+            run_guarded(job, begun(folder), (ValueError,))
+    finally:
+        Terminated.received = False
+    return ended.value.code
+
+
 def test_sigterm_unwinds_the_job_and_exits_with_143(tmp_path):
     def job():
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not interrupt the job")
 
-    try:
-        with pytest.raises(SystemExit) as ended:
-            run_guarded(job, begun(tmp_path), (ValueError,))
-    finally:
-        Terminated.received = False
-    assert ended.value.code == 128 + signal.SIGTERM
+    assert exit_status(job, tmp_path) == 128 + signal.SIGTERM
     assert state(tmp_path)["state"] == "interrupted" and "SIGTERM" in state(tmp_path)["reason"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
 
@@ -149,9 +154,4 @@ def test_sigterm_inside_a_reader_is_an_interruption_not_its_failure(tmp_path):
             raise ValueError(f"x.png: unreadable mask ({exc})") from exc
         raise AssertionError("SIGTERM did not interrupt the job")
 
-    try:
-        with pytest.raises(SystemExit) as ended:
-            run_guarded(job, begun(tmp_path), (ValueError,))
-    finally:
-        Terminated.received = False
-    assert ended.value.code == 128 + signal.SIGTERM and state(tmp_path)["state"] == "interrupted"
+    assert exit_status(job, tmp_path) == 128 + signal.SIGTERM and state(tmp_path)["state"] == "interrupted"
