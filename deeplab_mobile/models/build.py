@@ -88,8 +88,8 @@ def build_model(
     must agree with it."""
     if weights is not None:
         given = {"encoder": encoder, "head": head, "width": width, "num_classes": num_classes}
-        defaults = {"encoder": "mobilenet_v2", "head": "aspp", "width": 1.0, "num_classes": 21}
-        return _with_weights(weights, output_stride, {k: v for k, v in given.items() if v != defaults[k]})
+        default = inspect.signature(build_model).parameters  # an argument left at its default is not a choice
+        return _with_weights(weights, output_stride, {k: v for k, v in given.items() if v != default[k].default})
     enc = (
         encoder
         if isinstance(encoder, Encoder)
