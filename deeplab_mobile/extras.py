@@ -2,7 +2,8 @@
 
 ``pip install deeplab-mobile`` carries what building, training and evaluating models and writing reports need. The
 rest is in extras (pyproject.toml): ``deploy`` (ONNX export, ONNX Runtime, INT8, quantization-aware training,
-ExecuTorch), ``sweep`` (the joblib and Slurm launchers) and ``dev`` (all of it, and the test tools).
+ExecuTorch), ``litert`` (LiteRT export and its interpreter), ``openvino`` (OpenVINO IR and its runtime), ``sweep``
+(the joblib and Slurm launchers) and ``dev`` (all of it, and the test tools).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ EXTRAS = {
     "onnxruntime": ("onnxruntime", "deploy"),
     "torchao": ("torchao", "deploy"),
     "executorch": ("executorch", "deploy"),
+    "litert_torch": ("litert-torch", "litert"),
+    "ai_edge_litert": ("ai-edge-litert", "litert"),
+    "openvino": ("openvino", "openvino"),
     "submitit": ("submitit", "sweep"),
     "hydra_plugins.hydra_joblib_launcher": ("hydra-joblib-launcher", "sweep"),
     "hydra_plugins.hydra_submitit_launcher": ("hydra-submitit-launcher", "sweep"),

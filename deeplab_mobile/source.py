@@ -18,15 +18,15 @@ from typing import Any
 from torch import nn
 
 from .complexity import TABLE7_SIZE
-from .deploy.executorch import PTE_SUFFIX
 from .deploy.meta import ExportMeta, read_export_meta
+from .deploy.open import RUNTIMES, check_content, open_exported  # runtimes import their packages when used
 from .errors import InvalidValue, MissingFile
 from .hub import is_hub_folder, load_pretrained, looks_like_id
 from .models.build import load_model_file
 from .models.pretrained import ModelFile
 
-EXPORT_SUFFIXES = {".onnx": "ONNX file", PTE_SUFFIX: "ExecuTorch program"}
-KINDS = ("run", "model_file", "onnx", "pte", "config")
+EXPORT_SUFFIXES = {suffix: what for suffix, (_, what) in RUNTIMES.items()}
+KINDS = ("run", "model_file", *(kind for kind, _ in RUNTIMES.values()), "config", "hub")
 
 
 @dataclass
@@ -80,7 +80,7 @@ def open_file(path: str | Path, output_stride: int | None = None, threads: int |
     if path.is_dir():
         raise InvalidValue(
             f"{path}: a folder that is not a training run (no .hydra/config.yaml); give a run folder, a model file "
-            "(.pt) or an export (.onnx, .pte)"
+            f"(.pt) or an export ({', '.join(EXPORT_SUFFIXES)})"
         )
     model, info = load_model_file(path, output_stride=output_stride)
     return ModelSource.of_model(
@@ -98,15 +98,14 @@ def open_hub(path: Path, output_stride: int | None = None) -> ModelSource:
 
 
 def open_export(path: Path, output_stride: int | None = None, threads: int | None = None) -> ModelSource:
-    from .deploy.open import open_exported  # the runtimes' modules import their optional packages when used
-
     if not path.is_file():
         raise MissingFile(f"{path}: {EXPORT_SUFFIXES[path.suffix]} not found")
+    check_content(path)  # a file of another runtime, before its export.json is read
     meta = read_export_meta(path)
     if output_stride is not None and output_stride != meta.os:
         raise InvalidValue(f"{path}: exported at output stride {meta.os}; re-export for another")
     static = meta.static
-    kind = "onnx" if path.suffix == ".onnx" else "pte"
+    kind = RUNTIMES[path.suffix][0]
     return ModelSource(
         kind=kind,
         path=path,

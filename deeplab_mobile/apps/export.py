@@ -1,12 +1,13 @@
 """The export app: a run folder's model, a model file's (``weights=FILE``) or a configuration's (random weights) to
-ONNX (``format=onnx``) or to an ExecuTorch program for XNNPACK (``format=pte``) for devices, checked against
-PyTorch with the format's runtime, or to a Hugging Face Hub folder (``format=hub``: safetensors, config.json and a
-model card with the run's scores, data, recipe and environment; ``hub.py``) to share
+ONNX (``format=onnx``), an ExecuTorch program for XNNPACK (``format=pte``), a LiteRT model (``format=tflite``) or
+OpenVINO IR (``format=openvino``; also from an ONNX file, ``onnx=``, such as the quantize app's INT8 one) for
+devices, checked against PyTorch with the format's runtime, or to a Hugging Face Hub folder (``format=hub``:
+safetensors, config.json and a model card with the run's scores, data, recipe and environment; ``hub.py``) to share
 (``scripts/export.py`` is its command line; docs/export.md).
 
 The input is the normalised image (N, 3, H, W) float32 (the encoder's mean/std, as in training). Written: the
-.onnx or .pte file and export.json (settings, input/output, file size, and the parity of the runtime against
-PyTorch: max |logit difference| and argmax agreement on random inputs).
+exported file and export.json (settings, input/output, file size, and the parity of the runtime against PyTorch:
+max |logit difference| and argmax agreement on random inputs).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from ..config.source import from_config
 from ..data.voc import CLASSES as VOC_CLASSES
 from ..deploy import export_onnx
 from ..deploy.executorch import PteSegmentor, export_pte
-from ..deploy.meta import FREE, ExportMeta, OutputSpec, write_export_meta
+from ..deploy.litert import TfliteSegmentor, export_tflite
+from ..deploy.meta import FREE, ExportMeta, OutputSpec, read_export_meta, write_export_meta
+from ..deploy.open import check_content, export_bytes
+from ..deploy.openvino import OpenVinoSegmentor, export_openvino, onnx_to_openvino
 from ..environment import RECORD
 from ..errors import InvalidValue
 from ..extras import require
@@ -32,12 +36,15 @@ from ..runfolder import RunFolder, check_writable
 
 log = logging.getLogger(__name__)
 
-FORMATS = {"onnx": ".onnx", "pte": ".pte", "hub": ""}  # ONNX Runtime | ExecuTorch (XNNPACK) | a Hub folder
+# ONNX Runtime | ExecuTorch (XNNPACK) | LiteRT (XNNPACK) | OpenVINO | a Hub folder
+FORMATS = {"onnx": ".onnx", "pte": ".pte", "tflite": ".tflite", "openvino": ".xml", "hub": ""}
+STATIC = {"pte": "ExecuTorch program with the final resize", "tflite": "LiteRT model"}  # formats of one input size
 
 
 def parity(model: torch.nn.Module, run, sizes, labels: str | None, seed: int = 0) -> list[dict]:
     """The exported file run by its runtime (``run``: normalised NCHW tensor -> output tensor) against the same
-    module in PyTorch (unfolded, so the folding is checked too) on random inputs of each size."""
+    module in PyTorch (unfolded, so the folding is checked too), or another runner of it, on random inputs of each
+    size."""
     reference = model.eval()
     gen = torch.Generator().manual_seed(seed)
     results = []
@@ -46,7 +53,7 @@ def parity(model: torch.nn.Module, run, sizes, labels: str | None, seed: int = 0
         with torch.no_grad():
             logits = reference(x)
         out = run(x).numpy()
-        expected = logits.argmax(1).numpy()
+        expected = (logits.argmax(1) if logits.is_floating_point() else logits).numpy()  # a runner of labels
         row = {"size": [h, w]}
         if labels:
             row["argmax_agreement"] = float(np.mean(out == expected))
@@ -68,14 +75,18 @@ def onnx_runner(path: Path):
 def export(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.format not in FORMATS:
         raise InvalidValue(f"format={cfg.format!r}: choose one of {list(FORMATS)}")
-    if cfg.format == "pte" and cfg.dynamic:
+    if cfg.format in STATIC and cfg.dynamic:
         raise InvalidValue(
-            "format=pte: an ExecuTorch program with the final resize has a static size (dynamic=false); "
-            "free sizes come as feature-resolution logits from scripts/quantize.py executorch=true"
+            f"format={cfg.format}: a {STATIC[cfg.format]} has a static size (dynamic=false); free sizes come as "
+            "feature-resolution logits from scripts/quantize.py (executorch=true, litert=true)"
         )
+    if cfg.get("onnx") and cfg.format != "openvino":
+        raise InvalidValue(f"onnx= is converted to OpenVINO IR (format=openvino), not format={cfg.format}")
     check_writable(out_dir, "the export's folder (out_dir=)")  # before any work
     if cfg.format == "hub":
         return export_hub(cfg, out_dir)
+    if cfg.get("onnx"):
+        return export_onnx_file(cfg, out_dir)
     source = from_config(cfg, keys=("run_dir", "weights"), build=True, output_stride=cfg.os)
     model = source.model.eval()
     size = tuple(cfg.size)
@@ -85,11 +96,19 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         export_onnx(model, path, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset, resize=cfg.resize)
         runtime, checks = "ONNX Runtime", parity(model, onnx_runner(path), sizes, cfg.labels, cfg.parity.seed)
         extra = {"onnx": str(path), "opset": cfg.opset}
-    else:
+    elif cfg.format == "pte":
         export_pte(model, path, size, False, cfg.labels, cfg.fold_bn, resize=cfg.resize)
         runner = PteSegmentor(path, size=size, labels=bool(cfg.labels))
         runtime, checks = "ExecuTorch", parity(model, runner.raw, sizes, cfg.labels, cfg.parity.seed)
         extra = {"pte": str(path), "delegate": "XNNPACK"}
+    elif cfg.format == "tflite":
+        export_tflite(model, path, size, cfg.labels, cfg.fold_bn, resize=cfg.resize)
+        runner = TfliteSegmentor(path)
+        runtime, checks = "LiteRT", parity(model, runner.raw, sizes, cfg.labels, cfg.parity.seed)
+        extra = {"tflite": str(path), "delegate": "XNNPACK", "delegation": runner.delegation()}
+    else:
+        export_openvino(model, path, size, cfg.dynamic, cfg.labels, cfg.fold_bn, cfg.opset, resize=cfg.resize)
+        runtime, checks, extra = "OpenVINO", *openvino_parity(path, model, sizes, cfg.labels, cfg.parity.seed)
     shape = FREE if cfg.dynamic else [1, 3, *size]
     output = OutputSpec("labels", cfg.labels) if cfg.labels else OutputSpec()
     meta = ExportMeta.of(model, source.classes if source.kind != "config" else config_classes(model), shape, output)
@@ -97,17 +116,73 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         **source.origin,
         "format": cfg.format,
         **extra,
-        "bytes": path.stat().st_size,
+        "bytes": export_bytes(path),
         "fold_bn": cfg.fold_bn,
         "resize": cfg.resize,
         "parity": checks,
     }
     write_export_meta(path, meta)
-    for c in checks:
-        diff = f"max |diff| {c['max_abs_diff']:.2e}, " if "max_abs_diff" in c else ""
-        log.info("%s vs PyTorch at %dx%d: %sargmax agreement %.5f", runtime, *c["size"], diff, c["argmax_agreement"])
+    log_parity(runtime, "PyTorch", checks)
     log.info("wrote %s (%.2f MB) and export.json", path, meta.extra["bytes"] / 1e6)
     return meta.to_dict()
+
+
+def log_parity(runtime: str, reference: str, checks: list[dict]) -> None:
+    for c in checks:
+        diff = f"max |diff| {c['max_abs_diff']:.2e}, " if "max_abs_diff" in c else ""
+        what = f"{runtime} ({c['precision']})" if "precision" in c else runtime
+        log.info("%s vs %s at %dx%d: %sargmax agreement %.5f", what, reference, *c["size"], diff, c["argmax_agreement"])
+
+
+def openvino_parity(path: Path, reference, sizes, labels, seed: int) -> tuple[list[dict], dict]:
+    """The IR run in f32 against ``reference`` (a module, or a runner of the same network), and in bf16 as its
+    own, labelled rows (``precision``); what each layer type ran in, per precision."""
+    checks, precisions = [], {}
+    for precision in ("f32", "bf16"):
+        runner = OpenVinoSegmentor(path, precision=precision)
+        rows = parity(reference, runner.raw, sizes, labels, seed)
+        checks += [{**row, "precision": precision} for row in rows]
+        precisions[precision] = runner.executed_precisions()
+    return checks, {"openvino": str(path), "bin": str(path.with_suffix(".bin")), "executed": precisions}
+
+
+def export_onnx_file(cfg: DictConfig, out_dir: Path) -> dict:
+    """``onnx=FILE`` (float, or the quantize app's INT8 QDQ file) as OpenVINO IR: its ``export.json`` carried
+    over, the IR checked against ONNX Runtime running the same file."""
+    source = Path(str(cfg.onnx))
+    if not source.is_file():
+        raise InvalidValue(f"onnx={source}: file not found")
+    check_content(source)
+    meta = read_export_meta(source)  # before any work: an ONNX file without its description is named now
+    path = out_dir / (cfg.name or f"{source.stem}.xml")
+    onnx_to_openvino(source, path)
+    static = meta.static
+    sizes = [static] if static else [tuple(s) for s in cfg.parity.sizes]
+    checks, extra = openvino_parity(path, OnnxRunner(source), sizes, meta.labels and "labels", cfg.parity.seed)
+    meta.extra = {
+        "onnx_source": str(source),
+        **{k: v for k, v in meta.extra.items() if k not in ("onnx", "bytes", "parity", "format")},
+        "format": "openvino",
+        **extra,
+        "bytes": export_bytes(path),
+        "parity": checks,
+        "parity_reference": "ONNX Runtime on the ONNX file",
+    }
+    write_export_meta(path, meta)
+    log_parity("OpenVINO", "ONNX Runtime", checks)
+    log.info("wrote %s (%.2f MB) and export.json", path, meta.extra["bytes"] / 1e6)
+    return meta.to_dict()
+
+
+class OnnxRunner(torch.nn.Module):
+    """An ONNX file's output (ONNX Runtime) as a module: the reference of the parity of a file converted from it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.run = onnx_runner(path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)
 
 
 def export_hub(cfg: DictConfig, out_dir: Path) -> dict:

@@ -5,7 +5,9 @@ accuracy cost measured by the evaluator (``scripts/quantize.py`` is its command 
    ``export.json`` beside it (normalisation, geometry, classes), or the given ONNX file and its ``export.json``.
 2. ``calibration.images`` training images (seeded choice) through the evaluation's geometry: each padded
    bottom/right to ``eval.pad_to`` with the mean pixel, normalised, the padding set to the exact mean.
-3. ONNX Runtime's static quantization (``deploy.quantize``) -> ``model.int8.onnx``.
+3. ONNX Runtime's static quantization (``deploy.quantize``) -> ``model.int8.onnx``; with ``executorch=true`` and
+   ``litert=true`` the same network as XNNPACK programs and LiteRT models, float and INT8 (PT2E, from the same
+   calibration images); with ``openvino=true`` both ONNX files as OpenVINO IR (INT8 from the INT8 ONNX file).
 4. The float and INT8 ONNX models scored by ``engine.evaluator.evaluate`` on the val split (single scale, and MF +
    flip with ``eval.mf=true``), the same code that scores PyTorch models; the argmax agreement of the two on the
    labelled pixels; file sizes; ONNX Runtime latency at 1 and 2 threads.
@@ -25,7 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
-from ..bench.latency import ort_latency, pte_latency
+from ..bench.latency import openvino_latency, ort_latency, pte_latency, tflite_latency
 from ..config.data import open_data_split, prepare_data
 from ..config.evaluation import evaluation_data
 from ..config.paths import quant_dir
@@ -34,9 +36,11 @@ from ..data import EvalTransform, Normalize, TrainTransform, mean_pixel
 from ..data.loader import train_loader
 from ..data.transforms import pad_collate
 from ..deploy import export_onnx
-from ..deploy.executorch import MAX_SIDE, PTE_SUFFIX, PteSegmentor, export_pte, lower_to_pte
-from ..deploy.meta import FREE, ExportMeta, OutputSpec, write_export_meta
-from ..deploy.open import open_exported
+from ..deploy.executorch import MAX_SIDE, PTE_SUFFIX, export_pte, lower_to_pte
+from ..deploy.litert import TFLITE_SUFFIX, export_tflite
+from ..deploy.meta import FREE, ExportMeta, OutputSpec, read_export_meta, write_export_meta
+from ..deploy.open import export_bytes, open_exported
+from ..deploy.openvino import XML_SUFFIX, onnx_to_openvino
 from ..deploy.qat import SCHEDULES, convert, export_qdq_onnx, finetune, prepare_qat
 from ..deploy.quantize import METHODS, WEIGHT_TYPES, QuantizationError, check_float_model, quantize_model
 from ..engine.evaluator import evaluate, mean_padded, predict_probs
@@ -145,8 +149,11 @@ def check_settings(cfg: DictConfig) -> None:
             raise QuantizationError(f"qat.{key} must be a number of steps (>= 0) or null, got {value!r}")
     if int(cfg.calibration.images) < 1:
         raise QuantizationError(f"calibration.images must be at least 1, got {cfg.calibration.images}")
-    if cfg.executorch and cfg.onnx:
-        raise QuantizationError("executorch=true needs the PyTorch model: give run_dir= or weights=, not onnx=")
+    for key in ("executorch", "litert"):
+        if cfg[key] and cfg.onnx:
+            raise QuantizationError(f"{key}=true needs the PyTorch model: give run_dir= or weights=, not onnx=")
+    if cfg.litert and cfg.eval.mf:
+        raise QuantizationError("litert=true: LiteRT models have one input size, which MF cannot feed (eval.mf=false)")
 
 
 def calibration_split(cfg: DictConfig, source: FloatModel) -> str:
@@ -197,18 +204,68 @@ def executorch_programs(cfg: DictConfig, source: FloatModel) -> dict[str, Path]:
     return files
 
 
+def litert_models(cfg: DictConfig, source: FloatModel) -> dict[str, Path]:
+    """The same network as LiteRT models at ``pad_to`` (static): float, and INT8 from the same calibration images
+    and the same PT2E quantization as the ExecuTorch INT8 program."""
+    side = (source.pad_to, source.pad_to)
+    files = {"float_tflite": export_tflite(source.model, source.out_dir / "model.tflite", side, upsample=False)}
+    files["int8_tflite"] = export_tflite(
+        source.model,
+        source.out_dir / "model.int8.tflite",
+        side,
+        upsample=False,
+        calibration=calibration(cfg, source, False),
+        keep_float=tuple(cfg.keep_float or ()),
+    )
+    log.info("wrote %s and %s", files["float_tflite"], files["int8_tflite"])
+    return files
+
+
+def openvino_models(files: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+    """Both ONNX files as OpenVINO IR (``openvino/model.xml`` and ``openvino/model.int8.xml``), their description
+    beside them; the float IR also run in bf16 (``float_openvino_bf16``, the same file)."""
+    out = {}
+    for name in ("float", "int8"):
+        onnx_path = files[name]
+        out[f"{name}_openvino"] = onnx_to_openvino(onnx_path, out_dir / "openvino" / f"{onnx_path.stem}.xml")
+    write_export_meta(out["float_openvino"], read_export_meta(files["float"]))
+    out["float_openvino_bf16"] = out["float_openvino"]
+    log.info("wrote %s and %s", out["float_openvino"], out["int8_openvino"])
+    return out
+
+
+# runs of a file other than its default (OpenVINO's f32): the file's name in ``files`` -> OpenVINO precision
+PRECISION = {"float_openvino_bf16": "bf16"}
+
+
+def precision(name: str) -> str:
+    return PRECISION.get(name, "f32")
+
+
+def reference_of(name: str) -> str | None:
+    """The float file an INT8 (or bf16) file is compared with: ``int8``/``qat`` -> ``float``, ``int8_<runtime>``
+    -> ``float_<runtime>``, the bf16 run -> the f32 run of the same IR; ``None`` for a float file."""
+    if name in PRECISION:
+        return name.removesuffix("_bf16")
+    kind, _, runtime = name.partition("_")
+    if kind == "float":
+        return None
+    return f"float_{runtime}" if runtime else "float"
+
+
 @dataclass
 class Scored:
     """Every file scored by the same evaluator: mIoU per mode, the INT8 drops with their intervals, the argmax
-    agreement with the float model, the float program's parity, the latencies."""
+    agreement with the float model, each float runtime file's parity with PyTorch, the latencies."""
 
     modes: dict
     scores: dict
     drops: dict
     agree: dict
-    parity: float | None
+    parity: dict
     latency: dict
     size: tuple[int, int]
+    ran: dict  # what each LiteRT or OpenVINO file ran: XNNPACK's delegated ops, OpenVINO's precision per layer type
 
 
 def score_files(cfg: DictConfig, source: FloatModel, files: dict[str, Path]) -> Scored:
@@ -229,11 +286,11 @@ def score_files(cfg: DictConfig, source: FloatModel, files: dict[str, Path]) -> 
             for mode, kw in modes.items()
         }
 
-    nets = {name: open_exported(path, source.meta) for name, path in files.items()}
+    nets = {name: open_exported(path, source.meta, precision=precision(name)) for name, path in files.items()}
     evaluations = {name: score(net) for name, net in nets.items()}
     scores = {name: {mode: e.scores for mode, e in by_mode.items()} for name, by_mode in evaluations.items()}
     # each INT8 model's drop from its float model, with a paired bootstrap over the same images (stats.py)
-    reference = {name: "float_pte" if name.endswith("_pte") else "float" for name in files if "float" not in name}
+    reference = {name: reference_of(name) for name in files if reference_of(name)}
     drops = {
         name: {
             mode: paired_difference({0: evaluations[ref][mode].per_image}, {0: evaluations[name][mode].per_image})
@@ -243,13 +300,28 @@ def score_files(cfg: DictConfig, source: FloatModel, files: dict[str, Path]) -> 
     }
     agree = {name: agreement(nets["float"], net, normalize, loader) for name, net in nets.items() if name != "float"}
     # before the latency runs: they resize ExecuTorch's thread pool, and a program loaded before that must not run again
-    parity = pte_parity(source.model, nets["float_pte"], source.pad_to) if "float_pte" in nets else None
+    parity = {
+        name: logit_parity(source.model, nets[name], source.pad_to)
+        for name in files
+        if source.model is not None and name != "float" and (name.startswith("float_") or name in PRECISION)
+    }
     size = tuple(cfg.latency.size or (source.pad_to, source.pad_to))
+    repeats = int(cfg.latency.repeats)
     latency = {
-        name: {str(t): file_latency(path, size, int(t), int(cfg.latency.repeats)) for t in cfg.latency.threads}
+        name: {str(t): file_latency(path, size, int(t), repeats, precision(name)) for t in cfg.latency.threads}
         for name, path in files.items()
     }
-    return Scored(modes, scores, drops, agree, parity, latency, size)
+    ran = {name: runtime_report(net) for name, net in nets.items() if runtime_report(net) is not None}
+    return Scored(modes, scores, drops, agree, parity, latency, size, ran)
+
+
+def runtime_report(net) -> dict | None:
+    """What a runner ran, where its runtime says: a LiteRT model's delegation, an OpenVINO model's precisions."""
+    if hasattr(net, "delegation"):
+        return net.delegation()
+    if hasattr(net, "executed_precisions"):
+        return net.executed_precisions()
+    return None
 
 
 def quant_record(cfg: DictConfig, source: FloatModel, files: dict[str, Path], s: Scored) -> dict:
@@ -282,7 +354,7 @@ def quant_record(cfg: DictConfig, source: FloatModel, files: dict[str, Path], s:
             name: {mode: [d.low, d.high] for mode, d in by_mode.items()} for name, by_mode in s.drops.items()
         },
         "argmax_agreement": agree["int8"],
-        "bytes": {name: path.stat().st_size for name, path in files.items()},
+        "bytes": {name: export_bytes(path) for name, path in files.items()},
         "latency_ms": {name: {t: v["median_ms"] for t, v in by_t.items()} for name, by_t in s.latency.items()},
         "latency_size": list(s.size),
         "pixel_acc": {name: {mode: v["pixel_acc"] for mode, v in by_mode.items()} for name, by_mode in scores.items()},
@@ -290,14 +362,49 @@ def quant_record(cfg: DictConfig, source: FloatModel, files: dict[str, Path], s:
     }
 
 
+PT2E_QUANTIZER = "XNNPACKQuantizer (PT2E): int8 per-channel symmetric weights, int8 activations, ReLU6 fused"
+
+
+def runtime_record(files: dict[str, Path], s: Scored, runtime: str) -> dict:
+    """One runtime's part of ``quant.json``: its float file's max |logit difference| from PyTorch, the INT8 drop
+    from its own float file per mode, each of its files' argmax agreement with the float ONNX model."""
+    return {
+        "float_max_abs_diff": s.parity.get(f"float_{runtime}"),
+        "miou_drop": {
+            m: s.scores[f"float_{runtime}"][m]["miou"] - s.scores[f"int8_{runtime}"][m]["miou"] for m in s.modes
+        },
+        "argmax_agreement": {name: s.agree[name] for name in files if name.partition("_")[2].startswith(runtime)},
+    }
+
+
 def executorch_record(cfg: DictConfig, files: dict[str, Path], s: Scored) -> dict:
     return {
         "delegate": "XNNPACK",
-        "quantizer": "XNNPACKQuantizer (PT2E): int8 per-channel symmetric weights, int8 activations",
+        "quantizer": PT2E_QUANTIZER,
         "keep_float": list(cfg.keep_float or ()),
-        "float_max_abs_diff": s.parity,
-        "miou_drop": {m: s.scores["float_pte"][m]["miou"] - s.scores["int8_pte"][m]["miou"] for m in s.modes},
-        "argmax_agreement": {name: s.agree[name] for name in files if name.endswith("_pte")},
+        **runtime_record(files, s, "pte"),
+    }
+
+
+def litert_record(cfg: DictConfig, files: dict[str, Path], s: Scored) -> dict:
+    return {
+        "delegate": "XNNPACK",
+        "quantizer": PT2E_QUANTIZER,
+        "keep_float": list(cfg.keep_float or ()),
+        **runtime_record(files, s, "tflite"),
+        "delegation": {name: s.ran[name] for name in ("float_tflite", "int8_tflite")},
+    }
+
+
+def openvino_record(files: dict[str, Path], s: Scored) -> dict:
+    return {
+        "from": "model.onnx and model.int8.onnx (ONNX Runtime's QDQ file)",
+        **runtime_record(files, s, "openvino"),
+        "bf16_max_abs_diff": s.parity.get("float_openvino_bf16"),
+        "bf16_miou_drop": {
+            m: s.scores["float_openvino"][m]["miou"] - s.scores["float_openvino_bf16"][m]["miou"] for m in s.modes
+        },
+        "executed": {name: s.ran[name] for name in ("float_openvino", "float_openvino_bf16", "int8_openvino")},
     }
 
 
@@ -342,8 +449,12 @@ def quantize(cfg: DictConfig) -> dict:
     if not cfg.run_dir:  # a run's data is where its config says: it is not written again elsewhere
         prepare_data(source.data, progress=cfg.progress)
     files = {"float": source.onnx, "int8": quantize_onnx(cfg, source)}
+    if cfg.openvino:
+        files.update(openvino_models(files, source.out_dir))
     if cfg.executorch:
         files.update(executorch_programs(cfg, source))
+    if cfg.litert:
+        files.update(litert_models(cfg, source))
     qat_losses = None
     if int(cfg.qat.steps) > 0:
         qat_files, qat_losses = quantization_aware(cfg, source)
@@ -353,6 +464,10 @@ def quantize(cfg: DictConfig) -> dict:
     record = quant_record(cfg, source, files, scored)
     if "float_pte" in files:
         record["executorch"] = executorch_record(cfg, files, scored)
+    if "float_tflite" in files:
+        record["litert"] = litert_record(cfg, files, scored)
+    if "float_openvino" in files:
+        record["openvino"] = openvino_record(files, scored)
     if "qat" in files:
         record["qat"] = qat_record(cfg, source, qat_losses, scored)
     write_json(source.out_dir / "quant.json", record)
@@ -415,14 +530,16 @@ def pte_max_side(cfg: DictConfig, source: FloatModel) -> int:
     return max(MAX_SIDE, math.ceil(source.pad_to * max(1.0, *scales)) + 1)
 
 
-def file_latency(path: Path, size: tuple[int, int], threads: int, repeats: int) -> dict:
-    timer = pte_latency if path.suffix == PTE_SUFFIX else ort_latency
+def file_latency(path: Path, size: tuple[int, int], threads: int, repeats: int, precision: str = "f32") -> dict:
+    if path.suffix == XML_SUFFIX:
+        return openvino_latency(path, size, threads, repeats=repeats, precision=precision)
+    timer = {PTE_SUFFIX: pte_latency, TFLITE_SUFFIX: tflite_latency}.get(path.suffix, ort_latency)
     return timer(path, size, threads, repeats=repeats)
 
 
 @torch.no_grad()
-def pte_parity(model: torch.nn.Module, program: PteSegmentor, side: int, seed: int = 0) -> float:
-    """Max |logit difference| of the float ExecuTorch program (its runner) against the PyTorch model on one random
+def logit_parity(model: torch.nn.Module, program: torch.nn.Module, side: int, seed: int = 0) -> float:
+    """Max |logit difference| of a float exported file (its runner) against the PyTorch model on one random
     input."""
     x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(seed))
     return float((program.raw(x) - model.eval().logits(x)).abs().max())

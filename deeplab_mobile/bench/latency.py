@@ -1,5 +1,6 @@
 """Latency measurement: batch-1 forward passes timed after a warm-up (median, p90), synchronised on CUDA; the
-machine's fp32 matmul rate, the floor a model's FLOPs cannot beat; ONNX Runtime sessions timed the same way."""
+machine's fp32 matmul rate, the floor a model's FLOPs cannot beat; ONNX Runtime sessions, ExecuTorch programs,
+LiteRT models and OpenVINO IR timed the same way."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidValue
 from ..extras import require
 from ..stats import summarize
 
@@ -159,3 +161,43 @@ def pte_latency(pte_path, size: tuple[int, int], threads: int, warmup: int = 3, 
     method = load_method(Path(pte_path), threads)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32))
     return timings(lambda: execute(method, x, threads), warmup, repeats)
+
+
+def tflite_runner(path, size: tuple[int, int], threads: int) -> Callable[[], object]:
+    """One invoke of a LiteRT model (XNNPACK delegate, ``threads`` threads) on a fixed random input; a model of
+    another input size is refused with its size."""
+    from ..deploy.litert import load_interpreter
+
+    interpreter = load_interpreter(Path(path), threads)
+    inp = interpreter.get_input_details()[0]
+    if tuple(int(d) for d in inp["shape"][2:]) != tuple(size):
+        raise InvalidValue(f"{path}: a LiteRT model for {tuple(inp['shape'][2:])} inputs, timed at {tuple(size)}")
+    x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
+
+    def run():
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+
+    return run
+
+
+def tflite_latency(path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
+    """A LiteRT model (``deploy.litert``; XNNPACK with ``threads`` threads) on one random image."""
+    return timings(tflite_runner(path, size, threads), warmup, repeats)
+
+
+def openvino_runner(path, size: tuple[int, int], threads: int, precision: str = "f32") -> Callable[[], object]:
+    """One inference of an OpenVINO IR (CPU plugin, latency mode, ``threads`` threads, ``precision``) on a fixed
+    random input."""
+    from ..deploy.openvino import OpenVinoSegmentor
+
+    runner = OpenVinoSegmentor(path, threads=threads, precision=precision)
+    x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
+    return lambda: runner.request.infer({0: x})
+
+
+def openvino_latency(
+    path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20, precision: str = "f32"
+) -> dict:
+    """An OpenVINO IR (``deploy.openvino``) on one random image."""
+    return timings(openvino_runner(path, size, threads, precision), warmup, repeats)

@@ -17,16 +17,20 @@ def eval_dir(run_dir, weights, out_dir) -> str:
     return str(out_dir or run_dir or Path("outputs/eval") / Path(str(weights)).stem)
 
 
-SUBFOLDERS = {"pte": "executorch", "hub": "hub"}  # each file with its own export.json; a Hub folder of its own
+# each file with its own export.json; a Hub folder of its own
+SUBFOLDERS = {"pte": "executorch", "tflite": "litert", "openvino": "openvino", "hub": "hub"}
 
 
-def export_dir(run_dir, weights, now, format="onnx", out_dir=None) -> str:
-    """An export's folder: ``out_dir`` as given, else ``<run>/export``, ``outputs/export/<model file name>``, or
-    ``outputs/export/<time>`` for a configuration with random weights, an ExecuTorch program (``format=pte``) and a
-    Hub folder (``format=hub``) in a subfolder of their own."""
+def export_dir(run_dir, weights, now, format="onnx", out_dir=None, onnx=None) -> str:
+    """An export's folder: ``out_dir`` as given, else ``<run>/export``, ``outputs/export/<model file name>``, the
+    folder of an ONNX file converted to another runtime (``onnx=``), or ``outputs/export/<time>`` for a
+    configuration with random weights; the formats other than ONNX (``SUBFOLDERS``: ExecuTorch, LiteRT, OpenVINO,
+    a Hub folder) in a subfolder of their own."""
     if out_dir:
         return str(out_dir)
-    if run_dir:
+    if onnx:
+        base = Path(str(onnx)).parent
+    elif run_dir:
         base = Path(run_dir) / "export"
     else:
         base = Path("outputs/export") / (Path(str(weights)).stem if weights else str(now))

@@ -40,10 +40,12 @@ def quantize_pt2e(
     dynamic: bool,
     max_side: int = MAX_SIDE,
     keep_float: Sequence[str] = (),
+    fold: bool = True,
 ) -> fx.GraphModule:
     """PTQ of ``net`` (eval mode, BN already folded) with XNNPACK's quantizer, the ``keep_float`` layers in float
     (``pt2e``): captured at ``size`` (free height and width up to ``max_side`` with ``dynamic``), observed on the
-    ``calibration`` batches (normalised float32 NCHW), converted."""
+    ``calibration`` batches (normalised float32 NCHW), converted (``fold=False``: the weights' quantize ops left in
+    the graph, as LiteRT's converter needs them)."""
     require("INT8 with XNNPACK's quantizer", "executorch", "torchao")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -58,7 +60,7 @@ def quantize_pt2e(
             seen += 1
     if not seen:
         raise InvalidValue("INT8 (PT2E): no calibration images")
-    return convert_pt2e(prepared)
+    return convert_pt2e(prepared, fold_quantize=fold)
 
 
 def lower_to_pte(

@@ -48,6 +48,6 @@ def test_executorch_program_of_a_configuration(tmp_path):
     assert export_dir("outputs/train/r", None, "now", "onnx") == "outputs/train/r/export"
     with pytest.raises(ValueError, match="static size"):
         export(composed("export", ["width=0.35", "format=pte", "dynamic=true"]), tmp_path / "d")
-    with pytest.raises(ValueError, match="format='tflite'"):
-        export(composed("export", ["width=0.35", "format=tflite"]), tmp_path / "t")
+    with pytest.raises(ValueError, match="format='coreml'"):
+        export(composed("export", ["width=0.35", "format=coreml"]), tmp_path / "t")
     assert not (tmp_path / "d").exists() and not (tmp_path / "t").exists()
