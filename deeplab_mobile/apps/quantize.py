@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from PIL import Image
 from tqdm import tqdm
 
 from ..bench.latency import openvino_latency, ort_latency, pte_latency, tflite_latency
@@ -91,6 +92,8 @@ def float_model(cfg: DictConfig) -> FloatModel:
             where = str(RunFolder(cfg.run_dir).config)
         scales = tuple(OmegaConf.select(run, "eval.mf_scales", default=None) or MF_SCALES)
         crop = OmegaConf.select(run, "data.crop_size", default=None)
+    if cfg.litert:  # before the first file is written
+        check_one_size(cfg, data, pad_to, len(source.classes), where)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = source.model.eval()
     path = export_onnx(model, out_dir / "model.onnx", (pad_to, pad_to), dynamic=True, upsample=False)
@@ -202,6 +205,23 @@ def executorch_programs(cfg: DictConfig, source: FloatModel) -> dict[str, Path]:
     )
     log.info("wrote %s and %s", files["float_pte"], files["int8_pte"])
     return files
+
+
+def check_one_size(cfg: DictConfig, data: DictConfig, pad_to: int, num_classes: int, where: str | None) -> None:
+    """LiteRT's models take one input size, ``pad_to`` square (its converter keeps no free dimension): every image
+    of the evaluation split must fit in it, so that each is padded to exactly that size. Read from the images'
+    headers, before any file is written."""
+    split = cfg.split or data.val_split
+    dataset = open_data_split(data, split, EvalTransform(), num_classes, where)
+    largest = 0
+    for i in range(len(dataset)):
+        with Image.open(dataset.paths(i)[0]) as image:
+            largest = max(largest, *image.size)
+    if largest > pad_to:
+        raise QuantizationError(
+            f"litert=true: LiteRT models take one input size, {pad_to}x{pad_to} (eval.pad_to), and "
+            f"the {split} split has images up to {largest} pixels a side: give eval.pad_to={largest} or more"
+        )
 
 
 def litert_models(cfg: DictConfig, source: FloatModel) -> dict[str, Path]:

@@ -159,6 +159,58 @@ def test_qat_and_executorch_programs_are_scored_by_the_same_evaluator(run, synth
     assert segmenter.predict(image, pad_to=97, max_size=None, scales=(0.75, 1.0), flip=True).shape == image.shape[:2]
 
 
+def test_litert_and_openvino_files_are_scored_beside_onnx_runtime(run, synthetic_voc, tmp_path):
+    """litert=true openvino=true: LiteRT float and INT8 (the ExecuTorch path's PT2E INT8), OpenVINO IR of both ONNX
+    files (f32, bf16 as its own row), all scored by the same evaluator. Each float file's mIoU within 0.05 pt of
+    the PyTorch model's (single scale, the run's crop), each INT8 drop with its paired interval."""
+    from PIL import Image
+
+    with pytest.raises(QuantizationError, match=r"has images up to (\d+) pixels a side: give eval.pad_to=\1 or more"):
+        quantize(settings(f"run_dir={run}", f"out_dir={tmp_path}", "litert=true"))
+    assert not any(tmp_path.iterdir())
+    side = max(max(Image.open(p).size) for p in (synthetic_voc / "JPEGImages").iterdir())  # every image fits
+    record = quantize(
+        settings(f"run_dir={run}", f"out_dir={tmp_path}", "litert=true", "openvino=true", f"eval.pad_to={side}")
+    )
+    torch_eval = evaluate_run(
+        composed(
+            "eval",
+            [
+                f"run_dir={run}",
+                "eval.mf=false",
+                "eval.workers=0",
+                "eval.os=16",
+                "progress=false",
+                f"eval.pad_to={side}",
+            ],
+        )
+    )
+    for name in ("float", "float_tflite", "float_openvino"):
+        assert abs(record["miou"][name]["ss"] - torch_eval["ss"]["miou"]) <= 0.0005, name
+    assert record["litert"]["float_max_abs_diff"] <= 1e-4 and record["openvino"]["float_max_abs_diff"] <= 1e-4
+    assert set(record["miou_drop_ci95"]) == {"int8", "int8_tflite", "int8_openvino", "float_openvino_bf16"}
+    for runtime in ("litert", "openvino"):
+        drop = record[runtime]["miou_drop"]["ss"]
+        low, high = record["miou_drop_ci95"]["int8_" + ("tflite" if runtime == "litert" else "openvino")]["ss"]
+        assert low <= drop <= high and abs(drop) < 0.1
+    assert record["litert"]["argmax_agreement"]["int8_tflite"] > 0.9
+    ran = record["litert"]["delegation"]["int8_tflite"]
+    assert ran["xnnpack_delegated"] == ran["ops_total"]
+    assert record["bytes"]["int8_tflite"] < 0.5 * record["bytes"]["float_tflite"]
+    executed = record["openvino"]["executed"]
+    assert set(executed["float_openvino"]["Convolution"]) == {"f32"}
+    assert "u8" in executed["int8_openvino"]["Convolution"]
+    assert record["openvino"]["bf16_max_abs_diff"] is not None
+    assert (tmp_path / "openvino" / "model.int8.xml").is_file() and (tmp_path / "openvino" / "export.json").is_file()
+    assert set(record["latency_ms"]["float_openvino_bf16"]) == {"1"}
+    # the INT8 LiteRT model segments an image through Segmenter, as every export does
+    from deeplab_mobile.data.base import read_image
+
+    image = read_image(next((synthetic_voc / "JPEGImages").iterdir()))
+    segmenter = Segmenter.from_pretrained(tmp_path / "model.int8.tflite", threads=1)
+    assert segmenter.predict(image, pad_to=side, max_size=None).shape == image.shape[:2]
+
+
 def test_bad_settings_are_refused_before_any_file(run, tmp_path):
     with pytest.raises(QuantizationError, match="method='kl'"):
         quantize(settings(f"run_dir={run}", "method=kl", f"out_dir={tmp_path / 'a'}"))
@@ -168,6 +220,10 @@ def test_bad_settings_are_refused_before_any_file(run, tmp_path):
         quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "qat.steps=5", f"out_dir={tmp_path / 'd'}"))
     with pytest.raises(QuantizationError, match="executorch=true needs the PyTorch model"):
         quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "executorch=true", f"out_dir={tmp_path / 'e'}"))
+    with pytest.raises(QuantizationError, match="litert=true needs the PyTorch model"):
+        quantize(settings(f"onnx={tmp_path / 'm.onnx'}", "litert=true", f"out_dir={tmp_path / 'e'}"))
+    with pytest.raises(QuantizationError, match="LiteRT models have one input size"):
+        quantize(settings(f"run_dir={run}", "litert=true", "eval.mf=true", f"out_dir={tmp_path / 'e'}"))
     with pytest.raises(QuantizationError, match="qat.schedule='cosine'"):
         quantize(settings(f"run_dir={run}", "qat.schedule=cosine", f"out_dir={tmp_path / 'f'}"))
     with pytest.raises(QuantizationError, match="qat.freeze_bn_after must be a number of steps"):
