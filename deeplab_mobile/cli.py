@@ -91,6 +91,7 @@ COMMANDS = {
     "benchmark": Command("bench.models:main", "latency and memory against peers"),
     "benchmark-data": Command("bench.data:main", "input pipeline throughput"),
     "benchmark-int8": Command("bench.int8:main", "INT8 speed in ONNX Runtime"),
+    "benchmark-runtimes": Command("bench.runtimes:main", "the candidate on every runtime, float and INT8"),
     "benchmark-stats": Command("bench.stats:main", "the bootstrap's cost"),
     "benchmark-tiling": Command("bench.tiling:main", "whole against tiled inference"),
     "benchmark-video": Command("bench.video:main", "frames per second on a video"),

@@ -153,14 +153,20 @@ def ort_profile(onnx_path, size: tuple[int, int], threads: int, warmup: int = 2,
     return {"ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])), "total_ms": wall, "nodes": nodes}
 
 
-def pte_latency(pte_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
-    """An ExecuTorch program (``deploy.executorch``; XNNPACK with ``threads`` threads) on one random image."""
+def pte_runner(pte_path, size: tuple[int, int], threads: int) -> Callable[[], list]:
+    """One run of an ExecuTorch program (``deploy.executorch``; XNNPACK with ``threads`` threads) on a fixed random
+    input."""
     require("ExecuTorch latency", "executorch")
     from ..deploy.executorch import execute, load_method
 
     method = load_method(Path(pte_path), threads)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32))
-    return timings(lambda: execute(method, x, threads), warmup, repeats)
+    return lambda: execute(method, x, threads)
+
+
+def pte_latency(pte_path, size: tuple[int, int], threads: int, warmup: int = 3, repeats: int = 20) -> dict:
+    """An ExecuTorch program (``deploy.executorch``; XNNPACK with ``threads`` threads) on one random image."""
+    return timings(pte_runner(pte_path, size, threads), warmup, repeats)
 
 
 def tflite_runner(path, size: tuple[int, int], threads: int) -> Callable[[], object]:

@@ -109,3 +109,31 @@ def test_int8_tries_time_each_setting_and_the_resize_alone(tmp_path):
         got = ort_runner(out / "resize" / f"{form}.onnx", (5, 5), 1, channels=21)()[0]
         assert np.abs(got - want).max() < 1e-5
     assert "| all_int8 |" in (out / "int8_tries.md").read_text()
+
+
+def test_runtimes_benchmark_tables_goals_and_what_ran(tmp_path):
+    """Every runtime, float and INT8, the final resize's share, and the goal lines; the table's arithmetic checked
+    on the rows it was computed from."""
+    from deeplab_mobile.bench.runtimes import main as runtimes
+
+    out = tmp_path / "runtimes"
+    argv = ["--size", "65", "--threads", "1", "--rounds", "1", "--warmup", "1", "--repeats", "2", "--out", str(out)]
+    assert runtimes([*argv, "--runtimes", "litert", "openvino"]) == 0  # ExecuTorch: the benchmark above times it
+    record = json.loads((out / "runtimes.json").read_text())
+    table = {(r["runtime"], r["precision"]): r for r in record["table"]}
+    expected = {(r, p) for r in ("onnxruntime", "litert", "openvino") for p in ("float", "int8")}
+    assert set(table) == expected | {("openvino", "bf16")}
+    rows = {(r["runtime"], r["precision"], r["form"]): r for r in record["rows"]}
+    ort = rows[("onnxruntime", "float", "full")]["ms"]
+    for (runtime, precision), line in table.items():
+        full, features = rows[(runtime, precision, "full")], rows[(runtime, precision, "features")]
+        assert line["speedup_vs_float_ort"] == pytest.approx(ort / full["ms"])
+        assert line["resize_share"] == pytest.approx(1 - features["ms"] / full["ms"])
+    assert table[("litert", "int8")]["ran"]["xnnpack_delegated"] == table[("litert", "int8")]["ran"]["ops_total"]
+    assert "u8" in table[("openvino", "int8")]["ran"]["Convolution"]
+    assert set(table[("openvino", "bf16")]["ran"]["Convolution"]) <= {"bf16", "f32"}
+    madds_per_s = record["madds"] / (table[("litert", "float")]["ms"] / 1000) / 1e9
+    assert table[("litert", "float")]["gmadds_per_s"] == pytest.approx(madds_per_s)
+    assert any(g.startswith("fastest INT8 at 1 thread") for g in record["goals"])
+    assert any(g.startswith("INT8 .tflite") for g in record["goals"])
+    assert "| LiteRT | int8 | 1 |" in (out / "runtimes.md").read_text()
