@@ -13,7 +13,19 @@ from tests.helpers import ROOT
 pytestmark = pytest.mark.slow
 
 # Every package an extra brings that the core must not need, and the test oracles
-BLOCKED = ("onnx", "onnxscript", "onnxruntime", "torchao", "executorch", "submitit", "transformers", "tensorflow")
+BLOCKED = (
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "torchao",
+    "executorch",
+    "litert_torch",
+    "ai_edge_litert",
+    "openvino",
+    "submitit",
+    "transformers",
+    "tensorflow",
+)
 
 PRELUDE = f"""
 import runpy, sys

@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 
 # ONNX Runtime | ExecuTorch (XNNPACK) | LiteRT (XNNPACK) | OpenVINO | a Hub folder
 FORMATS = {"onnx": ".onnx", "pte": ".pte", "tflite": ".tflite", "openvino": ".xml", "hub": ""}
+# what each format needs installed, asked before any work: (the feature, its modules)
+NEEDS = {
+    "onnx": ("ONNX export", ("onnx", "onnxscript", "onnxruntime")),
+    "pte": ("ExecuTorch export", ("executorch",)),
+    "tflite": ("LiteRT export", ("litert_torch", "ai_edge_litert")),
+    "openvino": ("OpenVINO export", ("openvino", "onnx", "onnxscript")),  # converted from the ONNX export
+}
 STATIC = {"pte": "ExecuTorch program with the final resize", "tflite": "LiteRT model"}  # formats of one input size
 
 
@@ -82,6 +89,9 @@ def export(cfg: DictConfig, out_dir: Path) -> dict:
         )
     if cfg.get("onnx") and cfg.format != "openvino":
         raise InvalidValue(f"onnx= is converted to OpenVINO IR (format=openvino), not format={cfg.format}")
+    if cfg.format in NEEDS:
+        feature, modules = NEEDS[cfg.format]
+        require(feature, *modules)
     check_writable(out_dir, "the export's folder (out_dir=)")  # before any work
     if cfg.format == "hub":
         return export_hub(cfg, out_dir)

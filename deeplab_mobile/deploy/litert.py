@@ -153,6 +153,7 @@ class TfliteSegmentor(ExportedSegmentor):
     def __init__(
         self, path: str | Path, geometry: str = "torch", threads: int | None = None, output_stride: int | None = None
     ) -> None:
+        require("Running a LiteRT model", "ai_edge_litert")
         path = Path(path)
         if not path.is_file():
             raise MissingFile(f"{path}: LiteRT model not found")

@@ -75,6 +75,7 @@ def export_openvino(
 ) -> Path:
     """Write ``model`` as OpenVINO IR: the ONNX export's graph (``export_onnx``'s arguments, to a temporary file)
     converted by ``onnx_to_openvino``."""
+    require("OpenVINO export", "openvino")  # before the ONNX export
     with tempfile.TemporaryDirectory(prefix="openvino-") as scratch:
         onnx_path = Path(scratch) / "model.onnx"
         export_onnx(model, onnx_path, size, dynamic, labels, fold_bn, opset, upsample, resize)

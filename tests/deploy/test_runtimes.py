@@ -3,8 +3,8 @@ OpenVINO's bf16 as its own labelled rows, an INT8 ONNX file as OpenVINO INT8, th
 one-line refusals (an op a runtime cannot take, a static file fed another size, a missing extra, one runtime's
 file named as another's), none of which writes a file."""
 
-import builtins
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from deeplab_mobile.config.source import resolve
 from deeplab_mobile.deploy import randomize_batchnorm
 from deeplab_mobile.deploy.litert import TfliteSegmentor, convert_tflite, delegation
 from deeplab_mobile.deploy.open import check_content, sniff
-from deeplab_mobile.extras import MissingExtra, require
+from deeplab_mobile.extras import MissingExtra
 from deeplab_mobile.models import build_model
 from tests.helpers import composed
 
@@ -55,20 +55,16 @@ def test_a_file_of_one_runtime_named_as_another_is_refused_in_one_line(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "model.tflite"]
 
 
-def test_a_missing_extra_is_named_with_the_extra_that_installs_it(monkeypatch):
-    real = builtins.__import__
-
-    def without(name, *args, **kwargs):
-        if name.split(".")[0] in ("litert_torch", "openvino"):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without)
-    monkeypatch.setattr("importlib.import_module", lambda name: without(name))
+def test_a_missing_extra_is_named_with_the_extra_that_installs_it(monkeypatch, tmp_path):
+    for name in ("litert_torch", "ai_edge_litert", "openvino"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed: importing it fails
     with pytest.raises(MissingExtra, match=r"^LiteRT export needs litert-torch, .*deeplab-mobile\[litert\]'$"):
-        require("LiteRT export", "litert_torch")
-    with pytest.raises(MissingExtra, match=r"deeplab-mobile\[openvino\]"):
-        require("OpenVINO export", "openvino")
+        convert_tflite(torch.nn.Identity(), tmp_path / "m.tflite", (9, 9))
+    with pytest.raises(MissingExtra, match=r"^Running a LiteRT model needs ai-edge-litert, .*\[litert\]'$"):
+        TfliteSegmentor(tmp_path / "m.tflite")
+    with pytest.raises(MissingExtra, match=r"^OpenVINO export needs openvino, .*deeplab-mobile\[openvino\]'$"):
+        export(composed("export", ["width=0.35", "size=[65,65]", "format=openvino"]), tmp_path / "ov")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_export_refusals_write_nothing(tmp_path):
