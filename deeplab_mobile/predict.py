@@ -117,8 +117,9 @@ class Segmenter:
     def from_pretrained(
         cls, path: str | Path, *, device: str = "cpu", output_stride: int | None = None, threads: int | None = None
     ) -> Segmenter:
-        """A model file (``.pt``), or an ``.onnx`` or ExecuTorch ``.pte`` file with its ``export.json``
-        (``source.open_file``; a training run folder too: ``deeplab_mobile.config.source.load_segmenter``).
+        """A model file (``.pt``), or an export (``.onnx``, ``.pte``, ``.tflite``, OpenVINO ``.xml``) with its
+        ``export.json`` (``source.open_file``; a training run folder too:
+        ``deeplab_mobile.config.source.load_segmenter``).
         ``threads``: the runtime's threads for an export (PyTorch's are ``torch.set_num_threads``)."""
         path = Path(path)
         if path.is_dir() and not is_hub_folder(path):

@@ -120,7 +120,7 @@ def parse_args(argv):
         nargs="+",
         help="images, folders or globs ('photos/*.jpg'), videos (clip.mp4), camera indices (0)",
     )
-    what = "a model file (scripts/convert_weights.py), a training run folder, an exported .onnx or an ExecuTorch .pte"
+    what = "a model file (scripts/convert_weights.py), a training run folder, or an export (.onnx, .pte, .tflite, .xml)"
     parser.add_argument("--weights", required=True, help=what)
     parser.add_argument("--out", default=None, help="output folder (default outputs/predict/<time>)")
     parser.add_argument("--mf", action="store_true", help="multi-scale + left-right flip (DeepLab's MF)")

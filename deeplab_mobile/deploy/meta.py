@@ -1,7 +1,7 @@
-"""``export.json``, written beside every exported ``.onnx`` or ``.pte`` file: what whoever runs the file needs (the
-network, the input with its normalisation, the output, the class names), as ``ExportMeta``. This module is the one
-that writes and reads it; the JSON's layout is that of ``ExportMeta.to_dict``, and files written before the
-dataclass existed read the same."""
+"""``export.json``, written beside every exported file (``.onnx``, ``.pte``, ``.tflite``, OpenVINO's ``.xml``):
+what whoever runs the file needs (the network, the input with its normalisation, the output, the class names), as
+``ExportMeta``. This module is the one that writes and reads it; the JSON's layout is that of
+``ExportMeta.to_dict``, and files written before the dataclass existed read the same."""
 
 from __future__ import annotations
 
