@@ -1,8 +1,10 @@
-"""What the runners of both export formats share (``ExportedSegmentor``) and the free dimensions both exports take
-(``dynamic_shapes``); ``export.json`` is ``meta.py``'s, the runner of a file ``open.py``'s."""
+"""What the runners of every export format share (``ExportedSegmentor``), the free dimensions the exports take
+(``dynamic_shapes``) and a converter's failure as one line (``convert_error``); ``export.json`` is ``meta.py``'s,
+the runner of a file ``open.py``'s."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -21,6 +23,17 @@ def dynamic_shapes(batch: bool = True, min_side: int = 33, max_side: int | None 
     if batch:
         dims[0] = Dim("batch")
     return (dims,)
+
+
+def convert_error(exc: Exception, fmt: str) -> InvalidValue:
+    """A converter's failure as one line naming the op it could not take (the ``aten`` op in the message, when the
+    converter names one) and the format."""
+    text = str(exc)
+    found = re.search(r"aten[.:]+(\w+)", text)
+    op = f"aten.{found.group(1)}" if found else None
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    what = f"the op {op}" if op else "an op"
+    return InvalidValue(f"{fmt} cannot take {what} of this model: {first}")
 
 
 class ExportedSegmentor(nn.Module):

@@ -17,7 +17,6 @@ Sizes are static: the converter writes a fixed input shape (a file for another s
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,22 +28,11 @@ from torch import nn
 from ..errors import InvalidValue, MissingFile
 from ..extras import require
 from ..files import atomic_path
-from .exported import ExportedSegmentor
+from .exported import ExportedSegmentor, convert_error
 from .prepare import prepare_for_export
 
 TFLITE_SUFFIX = ".tflite"
 FORMAT = "LiteRT (.tflite)"
-
-
-def convert_error(exc: Exception, fmt: str) -> InvalidValue:
-    """A converter's failure as one line naming the op it could not take (the ``aten`` op in the message, when the
-    converter names one) and the format."""
-    text = str(exc)
-    found = re.search(r"aten[.:]+(\w+)", text)
-    op = f"aten.{found.group(1)}" if found else None
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    what = f"the op {op}" if op else "an op"
-    return InvalidValue(f"{fmt} cannot take {what} of this model: {first}")
 
 
 def convert_tflite(net: nn.Module, path: str | Path, size: tuple[int, int], quantized: bool = False) -> Path:

@@ -25,8 +25,7 @@ from torch import nn
 
 from ..errors import InvalidValue, MissingFile
 from ..extras import require
-from .exported import ExportedSegmentor
-from .litert import convert_error
+from .exported import ExportedSegmentor, convert_error
 from .onnx import export_onnx
 
 XML_SUFFIX = ".xml"
