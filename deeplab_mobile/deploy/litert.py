@@ -16,6 +16,7 @@ Sizes are static: the converter writes a fixed input shape (a file for another s
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -38,8 +39,9 @@ FORMAT = "LiteRT (.tflite)"
 def convert_tflite(net: nn.Module, path: str | Path, size: tuple[int, int], quantized: bool = False) -> Path:
     """Convert ``net`` (a module, or a PT2E graph converted with ``fold_quantize=False`` when ``quantized``) at
     ``size`` (batch 1) and write it to ``path`` atomically."""
-    require("LiteRT export", "litert_torch")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # its per-pass progress lines: the app logs its own
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines
+    require("LiteRT export", "litert_torch")
     import litert_torch
     from litert_torch.quantize import pt2e_quantizer
     from litert_torch.quantize.quant_config import QuantConfig
@@ -49,11 +51,16 @@ def convert_tflite(net: nn.Module, path: str | Path, size: tuple[int, int], quan
     if quantized:  # any static PT2E quantizer: the converter reads only its mode (static QDQ) from the config
         static = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
         config = QuantConfig(pt2e_quantizer=pt2e_quantizer.PT2EQuantizer().set_global(static))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the converter logs each op it lowers on the root logger, at INFO
     try:
         with torch.no_grad():
             converted = litert_torch.convert(net, (example,), quant_config=config)
     except (NotImplementedError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
         raise convert_error(exc, FORMAT) from None
+    finally:
+        root.setLevel(level)
     path = Path(path)
     with atomic_path(path, suffix=TFLITE_SUFFIX) as tmp:
         converted.export(str(tmp))
@@ -86,6 +93,7 @@ def export_tflite(
 def load_interpreter(path: Path, threads: int | None = None):
     """LiteRT's interpreter for ``path`` with its default XNNPACK delegate (``threads`` threads; ``None``: the
     interpreter's default), tensors allocated; a file it cannot read is named."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # its C++ info lines, before the library loads
     require("Running a LiteRT model", "ai_edge_litert")
     from ai_edge_litert.interpreter import Interpreter
 
