@@ -77,6 +77,27 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, device: str | torch.device =
     return 2 * n**3 / (t["min_ms"] / 1000) / 1e9
 
 
+def gemm_gflops(n: int = 1024, threads: int = 1, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of an n x n x n matrix product in ONNX Runtime (its MLAS kernels: on AMD's AVX-512 cores they
+    come within a few percent of the FMA units' peak, where PyTorch's and NumPy's BLAS take AVX2 paths), best of
+    ``repeats``: the rate one core (``threads=1``) demonstrably reaches."""
+    require("the GEMM rate", "onnx", "onnxruntime")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b")]
+    output = helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {name: rng.standard_normal((n, n), dtype=np.float32) for name in ("a", "b")}
+    t = timings(lambda: session.run(None, feed), warmup=1, repeats=repeats)
+    return 2 * n**3 / (t["min_ms"] / 1000) / 1e9
+
+
 def _ort_session(onnx_path, threads: int, profile: bool = False, session: dict | None = None):
     """A CPU session with all graph optimisations and ``threads`` intra-op threads; ``session`` changes it: a key
     with a dot is a session config entry (``session.intra_op.allow_spinning``), any other a ``SessionOptions``

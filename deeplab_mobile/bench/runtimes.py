@@ -14,8 +14,9 @@ in float. OpenVINO's float model also runs in bf16 (its own row). Every row is t
 rounds (the median of the rounds' medians), so a slow spell of the machine falls on all rows alike.
 
 Beside the times: file sizes; what ran (LiteRT's ops taken by XNNPACK; OpenVINO's precision per layer type); the
-machine's ISA and each float runtime's MAdds per second against one core's fp32 peak (FMA lanes x 2 FMA units x
-the clock /proc/cpuinfo reports: an assumption of two FMA units, stated in the record). Results:
+machine's ISA and each float runtime's MAdds per second against the fp32 GEMM rate measured on the same threads
+(``latency.gemm_gflops``) and against one core's nominal peak (FMA lanes x 2 FMA units x the clock /proc/cpuinfo
+reports: two FMA units assumed, stated in the record; a core that boosts above that clock exceeds it). Results:
 runtimes.json and runtimes.md in --out (default outputs/benchmark_runtimes/<time>).
 """
 
@@ -41,7 +42,7 @@ from ..deploy.openvino import OpenVinoSegmentor, onnx_to_openvino
 from ..deploy.quantize import quantize_model
 from ..files import write_json, write_text
 from ..table7 import CANDIDATE, NETWORKS, build_row
-from .latency import matmul_gflops, openvino_runner, ort_runner, pte_runner, tflite_runner, timings
+from .latency import gemm_gflops, openvino_runner, ort_runner, pte_runner, tflite_runner, timings
 from .video import calibration
 
 RUNTIMES = ("onnxruntime", "executorch", "litert", "openvino")
@@ -163,10 +164,11 @@ def measure(rows: list[dict], size: int, rounds: int, warmup: int, repeats: int)
         row["ms"] = statistics.median(row["ms_rounds"])
 
 
-def summarize(rows: list[dict], madds: int, cpu: dict, matmul: dict[int, float]) -> list[dict]:
+def summarize(rows: list[dict], madds: int, cpu: dict, gemm: dict[int, float]) -> list[dict]:
     """One line per runtime, precision and thread count: the full model's time, the speed-up over float ONNX
     Runtime, the final resize's share (1 - features/full), the file size; a float model's MAdds per second against
-    one core's fp32 peak and against the fp32 matmul rate measured at that thread count (``matmul``, GFLOP/s)."""
+    one core's nominal fp32 peak and against the fp32 GEMM rate measured at that thread count (``gemm``,
+    GFLOP/s)."""
     by = {(r["runtime"], r["precision"], r["form"], r["threads"]): r for r in rows}
     table = []
     for (runtime, precision, form, threads), row in by.items():
@@ -189,8 +191,8 @@ def summarize(rows: list[dict], madds: int, cpu: dict, matmul: dict[int, float])
             line["gmadds_per_s"] = madds / (row["ms"] / 1000) / 1e9
             if cpu.get("peak_gflops_per_core"):  # one FMA is one multiply-add: the peak in MAdds is half the FLOPs
                 line["peak_share_per_core"] = line["gmadds_per_s"] / threads / (cpu["peak_gflops_per_core"] / 2)
-            if threads in matmul:
-                line["matmul_share"] = line["gmadds_per_s"] / (matmul[threads] / 2)
+            if threads in gemm:
+                line["gemm_share"] = line["gmadds_per_s"] / (gemm[threads] / 2)
         table.append(line)
     return table
 
@@ -209,10 +211,10 @@ def goals(table: list[dict]) -> list[str]:
     for r in (r for r in one if r["runtime"] == "litert" and r["precision"] == "int8"):
         lines.append(f"INT8 .tflite {r['mb']:.2f} MB: goal <= 2.5 MB {'met' if r['mb'] <= 2.5 else 'NOT met'}")
     for r in (r for r in one if "peak_share_per_core" in r):
-        matmul = f", {r['matmul_share']:.0%} of the measured fp32 matmul rate" if "matmul_share" in r else ""
+        gemm = f"{r['gemm_share']:.0%} of the measured fp32 GEMM rate, " if "gemm_share" in r else ""
         lines.append(
-            f"{LABELS[r['runtime']]} {r['precision']} at 1 thread: {r['gmadds_per_s']:.1f} GMAdds/s, "
-            f"{r['peak_share_per_core']:.0%} of the core's fp32 peak at the reported clock{matmul}"
+            f"{LABELS[r['runtime']]} {r['precision']} at 1 thread: {r['gmadds_per_s']:.1f} GMAdds/s, {gemm}"
+            f"{r['peak_share_per_core']:.0%} of the nominal peak at the reported clock"
         )
     return lines
 
@@ -233,9 +235,9 @@ def markdown(record: dict) -> str:
     lines = [
         f"The candidate (MobileNetV2 x1.0, no ASPP, OS16) at {record['size']}x{record['size']}, batch 1; "
         f"{record['madds'] / 1e9:.2f} GMAdds. CPU: {cpu['model']}, ISA {', '.join(cpu['isa'])}; one core's fp32 "
-        f"peak {cpu.get('peak_gflops_per_core', float('nan')):.0f} GFLOP/s ({cpu.get('peak_assumes', 'unknown')}); "
-        f"measured fp32 matmul {', '.join(f'{t} thread(s) {g:.0f}' for t, g in record['matmul_gflops'].items())} "
-        "GFLOP/s. "
+        f"nominal peak {cpu.get('peak_gflops_per_core', float('nan')):.0f} GFLOP/s "
+        f"({cpu.get('peak_assumes', 'unknown')}); measured fp32 GEMM (ONNX Runtime, 1024^3) "
+        f"{', '.join(f'{t} thread(s) {g:.0f}' for t, g in record['gemm_gflops'].items())} GFLOP/s. "
         f"ms: the median of {record['rounds']} interleaved rounds' medians of {record['repeats']} runs (their range).",
         "",
         "| runtime | precision | threads | ms | vs float ORT | final resize share | MB | what ran |",
@@ -275,17 +277,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({**f, "threads": threads, "mb": export_bytes(f["path"]) / 1e6, "ran": ran})
     measure(rows, args.size, args.rounds, args.warmup, args.repeats)
     cpu = cpu_info()
-    matmul = {}
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        matmul[threads] = matmul_gflops()
-    table = summarize(rows, madds, cpu, matmul)
+    gemm = {threads: gemm_gflops(threads=threads) for threads in args.threads}
+    table = summarize(rows, madds, cpu, gemm)
     record = {
         "size": args.size,
         "rounds": args.rounds,
         "repeats": args.repeats,
         "madds": madds,
-        "matmul_gflops": matmul,
+        "gemm_gflops": gemm,
         "table": table,
         "goals": goals(table),
         "rows": [{k: (str(v) if k == "path" else v) for k, v in r.items()} for r in rows],

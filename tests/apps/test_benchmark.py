@@ -136,4 +136,6 @@ def test_runtimes_benchmark_tables_goals_and_what_ran(tmp_path):
     assert table[("litert", "float")]["gmadds_per_s"] == pytest.approx(madds_per_s)
     assert any(g.startswith("fastest INT8 at 1 thread") for g in record["goals"])
     assert any(g.startswith("INT8 .tflite") for g in record["goals"])
+    line = table[("onnxruntime", "float")]  # one FMA is one multiply-add: GEMM GFLOP/s / 2 in MAdds
+    assert line["gemm_share"] == pytest.approx(line["gmadds_per_s"] / (record["gemm_gflops"]["1"] / 2))
     assert "| LiteRT | int8 | 1 |" in (out / "runtimes.md").read_text()
