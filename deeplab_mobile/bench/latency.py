@@ -216,11 +216,16 @@ def tflite_latency(path, size: tuple[int, int], threads: int, warmup: int = 3, r
 def openvino_runner(path, size: tuple[int, int], threads: int, precision: str = "f32") -> Callable[[], object]:
     """One inference of an OpenVINO IR (CPU plugin, latency mode, ``threads`` threads, ``precision``) on a fixed
     random input."""
-    from ..deploy.openvino import OpenVinoSegmentor
+    from ..deploy.openvino import OpenVinoSegmentor, kept_signal_stack
 
     runner = OpenVinoSegmentor(path, threads=threads, precision=precision)
     x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
-    return lambda: runner.request.infer({0: x})
+
+    def run():
+        with kept_signal_stack():
+            return runner.request.infer({0: x})
+
+    return run
 
 
 def openvino_latency(

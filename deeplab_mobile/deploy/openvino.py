@@ -14,9 +14,11 @@ result). ``executed_precisions`` says what each layer type ran in.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,38 @@ FORMAT = "OpenVINO (IR)"
 PRECISIONS = ("f32", "bf16")
 
 
+_SS_DISABLE = 2  # Linux's flag; only it is carried over when the saved stack is put back
+
+
+class _SignalStack(ctypes.Structure):  # POSIX stack_t
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextmanager
+def kept_signal_stack():
+    """Run an OpenVINO call with the thread's alternate signal stack restored afterwards. OpenVINO 2026.4's CPU
+    plugin installs an alternate signal stack on the thread that calls it and frees it while it stays installed;
+    the next signal handled on that thread (a SIGTERM, a Ctrl-C) is then delivered onto freed memory and the
+    process dies of a segmentation fault instead of stopping cleanly (seen after its INT8 and bf16 runs; the
+    project's SIGTERM tests found it). Written here because no library offers ``sigaltstack``; a no-op where libc
+    has none."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        sigaltstack = libc.sigaltstack
+    except (OSError, AttributeError):
+        yield
+        return
+    saved = _SignalStack()
+    if sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        saved.ss_flags &= _SS_DISABLE  # a stack that was in use is not reinstalled "on stack"
+        sigaltstack(ctypes.byref(saved), None)
+
+
 def onnx_to_openvino(onnx_path: str | Path, path: str | Path) -> Path:
     """Convert an ONNX file (float, or INT8 QDQ) to IR at ``path`` (``.xml``, with its ``.bin``), both written
     atomically: each to a temporary name, the weights moved into place first, the ``.xml`` that names the model
@@ -44,7 +78,8 @@ def onnx_to_openvino(onnx_path: str | Path, path: str | Path) -> Path:
     if path.suffix != XML_SUFFIX:
         raise InvalidValue(f"{path}: an OpenVINO IR file ends in {XML_SUFFIX}")
     try:
-        model = ov.convert_model(str(onnx_path))
+        with kept_signal_stack():
+            model = ov.convert_model(str(onnx_path))
     except (RuntimeError, ValueError, TypeError) as exc:  # OpenVINO's OpConversionFailure is a RuntimeError
         raise convert_error(exc, FORMAT) from None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +87,8 @@ def onnx_to_openvino(onnx_path: str | Path, path: str | Path) -> Path:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        ov.save_model(model, str(tmp), compress_to_fp16=False)
+        with kept_signal_stack():
+            ov.save_model(model, str(tmp), compress_to_fp16=False)
         os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
         os.replace(tmp, path)
     finally:
@@ -116,7 +152,8 @@ class OpenVinoSegmentor(ExportedSegmentor):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            compiled = ov.Core().compile_model(str(path), "CPU", config)
+            with kept_signal_stack():
+                compiled = ov.Core().compile_model(str(path), "CPU", config)
         except RuntimeError as exc:
             raise InvalidValue(f"{path}: not an IR this runtime can load ({str(exc).splitlines()[0]})") from None
         dims = compiled.input(0).get_partial_shape()
@@ -125,10 +162,12 @@ class OpenVinoSegmentor(ExportedSegmentor):
         labels = compiled.output(0).get_element_type().is_integral()
         super().__init__(path, geometry, output_stride, static, labels, other_sizes="export it at that size")
         self.compiled, self.precision = compiled, precision
-        self.request = compiled.create_infer_request()
+        with kept_signal_stack():
+            self.request = compiled.create_infer_request()
 
     def _execute(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.request.infer({0: np.ascontiguousarray(x.detach().float().cpu().numpy())})
+        with kept_signal_stack():
+            out = self.request.infer({0: np.ascontiguousarray(x.detach().float().cpu().numpy())})
         return torch.from_numpy(np.array(out[self.compiled.output(0)]))
 
     def executed_precisions(self) -> dict[str, dict[str, int]]:
@@ -139,7 +178,9 @@ def executed_precisions(compiled) -> dict[str, dict[str, int]]:
     """What the compiled model runs each layer type in: ``{layer type: {precision: count}}`` from the plugin's
     runtime graph (constants, inputs and outputs left out)."""
     counts: dict[str, Counter] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
+    with kept_signal_stack():
+        ops = compiled.get_runtime_model().get_ordered_ops()
+    for op in ops:
         info = op.get_rt_info()
         layer, precision = str(info["layerType"].astype(str)), str(info["runtimePrecision"].astype(str))
         if layer not in ("Const", "Input", "Output"):

@@ -186,3 +186,46 @@ def test_openvino_f32_matches_pytorch_bf16_is_its_own_row_and_int8_comes_from_th
     # it opens through the one resolver, as every export does
     source = resolve(tmp_path / "q" / "openvino" / "model.int8.xml")
     assert source.kind == "openvino" and source.output_stride == 16
+
+
+SIGTERM_AFTER_OPENVINO = """
+import os, signal, sys, time
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from tests.deploy.test_runtimes import SIZE, tiny_model
+from deeplab_mobile.apps.export import OnnxRunner, openvino_parity
+from deeplab_mobile.deploy import export_onnx
+from deeplab_mobile.deploy.openvino import onnx_to_openvino
+from deeplab_mobile.deploy.quantize import quantize_model
+out = Path(sys.argv[2])
+model = tiny_model(head="aspp")
+onnx_path = export_onnx(model, out / "model.onnx", SIZE, dynamic=True, upsample=False)
+rng = np.random.default_rng(0)
+images = (rng.standard_normal((1, 3, *SIZE), dtype=np.float32) for _ in range(3))
+int8 = quantize_model(onnx_path, out / "model.int8.onnx", images)
+openvino_parity(onnx_to_openvino(int8, out / "model.int8.xml"), OnnxRunner(int8), [SIZE, (97, 65)], False, 0)
+got = []
+signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.2)
+print("handled", got)
+"""
+
+
+@pytest.mark.slow
+def test_a_sigterm_after_openvino_runs_reaches_its_handler(tmp_path):
+    """OpenVINO's CPU plugin leaves a freed alternate signal stack on the thread that called it; without
+    ``kept_signal_stack`` the next SIGTERM killed the process with a segmentation fault (here, in a child)."""
+    import subprocess
+
+    from tests.helpers import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AFTER_OPENVINO, str(ROOT), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "handled [15]" in proc.stdout
