@@ -29,7 +29,7 @@ from ..deploy.meta import FREE, ExportMeta, OutputSpec, read_export_meta, write_
 from ..deploy.open import check_content, export_bytes
 from ..deploy.openvino import OpenVinoSegmentor, export_openvino, onnx_to_openvino
 from ..environment import RECORD
-from ..errors import InvalidValue
+from ..errors import InvalidValue, MissingFile
 from ..extras import require
 from ..hub import save_pretrained
 from ..runfolder import RunFolder, check_writable
@@ -161,7 +161,7 @@ def export_onnx_file(cfg: DictConfig, out_dir: Path) -> dict:
     over, the IR checked against ONNX Runtime running the same file."""
     source = Path(str(cfg.onnx))
     if not source.is_file():
-        raise InvalidValue(f"onnx={source}: file not found")
+        raise MissingFile(f"onnx={source}: file not found")
     check_content(source)
     meta = read_export_meta(source)  # before any work: an ONNX file without its description is named now
     path = out_dir / (cfg.name or f"{source.stem}.xml")
