@@ -86,7 +86,11 @@ def export_tflite(
 
     net = prepare_for_export(model, labels, fold_bn, upsample, resize, size)
     if calibration is not None:
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+
         net = quantize_pt2e(net, calibration, size, False, keep_float=keep_float, fold=False)
+        net = move_exported_model_to_eval(net)  # the graph's ops in their eval form (here: none change)
+        net.training = False  # the flag .eval() would set, which an exported graph refuses; the converter reads it
     return convert_tflite(net, path, size, quantized=calibration is not None)
 
 
