@@ -140,7 +140,12 @@ def parse_args(argv):
     )
     parser.add_argument("--tile-overlap", type=float, default=0.25, help="windows' overlap, a fraction of a window")
     parser.add_argument("--tile-blend", default="gaussian", choices=BLENDS, help="how overlapping windows are averaged")
-    parser.add_argument("--pad-to", type=int, default=PAD_TO, help="pad smaller images to this square, as evaluation")
+    parser.add_argument(
+        "--pad-to",
+        type=int,
+        default=None,
+        help=f"pad smaller images to this square, as evaluation (default {PAD_TO}; a static square export's size)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads: PyTorch's, or the runtime's for an export"
@@ -179,16 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [*images, *(Path(v) for v in videos if not is_camera(v))]
     check_outputs(planned_outputs(images, videos, names, out, not args.no_overlay), inputs, out)
     segmenter = load_segmenter(args.weights, device=args.device, output_stride=args.os, threads=args.threads)
+    static = getattr(segmenter.model, "static", None)  # an export of one input size (LiteRT, static ONNX, .pte)
+    pad_to = args.pad_to or (static[0] if static and static[0] == static[1] else PAD_TO)
     out.mkdir(parents=True, exist_ok=True)
     scales, flip = (tuple(args.scales), not args.no_flip) if args.mf else ((1.0,), False)
-    settings = {"scales": scales, "flip": flip, "max_size": max_size or None, "pad_to": args.pad_to, "tile": tile}
+    settings = {"scales": scales, "flip": flip, "max_size": max_size or None, "pad_to": pad_to, "tile": tile}
     record = {
         "weights": str(args.weights),
         "mf": args.mf,
         "scales": list(scales),
         "flip": flip,
         "max_size": max_size,
-        "pad_to": args.pad_to,
+        "pad_to": pad_to,
         "tile": tile.record() if tile else None,
         "classes": list(segmenter.classes),
         "threads": args.threads,

@@ -209,6 +209,12 @@ def test_litert_and_openvino_files_are_scored_beside_onnx_runtime(run, synthetic
     image = read_image(next((synthetic_voc / "JPEGImages").iterdir()))
     segmenter = Segmenter.from_pretrained(tmp_path / "model.int8.tflite", threads=1)
     assert segmenter.predict(image, pad_to=side, max_size=None).shape == image.shape[:2]
+    # predict pads to a static square export's own size when --pad-to is not given
+    from deeplab_mobile.apps.predict import main as predict
+
+    photo = next((synthetic_voc / "JPEGImages").iterdir())
+    assert predict(["--weights", str(tmp_path / "model.int8.tflite"), str(photo), "--out", str(tmp_path / "p")]) == 0
+    assert json.loads((tmp_path / "p" / "predictions.json").read_text())["pad_to"] == side
 
 
 def test_bad_settings_are_refused_before_any_file(run, tmp_path):
