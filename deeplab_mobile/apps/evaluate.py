@@ -107,6 +107,12 @@ def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     """A model file (``weights=FILE``) on the composed ``data``: at the file's output stride unless ``eval.os``,
     padded to DeepLab's 513 unless ``eval.pad_to``, MF at VOC's six scales unless ``eval.mf_scales``."""
     source = from_config(cfg, keys=("weights",))
+    if not source.pytorch:  # its records (Params, MAdds, strides) are a PyTorch network's
+        raise SettingError(
+            f"weights={cfg.weights}: an export ({source.kind}); scripts/eval.py scores PyTorch networks (a run, a "
+            "model file, a Hub folder). Exports are scored by the same evaluator in scripts/quantize.py (onnx=, "
+            "executorch=true, litert=true, openvino=true)"
+        )
     data = cfg.data.copy()
     with open_dict(data):
         data.root = cfg.data_root or data.root

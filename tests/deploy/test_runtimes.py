@@ -229,3 +229,14 @@ def test_a_sigterm_after_openvino_runs_reaches_its_handler(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "handled [15]" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_eval_app_names_the_scoring_path_of_an_export(tmp_path):
+    from deeplab_mobile.apps.evaluate import evaluate_run
+
+    export(composed("export", ["head=no_aspp", "width=0.35", "size=[65,65]", "format=openvino"]), tmp_path)
+    cfg = composed("eval", [f"weights={tmp_path / 'model.xml'}", "data=synthetic", f"out_dir={tmp_path / 'e'}"])
+    with pytest.raises(ValueError, match=r"an export \(openvino\); scripts/eval.py scores PyTorch networks"):
+        evaluate_run(cfg)
+    assert not (tmp_path / "e").exists()
