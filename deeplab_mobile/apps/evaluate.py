@@ -27,6 +27,7 @@ from ..config.run import final_stage
 from ..config.source import from_config
 from ..data import DatasetError
 from ..data.manifest import check_splits, data_manifest
+from ..deploy.exported import as_network
 from ..engine.distributed import Dist, cleanup, init_distributed
 from ..engine.evaluator import run_protocol
 from ..engine.report import write_metrics
@@ -34,7 +35,7 @@ from ..engine.run import SettingError
 from ..engine.trainer import autocast_dtype, memory_format
 from ..environment import write_environment
 from ..errors import InvalidValue, ProjectError
-from ..models import DeepLabV3, describe_model
+from ..models import DeepLabV3, build_model, describe_model
 from ..runfolder import RunFolder, check_writable, find_runs
 from ..table7 import MF_SCALES
 
@@ -75,6 +76,10 @@ class Subject:
     name: str  # the record's name without the protocol's part
     info: dict  # recorded in metrics.json
     channels_last: bool = False
+    mean: tuple[float, ...] | None = None  # the normalisation: an export's, else the model's encoder's
+    std: tuple[float, ...] | None = None
+    network: DeepLabV3 | None = None  # an export's network, built from its export.json: its Params and MAdds
+    one_size: bool = False  # an export of one input size: single scale only (MF resizes the input)
 
 
 def run_subject(cfg: DictConfig) -> Subject:
@@ -107,11 +112,15 @@ def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     """A model file (``weights=FILE``) on the composed ``data``: at the file's output stride unless ``eval.os``,
     padded to DeepLab's 513 unless ``eval.pad_to``, MF at VOC's six scales unless ``eval.mf_scales``."""
     source = from_config(cfg, keys=("weights",))
-    if not source.pytorch:  # its records (Params, MAdds, strides) are a PyTorch network's
-        raise SettingError(
-            f"weights={cfg.weights}: an export ({source.kind}); scripts/eval.py scores PyTorch networks (a run, a "
-            "model file, a Hub folder). Exports are scored by the same evaluator in scripts/quantize.py (onnx=, "
-            "executorch=true, litert=true, openvino=true)"
+    model, network, free = source.model, None, True
+    if not source.pytorch:  # an export: its runner as the network it came from, counted on that network
+        meta = source.export
+        if meta.labels:
+            raise SettingError(f"weights={cfg.weights}: a label-map export has no scores to average; export logits")
+        free = meta.static is None
+        model = as_network(source.model, meta.os)
+        network = build_model(
+            meta.encoder, meta.head, meta.os, meta.width, meta.tap, meta.num_classes, geometry=meta.geometry
         )
     data = cfg.data.copy()
     with open_dict(data):
@@ -120,14 +129,18 @@ def file_subject(cfg: DictConfig, env: Dist | None = None) -> Subject:
     prepare_data(data, env, cfg.progress)
     out_root = Path(eval_dir(None, cfg.weights, cfg.out_dir))
     return Subject(
-        model=source.model,
+        model=model,
         classes=source.classes,
         data=data,
-        defaults=OmegaConf.create({"mf": True, "mf_scales": MF_SCALES}),
+        defaults=OmegaConf.create({"mf": free, "mf_scales": MF_SCALES}),
         pad_to=cfg.eval.pad_to if cfg.eval.pad_to is not None else source.pad_to,
         out_root=out_root,
         name=cfg.name or f"{data.name}-{data.val_split}",
         info=source.origin,
+        mean=source.mean,
+        std=source.std,
+        network=network,
+        one_size=not free,
     )
 
 
@@ -141,6 +154,9 @@ def evaluate_run(cfg: DictConfig) -> dict:
     check_writable(subject.out_root, "where the evaluation's records go (out_dir=)")
     model, data = subject.model, subject.data
     ev = settings(cfg, subject.defaults)
+    if subject.one_size and ev.mf:
+        log.info("%s: exported for one input size: single scale only (MF needs a free-size export)", cfg.weights)
+        ev.mf = False
     if ev.mf and ev.mf_scales is None:
         raise InvalidValue(f"{cfg.run_dir}: the run's config has no eval.mf_scales; pass eval.mf_scales=[...]")
     proto = check_protocol(protocol(ev), model, cfg.eval)
@@ -149,10 +165,9 @@ def evaluate_run(cfg: DictConfig) -> dict:
     name = subject.name if cfg.name else "_".join(p for p in (proto.name(model), subject.name) if p)
     num_classes = len(subject.classes)
     source = None if cfg.data_root or not cfg.get("run_dir") else str(RunFolder(cfg.run_dir).config)
-    encoder = model.encoder
-    val = evaluation_data(
-        data, data.val_split, num_classes, encoder.mean, encoder.std, cfg.eval, subject.pad_to, env, source
-    )
+    mean = subject.mean or model.encoder.mean
+    std = subject.std or model.encoder.std
+    val = evaluation_data(data, data.val_split, num_classes, mean, std, cfg.eval, subject.pad_to, env, source)
     manifest = data_manifest({data.val_split: val.loader.dataset})
     problems = check_splits({data.val_split: val.loader.dataset}, manifest, num_classes, env.main and cfg.progress)
     if problems:
@@ -168,10 +183,11 @@ def evaluate_run(cfg: DictConfig) -> dict:
         autocast_dtype=autocast_dtype(cfg.amp, env.device),
         env=env,
         progress=env.main and cfg.progress,
+        network=subject.network,
     )
     record["eval"]["pad_to"] = subject.pad_to
     metrics = {
-        **describe_model(model),  # its "os" is the stride the checkpoint ended training at (a file's own stride)
+        **describe_model(subject.network or model),  # "os": the stride the checkpoint ended at (a file's own)
         **record,
         **subject.info,
         "name": name,

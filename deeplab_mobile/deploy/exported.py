@@ -85,3 +85,50 @@ class ExportedSegmentor(nn.Module):
                 f"{x.shape[-2]}x{x.shape[-1]} ({self.other_sizes})"
             )
         return self._execute(x).to(x.device)
+
+
+class ExportedNetwork(nn.Module):
+    """An exported file's runner seen as the network it was exported from, for the evaluation protocol: its
+    ``output_stride`` is the network's (``os`` of ``export.json``), which it cannot change
+    (``set_output_stride`` refuses another); ``forward`` is the runner's. ``as_network`` gives a feature-resolution
+    export the runner's ``logits`` and ``upsample`` too, so the evaluator runs DeepLab's staged resizes on it."""
+
+    def __init__(self, runner: ExportedSegmentor, output_stride: int) -> None:
+        super().__init__()
+        self.runner = runner
+        self.align_corners = runner.align_corners
+        self._output_stride = int(output_stride)
+
+    @property
+    def output_stride(self) -> int:
+        return self._output_stride
+
+    def set_output_stride(self, output_stride: int) -> ExportedNetwork:
+        if output_stride != self._output_stride:
+            raise InvalidValue(
+                f"{self.runner.path}: exported at output stride {self._output_stride}; re-export for {output_stride}"
+            )
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.runner(x)
+
+
+class _StagedNetwork(ExportedNetwork):
+    """A feature-resolution export: the evaluator's staged path (``logits``, ``upsample``, ``logits_stride``)."""
+
+    @property
+    def logits_stride(self) -> int:
+        return self.runner.output_stride
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.runner.logits(x)
+
+    def upsample(self, logits: torch.Tensor, size) -> torch.Tensor:
+        return self.runner.upsample(logits, size)
+
+
+def as_network(runner: ExportedSegmentor, output_stride: int) -> ExportedNetwork:
+    """``runner`` with the network's ``output_stride`` (``ExportedNetwork``)."""
+    staged = hasattr(runner, "output_stride")  # a feature-resolution export
+    return (_StagedNetwork if staged else ExportedNetwork)(runner, output_stride)

@@ -227,17 +227,20 @@ def run_protocol(
     protocol: Protocol,
     size: int = TABLE7_SIZE,
     per_image: bool = True,
+    network: nn.Module | None = None,
     **kwargs,
 ) -> tuple[dict[str, dict], dict, PerImage | None]:
     """``({"ss": scores[, "mf": scores]}, record, per-image matrices)``: each evaluation at its stride, and the
     record of what ran: the protocol, Params, and the MAdds at ``size`` of each evaluation as it ran (stride, scales,
-    flip). With ``per_image`` (it needs a DataLoader), each mode's scores carry ``miou_ci95``, the 95% bootstrap
-    interval of its mIoU over the images (``stats.bootstrap_miou``), and the record says how it was drawn."""
+    flip), counted on ``model`` or, for an exported file's runner, on ``network``, the PyTorch network it runs.
+    With ``per_image`` (it needs a DataLoader), each mode's scores carry ``miou_ci95``, the 95% bootstrap interval
+    of its mIoU over the images (``stats.bootstrap_miou``), and the record says how it was drawn."""
     ss_os, mf_os = protocol.strides(model)
     runs = {}
     with output_stride(model, ss_os) as at:
         runs["ss"] = evaluate(at, normalize, loader, num_classes, per_image=per_image, tile=protocol.tile, **kwargs)
-        record = {"params": count_params(at), "madds": count_madds(at, size)}
+        counted = network if network is not None else at
+        record = {"params": count_params(counted), "madds": count_madds(counted, size)}
     if protocol.mf:
         scales = list(protocol.mf_scales)
         with output_stride(model, mf_os) as at:
@@ -252,7 +255,7 @@ def run_protocol(
                 tile=protocol.tile,
                 **kwargs,
             )
-            record["madds_mf"] = count_madds_mf(at, scales, protocol.flip)
+            record["madds_mf"] = count_madds_mf(network if network is not None else at, scales, protocol.flip)
     results = {mode: run.scores for mode, run in runs.items()}
     record["eval"] = protocol.record(model)
     if not per_image:

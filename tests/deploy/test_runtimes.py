@@ -232,11 +232,36 @@ def test_a_sigterm_after_openvino_runs_reaches_its_handler(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_eval_app_names_the_scoring_path_of_an_export(tmp_path):
-    from deeplab_mobile.apps.evaluate import evaluate_run
+def test_the_eval_app_scores_exports_as_it_scores_their_run(tmp_path, synthetic_voc):
+    """scripts/eval.py weights=<export>: a LiteRT model (static, the size every image is padded to; single scale
+    only) and an OpenVINO IR (free sizes, single scale and MF) of a trained run score its mIoU within 0.05 points, the
+    record carries the network's Params and MAdds (counted on the network built from export.json), and a stride the
+    export cannot take is refused in one line."""
+    from PIL import Image
 
-    export(composed("export", ["head=no_aspp", "width=0.35", "size=[65,65]", "format=openvino"]), tmp_path)
-    cfg = composed("eval", [f"weights={tmp_path / 'model.xml'}", "data=synthetic", f"out_dir={tmp_path / 'e'}"])
-    with pytest.raises(ValueError, match=r"an export \(openvino\); scripts/eval.py scores PyTorch networks"):
-        evaluate_run(cfg)
-    assert not (tmp_path / "e").exists()
+    from deeplab_mobile.apps.evaluate import evaluate_run
+    from deeplab_mobile.apps.train import train
+    from tests.helpers import tiny
+
+    run = tmp_path / "run"
+    train(tiny(synthetic_voc, "eval.mf=false", "eval.os=16", "trainer.iters=20", "trainer.eval_every=100"), run)
+    side = max(max(Image.open(p).size) for p in (synthetic_voc / "JPEGImages").iterdir())
+    common = ["eval.workers=0", "eval.os=16", f"eval.pad_to={side}", "progress=false"]
+    by_run = evaluate_run(composed("eval", [f"run_dir={run}", "eval.mf=true", "eval.mf_scales=[0.75,1.0]", *common]))
+    export(composed("export", [f"run_dir={run}", f"size=[{side},{side}]", "format=tflite"]), run / "export" / "litert")
+    export(composed("export", [f"run_dir={run}", "dynamic=true", "format=openvino"]), run / "export" / "openvino")
+
+    def file_eval(path, *extra):
+        data = ["data=synthetic", f"data.root={synthetic_voc}", "data.generate=null", f"out_dir={tmp_path / 'e'}"]
+        return evaluate_run(composed("eval", [f"weights={path}", *data, *common, *extra]))
+
+    litert = file_eval(run / "export" / "litert" / "model.tflite", "name=litert")
+    openvino = file_eval(run / "export" / "openvino" / "model.xml", "eval.mf_scales=[0.75,1.0]", "name=openvino")
+    assert abs(litert["ss"]["miou"] - by_run["ss"]["miou"]) <= 0.0005 and "mf" not in litert
+    assert abs(openvino["ss"]["miou"] - by_run["ss"]["miou"]) <= 0.0005
+    assert abs(openvino["mf"]["miou"] - by_run["mf"]["miou"]) <= 0.0005
+    for record in (litert, openvino):
+        assert (record["params"], record["madds"], record["os"]) == (by_run["params"], by_run["madds"], 16)
+    with pytest.raises(ValueError, match=r"^eval.os=8: .*model.xml: exported at output stride 16; re-export for 8"):
+        file_eval(run / "export" / "openvino" / "model.xml", "eval.os=8", "name=y")
+    assert not (tmp_path / "e" / "y").exists()
