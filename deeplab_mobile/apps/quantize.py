@@ -331,7 +331,8 @@ def score_files(cfg: DictConfig, source: FloatModel, files: dict[str, Path]) -> 
         name: {str(t): file_latency(path, size, int(t), repeats, precision(name)) for t in cfg.latency.threads}
         for name, path in files.items()
     }
-    ran = {name: runtime_report(net) for name, net in nets.items() if runtime_report(net) is not None}
+    reports = {name: runtime_report(net) for name, net in nets.items()}
+    ran = {name: report for name, report in reports.items() if report is not None}
     return Scored(modes, scores, drops, agree, parity, latency, size, ran)
 
 

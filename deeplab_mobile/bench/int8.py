@@ -20,20 +20,18 @@ import argparse
 import datetime as dt
 import os
 import platform
-import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..deploy import export_onnx
 from ..deploy.quantize import quantize_model
 from ..deploy.resize import MatrixResize
 from ..files import atomic_path, write_json, write_text
 from ..table7 import CANDIDATE, NETWORKS, build_row
-from .latency import ort_runner, timings
+from .latency import measure_rounds, ort_runner
 from .video import calibration
 
 # quantization settings: name -> (what it is, quantize_model's keyword arguments)
@@ -152,19 +150,6 @@ def session_rows(path: Path, size: int, sessions, threads_list) -> list[dict]:
     return rows
 
 
-def measure(rows: list[dict], rounds: int, warmup: int, repeats: int) -> None:
-    """Time every row's runner ``rounds`` times, the rows taken in turn within each round (so that a slow spell of
-    the machine falls on all of them, not on one): ``ms``, the median of the rounds' medians, and ``ms_rounds``."""
-    for row in rows:
-        row["ms_rounds"] = []
-    for _ in tqdm(range(rounds), desc="rounds"):
-        for row in rows:
-            row["ms_rounds"].append(timings(row["runner"], warmup, repeats)["median_ms"])
-    for row in rows:
-        row["ms"] = statistics.median(row["ms_rounds"])
-        del row["runner"]
-
-
 def markdown(record: dict) -> str:
     size, tries, sessions, resize = record["size"], record["tries"], record["sessions"], record["resize"]
     float_ms = {r["threads"]: r["ms"] for r in tries if r["try"] == "float"}
@@ -226,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     tries, files = try_rows(out, args.size, args.tries, args.threads)
     sessions = session_rows(files["default"], args.size, args.sessions, args.threads)
     resize = [] if args.no_resize else resize_rows(out, args.size, args.threads)
-    measure(tries + sessions + resize, args.rounds, args.warmup, args.repeats)
+    measure_rounds(tries + sessions + resize, args.rounds, args.warmup, args.repeats)
     machine = {
         "platform": platform.platform(),
         "processor": platform.processor(),

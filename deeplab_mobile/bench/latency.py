@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..errors import InvalidValue
 from ..extras import require
@@ -39,6 +41,27 @@ def timings(fn: Callable[[], object], warmup: int = 3, repeats: int = 20, sync: 
         sync()
         times.append(1000 * (time.perf_counter() - start))
     return summarize(times)
+
+
+def measure_rounds(
+    rows: list[dict],
+    rounds: int,
+    warmup: int = 3,
+    repeats: int = 20,
+    runner: Callable[[dict], Callable[[], object]] | None = None,
+) -> None:
+    """Time every row ``rounds`` times, the rows taken in turn within each round (so that a slow spell of the
+    machine falls on all of them, not on one): ``ms_rounds``, each round's median, and ``ms``, their median. A row
+    is run by ``row["runner"]`` (dropped from the row afterwards), or by ``runner(row)``, made afresh each round."""
+    for row in rows:
+        row["ms_rounds"] = []
+    for _ in tqdm(range(rounds), desc="rounds"):
+        for row in rows:
+            run = runner(row) if runner is not None else row["runner"]
+            row["ms_rounds"].append(timings(run, warmup, repeats)["median_ms"])
+    for row in rows:
+        row["ms"] = statistics.median(row["ms_rounds"])
+        row.pop("runner", None)
 
 
 def measure_latency(
@@ -216,16 +239,11 @@ def tflite_latency(path, size: tuple[int, int], threads: int, warmup: int = 3, r
 def openvino_runner(path, size: tuple[int, int], threads: int, precision: str = "f32") -> Callable[[], object]:
     """One inference of an OpenVINO IR (CPU plugin, latency mode, ``threads`` threads, ``precision``) on a fixed
     random input."""
-    from ..deploy.openvino import OpenVinoSegmentor, kept_signal_stack
+    from ..deploy.openvino import OpenVinoSegmentor
 
     runner = OpenVinoSegmentor(path, threads=threads, precision=precision)
     x = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
-
-    def run():
-        with kept_signal_stack():
-            return runner.request.infer({0: x})
-
-    return run
+    return lambda: runner.infer(x)
 
 
 def openvino_latency(

@@ -26,11 +26,9 @@ import argparse
 import copy
 import datetime as dt
 import platform
-import statistics
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ..complexity import count_madds
 from ..deploy import export_onnx, randomize_batchnorm
@@ -42,12 +40,14 @@ from ..deploy.openvino import OpenVinoSegmentor, onnx_to_openvino
 from ..deploy.quantize import quantize_model
 from ..files import write_json, write_text
 from ..table7 import CANDIDATE, NETWORKS, build_row
-from .latency import gemm_gflops, openvino_runner, ort_runner, pte_runner, tflite_runner, timings
+from .latency import gemm_gflops, measure_rounds, openvino_runner, ort_runner, pte_runner, tflite_runner
 from .video import calibration
 
 RUNTIMES = ("onnxruntime", "executorch", "litert", "openvino")
 LABELS = {"onnxruntime": "ONNX Runtime", "executorch": "ExecuTorch", "litert": "LiteRT", "openvino": "OpenVINO"}
 KEEP_FLOAT = ("first", "logits")  # every runtime's INT8: the first conv and the classifier in float
+# the runtimes whose INT8 is PT2E with XNNPACK's quantizer: runtime -> (its exporter, its file suffix)
+PT2E_EXPORTS = {"executorch": (export_pte, ".pte"), "litert": (export_tflite, ".tflite")}
 FORMS = ("full", "features")
 # ISA extensions worth naming, as /proc/cpuinfo spells them
 ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
@@ -101,22 +101,16 @@ def export_all(model, out: Path, size: int, runtimes) -> list[dict]:
         if not onnx_int8.is_file():
             quantize_model(onnx_float, onnx_int8, iter(images), keep_float=KEEP_FLOAT)
         files = {"onnxruntime": {"float": onnx_float, "int8": onnx_int8}}
-        if "executorch" in runtimes:
-            files["executorch"] = {}
+        for runtime, (export, suffix) in PT2E_EXPORTS.items():
+            if runtime not in runtimes:
+                continue
+            files[runtime] = {}
             for precision, calib in (("float", None), ("int8", images)):
-                path = folder / f"model{'.int8' if calib else ''}.pte"
+                path = folder / f"model{'.int8' if calib else ''}{suffix}"
                 if not path.is_file():
                     net = copy.deepcopy(model)
-                    export_pte(net, path, side, upsample=upsample, calibration=calib, keep_float=KEEP_FLOAT)
-                files["executorch"][precision] = path
-        if "litert" in runtimes:
-            files["litert"] = {}
-            for precision, calib in (("float", None), ("int8", images)):
-                path = folder / f"model{'.int8' if calib else ''}.tflite"
-                if not path.is_file():
-                    net = copy.deepcopy(model)
-                    export_tflite(net, path, side, upsample=upsample, calibration=calib, keep_float=KEEP_FLOAT)
-                files["litert"][precision] = path
+                    export(net, path, side, upsample=upsample, calibration=calib, keep_float=KEEP_FLOAT)
+                files[runtime][precision] = path
         if "openvino" in runtimes:
             files["openvino"] = {}
             for precision, source in (("float", onnx_float), ("int8", onnx_int8)):
@@ -149,19 +143,6 @@ def runner(row: dict, size: int, threads: int):
     if runtime == "litert":
         return tflite_runner(path, (size, size), threads)
     return openvino_runner(path, (size, size), threads, "bf16" if row["precision"] == "bf16" else "f32")
-
-
-def measure(rows: list[dict], size: int, rounds: int, warmup: int, repeats: int) -> None:
-    """``ms``: the median of ``rounds`` interleaved rounds' medians (``ms_rounds``)."""
-    for row in rows:
-        row["ms_rounds"] = []
-    for _ in tqdm(range(rounds), desc="rounds"):
-        for row in rows:
-            run = runner(row, size, row["threads"])  # a fresh session per round: no state carried over
-            row["ms_rounds"].append(timings(run, warmup, repeats)["median_ms"])
-            del run
-    for row in rows:
-        row["ms"] = statistics.median(row["ms_rounds"])
 
 
 def summarize(rows: list[dict], madds: int, cpu: dict, gemm: dict[int, float]) -> list[dict]:
@@ -275,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         ran = what_ran(f["runtime"], f["precision"], f["path"]) if f["form"] == "full" else {}
         for threads in args.threads:
             rows.append({**f, "threads": threads, "mb": export_bytes(f["path"]) / 1e6, "ran": ran})
-    measure(rows, args.size, args.rounds, args.warmup, args.repeats)
+    # a fresh session each round: no runtime's state carries over from one round to the next
+    measure_rounds(rows, args.rounds, args.warmup, args.repeats, lambda row: runner(row, args.size, row["threads"]))
     cpu = cpu_info()
     gemm = {threads: gemm_gflops(threads=threads) for threads in args.threads}
     table = summarize(rows, madds, cpu, gemm)

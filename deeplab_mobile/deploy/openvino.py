@@ -97,23 +97,14 @@ def onnx_to_openvino(onnx_path: str | Path, path: str | Path) -> Path:
     return path
 
 
-def export_openvino(
-    model: nn.Module,
-    path: str | Path,
-    size: tuple[int, int] = (513, 513),
-    dynamic: bool = False,
-    labels: str | None = None,
-    fold_bn: bool = True,
-    opset: int = 18,
-    upsample: bool = True,
-    resize: str = "matmul",
-) -> Path:
-    """Write ``model`` as OpenVINO IR: the ONNX export's graph (``export_onnx``'s arguments, to a temporary file)
-    converted by ``onnx_to_openvino``."""
+def export_openvino(model: nn.Module, path: str | Path, *args, **kwargs) -> Path:
+    """Write ``model`` as OpenVINO IR: the ONNX export's graph (``export_onnx`` with the same arguments after
+    ``path``: size, dynamic, labels, fold_bn, opset, upsample, resize), written to a temporary file, converted by
+    ``onnx_to_openvino``."""
     require("OpenVINO export", "openvino")  # before the ONNX export
     with tempfile.TemporaryDirectory(prefix="openvino-") as scratch:
         onnx_path = Path(scratch) / "model.onnx"
-        export_onnx(model, onnx_path, size, dynamic, labels, fold_bn, opset, upsample, resize)
+        export_onnx(model, onnx_path, *args, **kwargs)
         return onnx_to_openvino(onnx_path, path)
 
 
@@ -165,10 +156,15 @@ class OpenVinoSegmentor(ExportedSegmentor):
         with kept_signal_stack():
             self.request = compiled.create_infer_request()
 
-    def _execute(self, x: torch.Tensor) -> torch.Tensor:
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """One inference on a float32 NCHW array: the model's first output."""
         with kept_signal_stack():
-            out = self.request.infer({0: np.ascontiguousarray(x.detach().float().cpu().numpy())})
-        return torch.from_numpy(np.array(out[self.compiled.output(0)]))
+            out = self.request.infer({0: x})
+        return out[self.compiled.output(0)]
+
+    def _execute(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.infer(np.ascontiguousarray(x.detach().float().cpu().numpy()))
+        return torch.from_numpy(np.array(out))
 
     def executed_precisions(self) -> dict[str, dict[str, int]]:
         return executed_precisions(self.compiled)
