@@ -160,13 +160,14 @@ def run_configured(command: Command, argv: list[str], prog: str) -> int:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .config import paths
+    from .config import paths, schema
 
     name = prog.split()[-1].removesuffix(".py").replace("_", "-").split("/")[-1]
     if any(a in ("-h", "--help") for a in argv):
         print(f"usage: {prog} [key=value ...] [-m]\n\n{configured_help(command, name)}")
         return 0
     paths.register()  # the output-folder rules the configs name (config/paths.py)
+    schema.register()  # the configs' types and defaults, and the groups' options (config/schema.py)
     folder = output_folder(command, argv)
     if folder is not None:
         from .runfolder import check_writable

@@ -5,12 +5,15 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 
+from deeplab_mobile.config import schema
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
 def composed(name, overrides=(), **kwargs):
     """The config ``conf/<name>.yaml`` composes to with ``overrides``, as the command line would give them."""
+    schema.register()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return compose(name, overrides=list(overrides), **kwargs)
 

@@ -19,10 +19,9 @@ from tqdm import tqdm
 
 from .. import stats
 from ..bench.latency import measure_latency
-from ..config.model import build_model
+from ..config.model import build_model, load_run_config
 from ..config.sweeps import expand, job_dirname
 from ..files import write_json, write_text
-from ..runfolder import RunFolder
 from .plot import plot_tradeoff
 from .rows import build_rows
 from .runs import TRAIN, Run, SweepError, architecture, find_runs, identify
@@ -32,10 +31,11 @@ from .table import per_class_csv, per_class_markdown, to_csv, to_latex, to_markd
 def expected_jobs(record) -> list[list[str]]:
     """Each job's overrides, as Hydra's basic sweeper expands the sweep recorded in ``multirun.yaml`` (the
     command line's overrides plus ``hydra.sweeper.params``); [] for another sweeper."""
-    if "BasicSweeper" not in str(OmegaConf.select(record, "hydra.sweeper._target_", default="")):
+    sweeper = record.hydra.get("sweeper") or {}
+    if "BasicSweeper" not in str(sweeper.get("_target_") or ""):
         return []
-    params = OmegaConf.select(record, "hydra.sweeper.params", default=None) or {}
-    arguments = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.select(record, "hydra.overrides.task") or [])
+    params = sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(record.hydra.overrides.task or [])
     return expand(arguments)
 
 
@@ -61,7 +61,7 @@ def not_started(sweep: Path, runs: list[Run]) -> list[Run]:
             try:  # the variant it would have been, for the table's Network/OS/ASPP cells
                 with initialize_config_dir(version_base="1.3", config_dir=sources[0]):
                     cfg = compose(hydra_cfg.job.config_name, overrides=job)
-                run.arch, run.data = architecture(cfg), OmegaConf.select(cfg, "data.name", default=None)
+                run.arch, run.data = architecture(cfg), cfg.data.name
                 identify(run, cfg)
             except Exception as exc:  # noqa: BLE001 - the conf folder changed since the sweep: list the job without it
                 run.reason += f"; its config no longer composes ({type(exc).__name__})"
@@ -84,7 +84,7 @@ def measure(runs: list[Run], device: str, size: int) -> None:
     """Time each finished run's network in PyTorch (its architecture: the weights do not change the time) and write
     ``latency.json`` into its folder."""
     for run in tqdm([r for r in runs if r.state == "done"], desc=f"latency on {device}"):
-        model_cfg = OmegaConf.load(RunFolder(run.path).config).model
+        model_cfg = load_run_config(run.path).model
         torch.manual_seed(0)
         model = build_model(model_cfg, weights=False).set_output_stride(run.arch["os"])  # the stride evaluated at
         run.latency = {**measure_latency(model, size=size, device=device), "runtime": "torch"}

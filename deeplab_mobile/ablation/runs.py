@@ -25,6 +25,7 @@ from .. import runfolder
 from ..config.loss import loss_label, loss_settings
 from ..config.model import build_model
 from ..config.run import final_stage
+from ..config.schema import read_run_config
 from ..errors import InvalidValue
 from ..models import describe_model
 from ..runfolder import RunFolderError
@@ -87,10 +88,9 @@ def variant_key(cfg) -> str:
 
 def identify(run: Run, cfg) -> None:
     """Set the run's seed, variant and val split from its composed config."""
-    seed = OmegaConf.select(cfg, "trainer.seed", default=None)
-    run.seed = int(seed) if isinstance(seed, int) else None
+    run.seed = int(cfg.trainer.seed)
     run.variant = variant_key(cfg)
-    run.val_split = OmegaConf.select(cfg, "data.val_split", default=None)
+    run.val_split = cfg.data.val_split
 
 
 def _read_json(path: Path) -> tuple[dict | None, str]:
@@ -108,15 +108,14 @@ def architecture(cfg) -> dict | None:
     built on the meta device), with the strides it trains at and is evaluated at; None when ``cfg`` is not a
     training config. A network the config cannot build (the run failed on a bad setting) keeps the config's
     values."""
-    target = OmegaConf.select(cfg, "model.encoder._target_", default=None)
-    if target is None or OmegaConf.select(cfg, "trainer", default=None) is None:
+    encoder = cfg.model.get("encoder")
+    if not OmegaConf.is_dict(encoder) or "_target_" not in encoder:  # a network built from a model file's keys
         return None
-    trained = int(OmegaConf.select(cfg, "model.encoder.output_stride"))
+    target, trained = encoder._target_, int(encoder.output_stride)
     try:
         with torch.device("meta"):
             arch = describe_model(build_model(cfg.model, weights=False))
     except Exception:  # noqa: BLE001 - whatever the model refused, the run's own status says why
-        encoder = cfg.model.encoder
         arch = {
             "network": str(target).rsplit(".", 1)[-1],
             "encoder": None,
@@ -124,14 +123,14 @@ def architecture(cfg) -> dict | None:
             "os": trained,
             "width": float(encoder.get("width") or 1.0),
             "tap": encoder.get("tap"),
-            "num_classes": OmegaConf.select(cfg, "model.head.num_classes", default=None),
+            "num_classes": cfg.model.head.get("num_classes"),
         }
     try:
         stage = final_stage(cfg)
     except ValueError:
         stage = None
     final = stage.output_stride if stage else None
-    evaluated = OmegaConf.select(cfg, "eval.os", default=None)
+    evaluated = cfg.eval.os
     # Table 7's OS is the stride a network is evaluated at (the model zoo evaluates its OS16 network at OS8)
     arch.update(os=int(evaluated) if evaluated is not None else final or trained, train_os=trained, final_os=final)
     arch["loss"] = loss_label(loss_settings(cfg))  # None for plain cross-entropy
@@ -155,15 +154,16 @@ def read_run(path: Path, root: Path) -> Run:
     name = path.relative_to(root).as_posix() if path != root else "."
     folder = runfolder.RunFolder(path)
     try:
-        cfg = OmegaConf.load(folder.config)
-        arch = architecture(cfg)
+        raw = OmegaConf.load(folder.config)
+        cfg = read_run_config(folder.config) if "trainer" in raw else None
+        arch = architecture(cfg) if cfg is not None else None
     except Exception as exc:  # noqa: BLE001 - a broken YAML file or interpolation: list the run, say why
         return Run(path, name, "foreign", f".hydra/config.yaml is unreadable ({exc})")
     if arch is None:
         return Run(path, name, "foreign", "not a training run (its config has no model encoder/head and trainer)")
     overrides = [str(o) for o in OmegaConf.load(folder.overrides)] if folder.overrides.is_file() else []
     run = Run(path, name, "unfinished", arch=arch, overrides=overrides)
-    run.data = OmegaConf.select(cfg, "data.name", default=None)
+    run.data = cfg.data.name
     identify(run, cfg)
     try:
         status, problem = folder.status(), None

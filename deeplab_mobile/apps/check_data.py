@@ -21,7 +21,7 @@ def check(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Check each split; returns (and writes to ``<out_dir>/check.json``) the counts and problems per split."""
     data = cfg.data
     splits = list(cfg.splits) if cfg.splits else list(dict.fromkeys([data.train_split, data.val_split]))
-    n_classes = OmegaConf.select(cfg, "num_classes", default=None)
+    n_classes = cfg.num_classes
     report = {"data": data.name, "root": str(data.root), "splits": {}}
     for split in splits:
         n, problems = check_data_split(data, split, n_classes, progress=cfg.progress)
@@ -43,9 +43,9 @@ def class_frequencies(cfg: DictConfig, out_dir: str | Path) -> Path:
     if rule not in RULES:
         raise SettingError(f"class_weights={rule!r} is not a rule; choose one of {', '.join(RULES)}")
     split = cfg.get("class_weights_split") or data.train_split
-    dataset = open_data_split(data, split, num_classes=OmegaConf.select(cfg, "num_classes", default=None))
+    dataset = open_data_split(data, split, num_classes=cfg.num_classes)
     n = int(dataset.num_classes)
-    where = OmegaConf.select(cfg, "data.classes", default=None)
+    where = data.classes
     classes = getattr(dataset, "classes", None)  # a folder dataset's classes file
     names = list(classes.names) if hasattr(classes, "names") else []
     if not names and where is not None:

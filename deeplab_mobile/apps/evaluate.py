@@ -46,8 +46,8 @@ def settings(cfg: DictConfig, defaults: DictConfig) -> DictConfig:
     """The evaluation settings: each ``eval`` key given on the command line, else the default (the run's own)."""
     merged = OmegaConf.create({})
     for key in ("os", "mf_os", "mf_scales", "flip", "mf", "tile"):
-        given = OmegaConf.select(cfg, f"eval.{key}", default=None)
-        merged[key] = given if given is not None else OmegaConf.select(defaults, key, default=None)
+        given = cfg.eval.get(key)
+        merged[key] = given if given is not None else defaults.get(key)
     return merged
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from PIL import Image
 from tqdm import tqdm
 
@@ -90,8 +90,7 @@ def float_model(cfg: DictConfig) -> FloatModel:
                 data.root = cfg.data_root
         else:
             where = str(RunFolder(cfg.run_dir).config)
-        scales = tuple(OmegaConf.select(run, "eval.mf_scales", default=None) or MF_SCALES)
-        crop = OmegaConf.select(run, "data.crop_size", default=None)
+        scales, crop = tuple(run.eval.mf_scales or MF_SCALES), run.data.crop_size
     if cfg.litert:  # before the first file is written
         check_one_size(cfg, data, pad_to, len(source.classes), where)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -507,7 +506,7 @@ def quantization_aware(cfg: DictConfig, source: FloatModel) -> tuple[dict[str, P
     crop = qat_crop(cfg, source)
     mean, std = source.meta.input.mean, source.meta.input.std
     data = source.data
-    scales = tuple(OmegaConf.select(data, "scales", default=None) or (1.0,))
+    scales = tuple(data.scales or (1.0,))
     transform = TrainTransform(crop, mean, scales=scales, seed=int(cfg.qat.seed))
     split = cfg.calibration.split or data.train_split
     train_set = open_data_split(data, split, transform, len(source.meta.class_names()), source.config)

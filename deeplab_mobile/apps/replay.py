@@ -28,12 +28,13 @@ from omegaconf import OmegaConf
 
 from .. import determinism
 from ..config.model import load_run_config
+from ..config.plan import deterministic_threads
 from ..engine.oprecord import OpRecord, record_iteration, write_record
 from ..engine.trace import LOSS_LOG, read_losses
 from ..environment import environment_record
 from ..errors import InvalidValue
 from .compare_runs import inside
-from .train import TrainingRun, deterministic_threads
+from .train import TrainingRun
 
 log = logging.getLogger(__name__)
 

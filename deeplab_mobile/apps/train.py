@@ -21,16 +21,16 @@ import torch
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.utils.data import Dataset
 
 from .. import determinism
 from ..config.data import open_data_split, prepare_data
 from ..config.evaluation import EvalData, check_protocol, evaluation_data, protocol
-from ..config.loss import DEFAULT as LEGACY_LOSS
 from ..config.loss import build_loss, counted_weights, loss_settings, weight_rules
-from ..config.machine import share_machine
-from ..config.model import adopt_data_classes, adopt_weights, build_model, class_names
-from ..config.run import build_scheduler, final_stage, identity
+from ..config.model import build_model
+from ..config.plan import deterministic_threads, plan_run, resume_mode, resuming
+from ..config.run import build_scheduler, saved_identity
 from ..data import DatasetError, TrainTransform
 from ..data.manifest import check_splits, data_manifest
 from ..engine.board import Board
@@ -39,7 +39,7 @@ from ..engine.distributed import Dist, broadcast_buffers, cleanup, init_distribu
 from ..engine.evaluator import evaluate, run_protocol
 from ..engine.report import write_metrics
 from ..engine.run import SettingError, check_same_run, run_guarded
-from ..engine.trainer import Trainer, TrainSettings, autocast_dtype, memory_format, param_groups
+from ..engine.trainer import Trainer, autocast_dtype, memory_format, param_groups
 from ..environment import write_environment
 from ..errors import ProjectError
 from ..files import write_json
@@ -54,34 +54,17 @@ EXPECTED_ERRORS = (ProjectError,)
 BN_MIN_BATCH = 12  # DeepLab fine-tunes BatchNorm only with at least this many images per statistics batch
 
 
-def resuming(cfg: DictConfig, out_dir: Path, then: str | None = None) -> bool:
-    """``resume``: ``false`` refuses a folder that has a checkpoint, ``true`` one that has none (a mistyped folder
-    must not start a fresh run), ``auto`` resumes when there is one (a requeued Slurm job, a sweep finished in
-    place). Refused before anything is written (``runfolder.RunFolder.check_start``)."""
-    mode = cfg.resume
-    if mode not in (False, True, "auto"):
-        raise SettingError(f"resume={mode!r} is not supported; choose false, true or auto")
-    return RunFolder(out_dir).check_start(mode, then)
-
-
 def finished(cfg: DictConfig, out_dir: Path) -> bool:
     """A resume (``true`` or ``auto``) of a run that is done: nothing to train or write, once its checkpoint is
     known to be of these settings (another setting is refused, as for any resume). Asked before anything is built
     (``train``, ``main``)."""
     folder = RunFolder(out_dir)
-    if cfg.resume not in (True, "auto") or folder.state() != "done" or not folder.last_checkpoint.is_file():
+    if resume_mode(cfg) not in (True, "auto") or folder.state() != "done" or not folder.last_checkpoint.is_file():
         return False
-    saved = saved_identity(load_checkpoint(folder.last_checkpoint))
-    check_same_run(saved, identity(cfg), folder.last_checkpoint)
+    planned = plan_run(cfg, out_dir).identity  # the network of weights=, a folder dataset's classes resolved
+    check_same_run(saved_identity(load_checkpoint(folder.last_checkpoint)), planned, folder.last_checkpoint)
     log.info("%s: done (status.json); nothing to do", out_dir)
     return True
-
-
-def saved_identity(state: dict) -> dict:
-    saved = dict(state.get("config", {}))
-    if not any(k.startswith("loss.") for k in saved):  # written before conf/loss/: it trained with CE
-        saved.update({f"loss.{k}": v for k, v in LEGACY_LOSS.items()})
-    return saved
 
 
 def check_batch(cfg: DictConfig, env: Dist) -> None:
@@ -116,9 +99,9 @@ def check_batch(cfg: DictConfig, env: Dist) -> None:
 def check_seeds(cfg: DictConfig, sweep: bool) -> None:
     """``seeds=N`` sweeps ``trainer.seed`` over 0..N-1 (conf/train.yaml's ``hydra.sweeper.params``): refused for a
     single run, which it would not change, and beside a ``trainer.seed`` outside that range, which replaced it."""
-    n = cfg.get("seeds", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise SettingError(f"seeds must be a positive integer, got {n!r}")
+    n = cfg.seeds
+    if n < 1:
+        raise SettingError(f"seeds must be at least 1, got {n}")
     if n == 1:
         return
     if not sweep:
@@ -128,19 +111,6 @@ def check_seeds(cfg: DictConfig, sweep: bool) -> None:
             f"seeds={n} sweeps trainer.seed over 0..{n - 1}, but trainer.seed={cfg.trainer.seed} was given too: "
             "give one of them"
         )
-
-
-def deterministic_threads(cfg: DictConfig) -> int | None:
-    """``trainer.deterministic``'s fixed thread count (``trainer.deterministic_threads``), or ``None`` when off."""
-    mode = OmegaConf.select(cfg, "trainer.deterministic", default=False)
-    if mode not in (False, True):
-        raise SettingError(f"trainer.deterministic={mode!r} is not supported; choose true or false")
-    if not mode:
-        return None
-    threads = OmegaConf.select(cfg, "trainer.deterministic_threads", default=2)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise SettingError(f"trainer.deterministic_threads must be a positive integer, got {threads!r}")
-    return threads
 
 
 def quoted(value: str) -> str:
@@ -209,7 +179,8 @@ def data_help(data: DictConfig) -> str:
 
 
 class TrainingRun:
-    """One run of ``train``: the model, data, optimizer and trainer built from ``cfg`` in ``out_dir``."""
+    """One run of ``train``: planned from ``cfg`` (``config.plan``), then the model, data, optimizer and trainer built
+    from the plan's read-only config in ``out_dir``."""
 
     def __init__(
         self,
@@ -219,7 +190,10 @@ class TrainingRun:
         attempt: Attempt | None = None,
         held_log: logging.handlers.MemoryHandler | None = None,
     ) -> None:
-        self.cfg, self.out_dir, self.hydra = cfg, Path(out_dir), hydra
+        # Settings are checked, and the config resolved, before anything is built, downloaded or written
+        self.plan = plan = plan_run(cfg, out_dir, hydra)
+        cfg = plan.config
+        self.cfg, self.out_dir, self.hydra = cfg, plan.out_dir, hydra
         self.folder = RunFolder(self.out_dir)
         self.attempt = attempt or Attempt(self.folder)
         self.board, self.log_file = None, None
@@ -227,35 +201,11 @@ class TrainingRun:
         self.env = env = init_distributed(cfg.trainer.device)
         if not env.main:  # under torchrun every rank logs into the same train.log: the others report warnings only
             logging.getLogger().setLevel(logging.WARNING)
-        threads = deterministic_threads(cfg)
-        self.determinism = determinism.apply(threads, env.device) if threads else None
+        self.determinism = determinism.apply(plan.threads, env.device) if plan.threads else None
         seed_everything(cfg.trainer.seed)
-        # Settings are checked before anything is built, downloaded or written
-        self.resuming = resuming(cfg, self.out_dir)
-        self.stage = final_stage(cfg)
-        adopt_data_classes(cfg)  # a folder dataset: the class count and names are its classes file's
-        self.names = class_names(cfg)
+        self.resuming, self.stage, self.names = plan.resuming, plan.stage, plan.names
         check_batch(cfg, env)
-        self.adopted = adopt_weights(cfg)  # weights=: that network, its weights below
-        # a resume takes every weight from its checkpoint
-        self.model = build_model(cfg.model, weights=not self.resuming)
-        if self.adopted and not self.resuming:
-            skipped = load_weights(self.model, self.adopted.state, cfg.weights, other_classes=True)
-            if env.main and skipped:
-                log.info(
-                    "weights=%s: %s; %d classes -> %d: every weight but the classifier (%s), re-initialised",
-                    cfg.weights,
-                    self.adopted.description,
-                    self.adopted.num_classes,
-                    cfg.num_classes,
-                    ", ".join(skipped),
-                )
-            elif env.main:
-                log.info("weights=%s: %s, every weight from it", cfg.weights, self.adopted.description)
-        weights = OmegaConf.select(cfg, "model.encoder.weights", default=None)
-        note = OmegaConf.select(cfg, "data.random_init_cost", default=None)
-        if note and not self.resuming and not self.adopted and weights in (None, "random") and env.main:
-            log.warning("encoder_weights=%s: %s", weights, note)
+        self.model = self.build_model()
         self.protocol = check_protocol(protocol(cfg.eval), self.model, cfg.eval)
         prepare_data(cfg.data, env, cfg.progress)
         self.train_set, val = self.open_data()
@@ -266,35 +216,55 @@ class TrainingRun:
         if self.determinism and env.device.type == "cuda":
             self.determinism["nondeterministic_ops"] = determinism.report_cuda_ops(self.model, env.device)
         net = wrap_model(self.model, env, cfg.trainer.sync_bn)
-        decay_depthwise = bool(OmegaConf.select(cfg, "trainer.decay_depthwise", default=True))
         # _convert_: plain lists (AdamW's betas), which the checkpoint keeps and torch.load(weights_only=True) reads
         optimizer = instantiate(cfg.optim, _convert_="all")(
-            param_groups(self.model, cfg.optim.weight_decay, decay_depthwise)
+            param_groups(self.model, cfg.optim.weight_decay, cfg.trainer.decay_depthwise)
         )
         scheduler = build_scheduler(cfg, optimizer, self.stage)
         self.dtype = autocast_dtype(cfg.trainer.amp, env.device)
-        settings = TrainSettings(
-            batch_size=cfg.data.batch_size,
-            workers=cfg.data.workers,
-            progress=cfg.progress,
-            trace_steps=self.determinism is not None,
-            **{k: v for k, v in cfg.trainer.items() if k in TrainSettings.__dataclass_fields__},
-        )
         self.trainer = Trainer(
             net,
             self.normalize,
             optimizer,
             scheduler,
             self.train_set,
-            settings,
+            OmegaConf.to_object(cfg.trainer),
             self.out_dir,
             env,
             evaluate=self.periodic_eval,
             on_log=lambda values, iteration: self.board.scalars(values, iteration),
-            config=identity(cfg),
+            config=plan.identity,
             final_stage=self.stage,
             loss=self.loss,
+            batch_size=cfg.data.batch_size,
+            workers=cfg.data.workers,
+            progress=cfg.progress,
+            trace_steps=self.determinism is not None,
         )
+
+    def build_model(self) -> nn.Module:
+        """The plan's network; its weights from ``weights=`` or the encoder's (a resume takes every weight from its
+        checkpoint)."""
+        cfg, plan, main = self.cfg, self.plan, self.env.main
+        model = build_model(cfg.model, weights=not plan.resuming)
+        adopted = plan.adopted
+        if adopted and not plan.resuming:
+            skipped = load_weights(model, adopted.state, cfg.weights, other_classes=True)
+            if main and skipped:
+                log.info(
+                    "weights=%s: %s; %d classes -> %d: every weight but the classifier (%s), re-initialised",
+                    cfg.weights,
+                    adopted.description,
+                    adopted.num_classes,
+                    cfg.num_classes,
+                    ", ".join(skipped),
+                )
+            elif main:
+                log.info("weights=%s: %s, every weight from it", cfg.weights, adopted.description)
+        note, weights = cfg.data.random_init_cost, cfg.encoder_weights
+        if note and not plan.resuming and not adopted and weights in (None, "random") and main:
+            log.warning("encoder_weights=%s: %s", weights, note)
+        return model
 
     def build_loss(self):
         """The ``loss`` node's module; class weights named by a rule are counted on the training split here, and the
@@ -375,7 +345,7 @@ class TrainingRun:
         trainer, cfg = self.trainer, self.cfg
         if self.resuming:
             state = load_checkpoint(trainer.ckpt_path, map_location=self.env.device)
-            check_same_run(saved_identity(state), identity(cfg), trainer.ckpt_path)
+            check_same_run(saved_identity(state), self.plan.identity, trainer.ckpt_path)
             log.info("resuming %s from iteration %d", trainer.ckpt_path, trainer.resume(state))
         if self.env.main:
             self.attempt.begin(trainer.iteration)
@@ -520,7 +490,6 @@ def main(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
             held = RunFolder.hold_log()  # the lines before the attempt begins reach train.log only if it does
             try:
                 check_seeds(cfg, sweep)
-                share_machine(cfg, hydra_cfg)
                 return TrainingRun(cfg, out_dir, hydra_cfg, attempt, held).run()
             finally:
                 RunFolder.drop_log(held)

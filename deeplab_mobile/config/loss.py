@@ -1,9 +1,14 @@
-"""The training loss a config's ``loss`` node describes (``conf/loss/``; docs/training.md, "Losses").
+"""The training loss a config's ``loss`` node describes (docs/training.md, "Losses").
 
-A node is ``{name, class_weights, ...}``: ``name`` is ``ce``, ``hard_pixels``, ``dice``, ``lovasz``, ``focal``
-(``engine.losses``) or ``sum`` (``terms``: a list of such nodes, each with a ``weight``). ``class_weights`` is
-``null``, a class-weights file (``scripts/check_data.py class_weights=<rule>``), or a rule's name
-(``data.class_weights.RULES``), counted on the training split when the run starts.
+A loss node is instantiated by its ``_target_``, like every other group: the options are ``config.schema``'s
+(``loss=ce``, ``weighted_ce``, ``hard_pixels``, ``dice``, ``lovasz``, ``focal``, ``ce_dice``), each a class of
+``engine.losses`` with its own arguments, so an unknown key fails when the config is composed. ``class_weights``
+is ``null``, a class-weights file (``scripts/check_data.py class_weights=<rule>``), or a rule's name
+(``data.class_weights.RULES``), counted on the training split when the run starts and given to the class as the
+weights themselves. A ``WeightedSum`` holds its ``terms`` (loss nodes) and their ``weights``.
+
+Run folders written before the losses had ``_target_`` named them (``name: ce``, ``options: {...}``,
+``terms: [{name, weight}]``); ``upgrade_loss`` reads those as today's nodes.
 """
 
 from __future__ import annotations
@@ -12,39 +17,93 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..data.class_weights import RULES, pixel_counts, read_class_weights, weights_record
-from ..engine.losses import SMP_LOSSES, CrossEntropy, HardPixelCE, SMPLoss, WeightedSum
-from ..engine.run import SettingError
+from ..engine.run import SettingError, flatten
+from ..errors import ProjectError
 
-NAMES = ("ce", "hard_pixels", *SMP_LOSSES, "sum")
-# what a run folder's loss was before the loss group existed: a resume of such a run compares with this
-DEFAULT = {"name": "ce", "class_weights": None}
+LOSSES = "deeplab_mobile.engine.losses"
+LABELS = {"CrossEntropy": "CE", "HardPixelCE": "hard pixels", "DiceLoss": "Dice", "LovaszLoss": "Lovasz"}
+LABELS["FocalLoss"] = "Focal"
+
+# the loss names of run folders written before ``_target_``, and the class each named
+LEGACY_NAMES = {
+    "ce": "CrossEntropy",
+    "hard_pixels": "HardPixelCE",
+    "dice": "DiceLoss",
+    "lovasz": "LovaszLoss",
+    "focal": "FocalLoss",
+    "sum": "WeightedSum",
+}
+
+
+def upgrade_loss(node: Mapping | None) -> dict[str, Any]:
+    """A loss node as a plain dict in today's form: a ``_target_`` node as it is; a run folder's ``name`` node (or
+    none at all, from before losses could be chosen: cross-entropy) as the node that builds the same loss."""
+    if node is None:
+        return {"_target_": f"{LOSSES}.CrossEntropy", "class_weights": None}
+    node = dict(node)
+    if "name" not in node:
+        return node
+    name = node.pop("name")
+    if name not in LEGACY_NAMES:
+        raise SettingError(f"loss.name={name!r}: not a loss this version knows ({', '.join(LEGACY_NAMES)})")
+    upgraded = {"_target_": f"{LOSSES}.{LEGACY_NAMES[name]}"}
+    options = node.pop("options", None) or {}
+    node.pop("weight", None)  # a sum's term: its weight goes to the sum's weights
+    if name == "sum":
+        terms = node.get("terms") or []
+        upgraded["terms"] = [upgrade_loss(term) for term in terms]
+        upgraded["weights"] = [float(term.get("weight", 1.0)) for term in terms]
+        return upgraded
+    if name == "lovasz" and node.get("class_weights") is None:
+        node.pop("class_weights", None)  # it never took any; today's node has no such key
+    return {**upgraded, **node, **options}
+
+
+def upgrade_identity(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's saved identity (``{"loss.name": "ce", ...}``) with its ``loss.*`` keys in today's form."""
+    loss: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith("loss."):
+            *path, last = key.removeprefix("loss.").split(".")
+            place = loss
+            for part in path:
+                place = place.setdefault(part, {})
+            place[last] = value
+    rest = {k: v for k, v in flat.items() if not k.startswith("loss.")}
+    return {**rest, **flatten({"loss": upgrade_loss(loss or None)})}
 
 
 def loss_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The run's ``loss`` node as a plain dict (``DEFAULT`` for a config without one)."""
-    node = OmegaConf.select(cfg, "loss", default=None)
-    return OmegaConf.to_container(node, resolve=True) if node is not None else dict(DEFAULT)
+    """The run's ``loss`` node as a plain dict in today's form (``upgrade_loss``)."""
+    node = cfg.get("loss")
+    return upgrade_loss(OmegaConf.to_container(node, resolve=True) if node is not None else None)
 
 
-LABELS = {"ce": "CE", "hard_pixels": "hard pixels", "dice": "Dice", "lovasz": "Lovasz", "focal": "Focal"}
+def class_name(node: Mapping) -> str:
+    return str(node.get("_target_", "")).rsplit(".", 1)[-1]
 
 
 def loss_label(node: Mapping) -> str | None:
     """A loss node in a few words for tables and plots (``CE weighted median_frequency``, ``hard pixels 25%``,
     ``CE + Dice``); ``None`` for plain cross-entropy, the default."""
-    name = node.get("name")
-    if name == "sum":
-        parts = []
-        for term in node.get("terms") or []:
-            weight = float(term.get("weight", 1.0))
-            parts.append(("" if weight == 1 else f"{weight:g} ") + (loss_label(term) or "CE"))
+    node = upgrade_loss(node)
+    name = class_name(node)
+    if name == "WeightedSum":
+        terms = node.get("terms") or []
+        weights = node.get("weights") or [1.0] * len(terms)
+        parts = [
+            ("" if float(w) == 1 else f"{float(w):g} ") + (loss_label(t) or "CE")
+            for w, t in zip(weights, terms, strict=False)
+        ]
         return " + ".join(parts)
-    label = LABELS.get(name, str(name))
-    if name == "hard_pixels":
+    label = LABELS.get(name, name)
+    if name == "HardPixelCE":
         label += f" {100 * float(node.get('top_k', 0.25)):g}%"
         if node.get("ramp_steps"):
             label += f" ramp {node['ramp_steps']}"
@@ -70,48 +129,29 @@ def counted_weights(train_set, num_classes: int, names: list[str], rules: set[st
     return {rule: weights_record(pixels, image_pixels, rule, names, "train", data) for rule in sorted(rules)}
 
 
-def build_loss(
-    node: Mapping, num_classes: int, counted: Mapping[str, dict] | None = None, key: str = "loss"
-) -> nn.Module:
-    """The loss module of a ``loss`` node; ``counted``: ``counted_weights`` for the rules it names. A bad setting
-    is a ``SettingError`` naming its key."""
-    name = node.get("name")
-    if name not in NAMES:
-        raise SettingError(f"{key}.name={name!r} is not supported; choose one of {', '.join(NAMES)}")
-    known = {"name", "class_weights", "weight"} | {
-        "ce": set(),
-        "hard_pixels": {"top_k", "ramp_steps"},
-        "sum": {"terms"},
-    }.get(name, {"options"})
-    unknown = sorted(set(node) - known)
-    if unknown:
-        raise SettingError(f"{key}: {', '.join(unknown)} not a setting of loss {name!r} (it takes {sorted(known)})")
-    if name == "sum":
-        if node.get("class_weights") is not None:
-            raise SettingError(f"{key}.class_weights: each term of a sum takes its own ({key}.terms[i].class_weights)")
-        terms = node.get("terms") or []
-        if not terms:
-            raise SettingError(f"{key}.terms: a sum needs at least one term, e.g. [{{name: ce}}, {{name: dice}}]")
-        return WeightedSum(
-            [
-                (float(term.get("weight", 1.0)), build_loss(term, num_classes, counted, f"{key}.terms[{i}]"))
-                for i, term in enumerate(terms)
-            ]
-        )
-    weights = resolve_weights(node.get("class_weights"), num_classes, counted or {}, f"{key}.class_weights")
+def with_weights(node: Mapping, num_classes: int, counted: Mapping[str, dict], key: str) -> dict:
+    """The node with each ``class_weights`` (its own and its terms') replaced by the weights themselves."""
+    node = dict(node)
+    if "class_weights" in node:
+        node["class_weights"] = resolve_weights(node["class_weights"], num_classes, counted, f"{key}.class_weights")
+    if isinstance(node.get("terms"), list):
+        node["terms"] = [
+            with_weights(t, num_classes, counted, f"{key}.terms[{i}]") for i, t in enumerate(node["terms"])
+        ]
+    return node
+
+
+def build_loss(node: Mapping, num_classes: int, counted: Mapping[str, dict] | None = None) -> nn.Module:
+    """The loss module of a ``loss`` node (``upgrade_loss`` form); ``counted``: ``counted_weights`` for the rules it
+    names. A setting the class refuses is a ``SettingError`` naming the loss key."""
+    node = with_weights(upgrade_loss(node), num_classes, counted or {}, "loss")
     try:
-        if name == "ce":
-            return CrossEntropy(weights)
-        if name == "hard_pixels":
-            return HardPixelCE(float(node.get("top_k", 0.25)), int(node.get("ramp_steps", 0)), weights)
-        options = dict(node.get("options") or {})
-        if weights is not None:
-            if name == "lovasz":
-                raise SettingError(f"{key}.class_weights: SMP's Lovasz loss takes no class weights")
-            options["class_weights"] = weights
-        return SMPLoss(name, **options)
-    except (ValueError, TypeError) as exc:
-        raise SettingError(f"{key}: {exc}") from None
+        return instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ProjectError | ValueError | TypeError):
+            raise SettingError(f"loss ({class_name(node)}): {cause}") from None
+        raise SettingError(f"loss: {exc}") from None
 
 
 def resolve_weights(value, num_classes: int, counted: Mapping[str, dict], key: str) -> list[float] | None:

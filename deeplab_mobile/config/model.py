@@ -12,7 +12,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from ..data.datasets import classes_file
 from ..data.folder import read_classes
@@ -24,6 +24,7 @@ from ..models.pretrained import ModelFile, read_model_file
 from ..models.weights import WeightsError
 from ..runfolder import require_run, run_folder_of
 from .data import translate
+from .schema import read_run_config
 
 
 def build_model(model_cfg: DictConfig, weights: bool = True) -> DeepLabV3:
@@ -32,7 +33,8 @@ def build_model(model_cfg: DictConfig, weights: bool = True) -> DeepLabV3:
     wrapped in Hydra's ``InstantiationException``, so the apps can report it in one line."""
     cfg = model_cfg.copy()
     if not weights and OmegaConf.is_dict(cfg.get("encoder")):
-        cfg.encoder.weights = None
+        with read_write(cfg):  # a copy of a read-only plan's node
+            cfg.encoder.weights = None
     try:
         return instantiate(cfg)
     except InstantiationException as exc:
@@ -59,17 +61,20 @@ def command_line_keys() -> set[str]:
     return keys
 
 
-@dataclass
+@dataclass(frozen=True)
 class Adopted:
-    """Weights a run starts from (``weights=``): what they are, their state dict, and their class count."""
+    """Weights a run starts from (``weights=``): what they are, their state dict, their class count, and the run's
+    ``model`` node that builds their network at the run's class count and stride."""
 
     description: str
     state: dict
     num_classes: int
+    model: dict
 
 
 def load_run_config(run_dir: str | Path) -> DictConfig:
-    return OmegaConf.load(require_run(run_dir).config)
+    """A training run folder's config, typed by the schema (``schema.read_run_config``)."""
+    return read_run_config(require_run(run_dir).config)
 
 
 def retarget(model: dict, num_classes: int, os: int) -> dict:
@@ -84,13 +89,13 @@ def retarget(model: dict, num_classes: int, os: int) -> dict:
     return model
 
 
-def adopt_weights(cfg: DictConfig) -> Adopted | None:
-    """With ``weights=`` a model file, a training run folder or one of its checkpoints: ``cfg.model`` becomes that
-    network (a model file's ``build_model`` arguments, or the run's model config, at ``cfg.os``), so the run's
-    config rebuilds it without the source. The class count is the data's: where it differs from the weights',
-    training re-initialises the classifier (``load_weights(..., other_classes=True)``). Refused: a design key given
-    with it on the command line."""
-    path = OmegaConf.select(cfg, "weights", default=None)
+def adopt_weights(cfg: DictConfig, num_classes: int) -> Adopted | None:
+    """With ``weights=`` a model file, a training run folder or one of its checkpoints: that network (a model
+    file's ``build_model`` arguments, or the run's model config, at ``cfg.os`` and ``num_classes``, the data's) as
+    the run's ``model`` node, so the run's config rebuilds it without the source. Where the class count differs
+    from the weights', training re-initialises the classifier (``load_weights(..., other_classes=True)``).
+    Refused: a design key given with it on the command line. ``cfg`` is not changed (``config.plan``)."""
+    path = cfg.weights
     if not path:
         return None
     run_dir = run_folder_of(path)
@@ -109,27 +114,23 @@ def adopt_weights(cfg: DictConfig) -> Adopted | None:
     clash = sorted(command_line_keys() & set(MODEL_FILE_DECIDES))
     if clash:
         raise SettingError(f"weights={path} decides the network ({description}); drop {', '.join(clash)}")
-    with open_dict(cfg):
-        cfg.model = OmegaConf.create(retarget(model, int(cfg.num_classes), int(cfg.os)))
-    return Adopted(description, state, n_weights)
+    return Adopted(description, state, n_weights, retarget(model, int(num_classes), int(cfg.os)))
 
 
-def adopt_data_classes(cfg: DictConfig) -> None:
-    """A folder dataset's classes file decides the class count and names: ``num_classes`` and ``data.classes``
-    become the file's (so the run's config holds them). ``num_classes`` given on the command line and differing is
-    refused."""
+def data_classes(cfg: DictConfig) -> tuple[str, ...] | None:
+    """A folder dataset's classes, from its classes file: they decide the class count and names (the plan puts
+    them into ``num_classes`` and ``data.classes``); ``None`` for a dataset with fixed classes. ``num_classes`` given
+    on the command line and differing is refused."""
     try:
         path = classes_file(cfg.data)
     except ArgumentError as exc:
         raise translate(exc, cfg.data) from None
     if path is None:
-        return
-    names = read_classes(path).names
+        return None
+    names = tuple(read_classes(path).names)
     if "num_classes" in command_line_keys() and int(cfg.num_classes) != len(names):
         raise SettingError(f"num_classes={cfg.num_classes}, but {path} names {len(names)} classes; drop num_classes")
-    with open_dict(cfg):
-        cfg.num_classes = len(names)
-        cfg.data.classes = list(names)
+    return names
 
 
 def describe_file(info: ModelFile) -> str:
@@ -140,7 +141,7 @@ def describe_file(info: ModelFile) -> str:
 def class_names(cfg: DictConfig) -> tuple[str, ...]:
     """The class names ``data.classes`` lists or points at (a Python sequence, e.g.
     ``deeplab_mobile.data.voc.CLASSES``), or the class indices for a config without one."""
-    where = OmegaConf.select(cfg, "data.classes", default=None)
+    where = cfg.data.classes if "data" in cfg else None
     n = int(cfg.num_classes)
     if where is None:
         return tuple(map(str, range(n)))

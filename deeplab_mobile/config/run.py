@@ -1,60 +1,36 @@
-"""A training run: the settings that identify it, DeepLabv3's final stage and the LR schedule (a run folder is
-loaded back by ``config.source``)."""
+"""A training run: the settings that identify it (the schema's ``same_run`` fields), DeepLabv3's final stage and
+the LR schedule (a run folder is loaded back by ``config.source``)."""
 
 from __future__ import annotations
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..engine.run import FinalStage, SettingError, flatten
 from ..engine.schedule import two_stage_poly
+from ..engine.trainer import FinalStageSettings
 from ..errors import ArgumentError
-
-# Settings that define a run: a resume with any of them changed is refused.
-IDENTITY = (
-    "model",
-    "loss",
-    "os",
-    "width",
-    "tap",
-    "num_classes",
-    "encoder_weights",
-    "data.name",
-    "data.train_split",
-    "data.crop_size",
-    "data.scales",
-    "data.batch_size",
-    "optim",
-    "sched",
-    "trainer.iters",
-    "trainer.seed",
-    "trainer.amp",
-    "trainer.freeze_bn",
-    "trainer.sync_bn",
-    "trainer.decay_depthwise",
-    "trainer.final_stage",
-    "weights",
-)
+from .loss import upgrade_identity
+from .schema import run_identity_keys
 
 
 def final_stage(cfg: DictConfig) -> FinalStage | None:
-    """``trainer.final_stage`` ({os, iters, lr}) as a ``FinalStage``, or ``None``; refused if it cannot be honoured.
-    Run folders written before it existed kept the same settings as ``trainer.final_os`` / ``final_os_iters`` /
-    ``final_lr``."""
-    iters = int(cfg.trainer.iters)
-    stage = OmegaConf.select(cfg, "trainer.final_stage", default=None)
-    legacy = OmegaConf.select(cfg, "trainer.final_os", default=None)
+    """``trainer.final_stage`` ({os, iters, lr}) as a ``FinalStage``, or ``None``; refused if it cannot be honoured
+    (a run folder of any version reads so: ``schema.read_run_config``)."""
+    stage = cfg.trainer.final_stage
+    if stage is None:
+        return None
     try:
-        if stage is not None:
-            return FinalStage.plan(iters, stage.get("os"), stage.get("iters"), stage.get("lr"))
-        if legacy is not None:
-            t = cfg.trainer
-            return FinalStage.plan(iters, legacy, t.get("final_os_iters"), t.get("final_lr"))
+        stage = OmegaConf.merge(OmegaConf.structured(FinalStageSettings), stage)
+    except OmegaConfBaseException as exc:
+        raise SettingError(f"trainer.final_stage={stage}: {str(exc).splitlines()[0]}; give {{os, iters, lr}}") from None
+    try:
+        return FinalStage.plan(int(cfg.trainer.iters), stage.os, stage.iters, stage.lr)
     except ArgumentError as exc:
         key, hint = FINAL_STAGE_KEYS[exc.argument]
         raise SettingError(exc.with_key(key, hint)) from None
-    return None
 
 
 # FinalStage.plan's arguments -> the keys that set them, and what to do
@@ -87,12 +63,22 @@ LEGACY_MODEL_TARGETS = {"deeplab_mobile.models.DeepLabV3": "deeplab_mobile.model
 
 
 def identity(cfg: DictConfig) -> dict:
-    """The resolved values of ``IDENTITY``, flattened to ``{"optim.lr": 0.007, ...}``."""
+    """The run's identity: the resolved values of the schema's ``same_run`` fields (``schema.run_identity_keys``),
+    flattened to ``{"optim.lr": 0.007, ...}``."""
     values = {}
-    for key in IDENTITY:
-        value = OmegaConf.select(cfg, key, default=None)
+    for key in run_identity_keys():
+        value = OmegaConf.select(cfg, key)
         values[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-    flat = flatten(values)
+    return canonical(flatten(values))
+
+
+def saved_identity(state: dict) -> dict:
+    """The identity a checkpoint was trained with, in today's keys (a loss named by ``name`` as its ``_target_``
+    node; a builder renamed since as today's)."""
+    return canonical(upgrade_identity(dict(state.get("config", {}))))
+
+
+def canonical(flat: dict) -> dict:
     target = flat.get("model._target_")
     if target in LEGACY_MODEL_TARGETS:
         flat["model._target_"] = LEGACY_MODEL_TARGETS[target]

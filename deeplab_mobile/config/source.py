@@ -99,7 +99,7 @@ def from_config(
     """The source an app's config names: exactly one of ``keys`` (``run_dir=`` with ``checkpoint=``, ``weights=``
     a model file, ``onnx=`` an export), or with ``build`` and none of them, the composed ``model`` (its
     ``encoder_weights``; classes VOC's for 21). ``output_stride``: a model file's network at that stride."""
-    given = [k for k in keys if OmegaConf.select(cfg, k, default=None)]
+    given = [k for k in keys if cfg.get(k)]
     if len(given) > 1 or (not given and not build):
         names = " or ".join(f"{k}=" for k in keys)
         raise SettingError(f"give one of {names} (got {', '.join(given) if given else 'none'})")
@@ -112,13 +112,13 @@ def from_config(
             default_classes(model.head.num_classes),
             origin={
                 "config": OmegaConf.to_container(cfg.model.encoder, resolve=True),
-                "weights": OmegaConf.select(cfg, "encoder_weights", default=None),
+                "weights": cfg.encoder_weights,
             },
         )
     key = given[0]
     value = Path(str(cfg[key]))
     if key == "run_dir":
-        return open_run(value, OmegaConf.select(cfg, "checkpoint", default=None) or None)
+        return open_run(value, cfg.checkpoint or None)
     return open_file(value, output_stride if key == "weights" else None)
 
 

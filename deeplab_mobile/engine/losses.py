@@ -6,7 +6,8 @@
 - ``HardPixelCE``: DeepLab's hard-pixel mining (``top_k_percent_pixels``, ``hard_example_mining_step`` in its
   ``train_utils.add_softmax_cross_entropy_loss_for_each_scale``): only the ``top_k`` largest pixel losses of the
   batch count, the fraction falling linearly from 1 to ``top_k`` over the first ``ramp_steps`` steps.
-- ``SMPLoss``: segmentation_models_pytorch's Dice, Lovasz and Focal losses (multiclass mode), used as they are.
+- ``SMPLoss``: segmentation_models_pytorch's Dice, Lovasz and Focal losses (multiclass mode), used as they are;
+  ``DiceLoss``, ``FocalLoss``, ``LovaszLoss`` name each with its own arguments (the ``_target_`` of a loss config).
 - ``WeightedSum``: ``sum(w_i * loss_i)``, e.g. CE + Dice.
 
 ``step`` is the number of optimisation steps done before this one (TensorFlow's ``global_step``).
@@ -143,15 +144,49 @@ class SMPLoss(nn.Module):
         return self.loss(logits, masks)
 
 
-class WeightedSum(nn.Module):
-    """``sum(weight * loss(logits, masks, step))`` over ``terms`` of (weight, loss)."""
+class DiceLoss(SMPLoss):
+    """SMP's ``DiceLoss`` (multiclass): 1 - soft Dice per class over the batch, averaged."""
 
-    def __init__(self, terms: Sequence[tuple[float, nn.Module]]) -> None:
+    def __init__(
+        self, class_weights: Sequence[float] | None = None, smooth: float = 0.0, log_loss: bool = False
+    ) -> None:
+        super().__init__("dice", smooth=smooth, log_loss=log_loss, **_smp_weights(class_weights))
+
+
+class FocalLoss(SMPLoss):
+    """SMP's ``FocalLoss`` (multiclass): a one-vs-rest sigmoid focal loss per class, averaged."""
+
+    def __init__(
+        self, class_weights: Sequence[float] | None = None, gamma: float = 2.0, alpha: float | None = None
+    ) -> None:
+        super().__init__("focal", gamma=gamma, alpha=alpha, **_smp_weights(class_weights))
+
+
+class LovaszLoss(SMPLoss):
+    """SMP's ``LovaszLoss`` (multiclass): a surrogate of the IoU of the classes present; it takes no class
+    weights."""
+
+    def __init__(self, per_image: bool = False) -> None:
+        super().__init__("lovasz", per_image=per_image)
+
+
+def _smp_weights(class_weights: Sequence[float] | None) -> dict:
+    return {} if class_weights is None else {"class_weights": list(class_weights)}
+
+
+class WeightedSum(nn.Module):
+    """``sum(weight * loss(logits, masks, step))`` over ``terms``, each with its weight in ``weights`` (1 each when
+    not given)."""
+
+    def __init__(self, terms: Sequence[nn.Module], weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if not terms:
             raise InvalidValue("a weighted sum needs at least one term")
-        self.weights = [float(w) for w, _ in terms]
-        self.terms = nn.ModuleList(loss for _, loss in terms)
+        weights = [1.0] * len(terms) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(terms):
+            raise InvalidValue(f"a weighted sum of {len(terms)} terms needs {len(terms)} weights, got {len(weights)}")
+        self.weights = weights
+        self.terms = nn.ModuleList(terms)
 
     def forward(self, logits: torch.Tensor, masks: torch.Tensor, step: int = 0) -> torch.Tensor:
         total = None

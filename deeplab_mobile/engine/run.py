@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,29 @@ class FinalStage:
 
 
 # Resume: the settings that define a run
+
+IDENTITY = "identity"  # a schema field's metadata key: the setting identifies the run
+
+
+def same_run(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
+    """A schema field that identifies a run: a resume with it changed is refused (``identity_keys``). A field of a
+    dataclass type marked so counts whole; one not marked is looked into."""
+    return field(default=default, default_factory=default_factory, metadata={IDENTITY: True})
+
+
+def identity_keys(schema: type, prefix: str = "") -> list[str]:
+    """The dotted keys of ``schema``'s fields marked ``same_run``, looking into unmarked fields whose type is a
+    dataclass (``trainer.iters``, ``data.crop_size``; ``model`` whole)."""
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    keys = []
+    for f in fields(schema):
+        if f.metadata.get(IDENTITY):
+            keys.append(prefix + f.name)
+        elif is_dataclass(hints[f.name]):
+            keys.extend(identity_keys(hints[f.name], f"{prefix}{f.name}."))
+    return keys
 
 
 class ConfigMismatch(InvalidValue):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from .checkpoint import (
 )
 from .distributed import Dist
 from .losses import CrossEntropy
-from .run import FinalStage
+from .run import FinalStage, same_run
 from .sampler import PositionSeeded, TrainSampler
 from .trace import Trace
 
@@ -41,18 +42,38 @@ class NonFiniteLoss(ProjectError, RuntimeError):
 
 
 @dataclass
+class FinalStageSettings:
+    """``trainer.final_stage``: DeepLabv3's last stage, the last ``iters`` iterations at output stride ``os`` with
+    the same weights, the LR decaying again from ``lr`` (``None``: on the one schedule); ``FinalStage.plan``
+    checks it against the run."""
+
+    os: int = 8
+    iters: int | None = None  # required: FinalStage.plan names it when it is not given
+    lr: float | None = None
+
+
+@dataclass
 class TrainSettings:
-    iters: int = 30000
-    batch_size: int = 16  # global: split over distributed processes
-    workers: int = 4
-    seed: int = 0
+    """The ``trainer`` config group's schema (``config.schema`` registers it as ``trainer=default``) and the loop's
+    settings. Fields marked ``same_run`` identify a run: a resume with one of them changed is refused."""
+
+    iters: int = same_run(30000)
+    seed: int = same_run(0)
     log_every: int = 20
-    eval_every: int = 2000  # 0: only at the end
+    eval_every: int = 2000  # periodic single-scale val mIoU; 0: only at the end
     ckpt_every: int = 1000
-    amp: str = "auto"  # auto | bf16 | fp16 | off
-    freeze_bn: bool = False
-    progress: bool = True
-    trace_steps: bool = False  # the weights' hash after every iteration (deterministic mode: engine/trace.py)
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 (auto under the joblib launcher: one GPU per job in turn)
+    threads: Any = "auto"  # CPU compute threads, or auto (torch's default; cores / n_jobs under joblib)
+    amp: str = same_run("auto")  # auto (CUDA: bf16 where supported, else fp16 + scaler; CPU: off) | bf16 | fp16 | off
+    channels_last: Any = "auto"  # auto (on, CUDA and CPU) | true | false (contiguous NCHW)
+    freeze_bn: bool = same_run(False)  # keep BN statistics and affine fixed (batches below ~12)
+    decay_depthwise: bool = same_run(True)  # weight decay on depthwise kernels (false: TF's MobileNet scopes)
+    sync_bn: bool = same_run(False)  # SyncBatchNorm across torchrun processes
+    # {os, iters, lr}, typed by FinalStageSettings where it is read (config.run.final_stage): OmegaConf 2.3 cannot
+    # apply a command line's {os: 8, iters: N} to a null node of a dataclass type
+    final_stage: Any = same_run(None)
+    deterministic: bool = False  # bit-identical weights on any x86-64 CPU with AVX2 (docs/reproducibility.md)
+    deterministic_threads: int = 2  # the fixed CPU thread count of deterministic mode
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_depthwise: bool = True) -> list[dict]:
@@ -118,6 +139,8 @@ class Trainer:
         loss: ``loss(logits, masks, step)`` (``engine.losses``; default: cross-entropy over labelled pixels).
         observe: called as ``observe(iteration, images, masks)`` around each step; the context manager it returns
             sees the step run (``engine.oprecord.record_iteration``, for a replay).
+        batch_size, workers: the global batch (split over processes) and the DataLoader workers per process.
+        progress: the progress bar; trace_steps: the weights' hash after every iteration (``engine.trace``).
     """
 
     def __init__(
@@ -136,6 +159,10 @@ class Trainer:
         final_stage: FinalStage | None = None,
         loss: nn.Module | None = None,
         observe: Callable[[int, torch.Tensor, torch.Tensor], contextlib.AbstractContextManager] | None = None,
+        batch_size: int = 16,
+        workers: int = 0,
+        progress: bool = True,
+        trace_steps: bool = False,
     ) -> None:
         env = env or Dist()
         self.model, self.normalize = model, normalize.to(env.device)
@@ -144,6 +171,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.evaluate, self.on_log, self.config = evaluate, on_log, config or {}
         self.final_stage, self.observe = final_stage, observe
+        self.batch_size, self.workers, self.progress, self.trace_steps = batch_size, workers, progress, trace_steps
         self.loss = (loss or CrossEntropy()).to(env.device)
         self.first_stride = self.bare_model.output_stride
         self.dtype = autocast_dtype(settings.amp, env.device)
@@ -205,11 +233,13 @@ class Trainer:
     def loader(self) -> DataLoader:
         s, env = self.s, self.env
         sampler = TrainSampler(
-            len(self.train_set), s.batch_size, s.iters, s.seed, self.iteration, env.rank, env.world_size
+            len(self.train_set), self.batch_size, s.iters, s.seed, self.iteration, env.rank, env.world_size
         )
         # Its own generator: creating the iterator must not draw from the global RNG (bit-identical resume).
         generator = torch.Generator().manual_seed(s.seed)
-        return train_loader(PositionSeeded(self.train_set, s.seed), sampler.local_batch, s.workers, generator, sampler)
+        return train_loader(
+            PositionSeeded(self.train_set, s.seed), sampler.local_batch, self.workers, generator, sampler
+        )
 
     def train_mode(self) -> None:
         self.model.train()
@@ -245,7 +275,7 @@ class Trainer:
         s, env = self.s, self.env
         self.set_stride()
         self.train_mode()
-        bar = tqdm(total=s.iters, initial=self.iteration, desc="train", disable=not (s.progress and env.main))
+        bar = tqdm(total=s.iters, initial=self.iteration, desc="train", disable=not (self.progress and env.main))
         tick, since, seen_loss = time.perf_counter(), 0, 0.0
         for images, masks in self.loader():
             observed = self.observe(self.iteration + 1, images, masks) if self.observe else contextlib.nullcontext()
@@ -255,7 +285,7 @@ class Trainer:
             since += 1
             value = float(loss)
             seen_loss += value
-            self.trace.add(value, weights_sha256(self.bare_model.state_dict()) if s.trace_steps else None)
+            self.trace.add(value, weights_sha256(self.bare_model.state_dict()) if self.trace_steps else None)
             bar.update(1)
             if until is not None and self.iteration >= until:
                 break
@@ -264,7 +294,7 @@ class Trainer:
                 values = {
                     "train/loss": seen_loss / since,
                     "train/lr": self.optimizer.param_groups[0]["lr"],
-                    "train/img_per_s": since * s.batch_size / (now - tick),
+                    "train/img_per_s": since * self.batch_size / (now - tick),
                 }
                 bar.set_postfix(
                     loss=f"{values['train/loss']:.4f}",

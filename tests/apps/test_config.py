@@ -186,5 +186,5 @@ def test_seeds_add_a_seed_axis_to_any_sweep():
         check_seeds(composed("train", ["seeds=3"]), sweep=False)
     with pytest.raises(SettingError, match="trainer.seed=5 was given too"):
         check_seeds(composed("train", ["seeds=3", "trainer.seed=5"]), sweep=True)
-    with pytest.raises(SettingError, match="positive integer"):
+    with pytest.raises(SettingError, match="seeds must be at least 1"):
         check_seeds(composed("train", ["seeds=0"]), sweep=True)

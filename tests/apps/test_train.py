@@ -630,5 +630,8 @@ def test_a_weighted_loss_counts_the_training_split_and_gets_each_step(synthetic_
     pixels, image_pixels = pixel_counts(VOCSegmentation(synthetic_voc, "train"), 21)
     assert record["pixels"] == pixels.tolist()
     np.testing.assert_allclose(record["weights"], class_weights(pixels, image_pixels, "inverse_sqrt"))
-    with pytest.raises(ConfigMismatch, match="loss.name: 'hard_pixels' -> 'ce'"):
+    with pytest.raises(
+        ConfigMismatch,
+        match="loss._target_: '.*HardPixelCE' -> '.*CrossEntropy'",
+    ):
         train(tiny(synthetic_voc, "resume=true", "eval.mf=false"), tmp_path)

@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from deeplab_mobile.engine.losses import CrossEntropy, HardPixelCE, SMPLoss, WeightedSum, segmentation_loss
+from deeplab_mobile.engine.losses import (
+    CrossEntropy,
+    DiceLoss,
+    FocalLoss,
+    HardPixelCE,
+    LovaszLoss,
+    SMPLoss,
+    WeightedSum,
+    segmentation_loss,
+)
 
 C = 4
 
@@ -112,8 +121,11 @@ CASES = {
     "dice": (lambda: SMPLoss("dice"), dice_by_hand),
     "focal": (lambda: SMPLoss("focal", gamma=2.0), focal_by_hand),
     "lovasz": (lambda: SMPLoss("lovasz"), lovasz_by_hand),
+    "DiceLoss": (lambda: DiceLoss(), dice_by_hand),
+    "FocalLoss": (lambda: FocalLoss(gamma=2.0), focal_by_hand),
+    "LovaszLoss": (lambda: LovaszLoss(), lovasz_by_hand),
     "ce+dice": (
-        lambda: WeightedSum([(1.0, CrossEntropy()), (0.5, SMPLoss("dice"))]),
+        lambda: WeightedSum([CrossEntropy(), SMPLoss("dice")], [1.0, 0.5]),
         lambda lg, m: ce_by_hand(lg, m) + 0.5 * dice_by_hand(lg, m),
     ),
 }

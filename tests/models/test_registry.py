@@ -1,27 +1,26 @@
-"""Architecture as data: the Hydra configs of conf/head/ and conf/encoder/ against the registries they name, and
-the model a config composes against the one ``build_model`` builds by names."""
+"""Architecture as data: the schema's head and encoder options (config/schema.py) against the registries they name,
+and the model a config composes against the one ``build_model`` builds by names."""
 
 import inspect
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from omegaconf import OmegaConf
 
+from deeplab_mobile.config import schema
 from deeplab_mobile.config.model import build_model as build_from_config
 from deeplab_mobile.models import ENCODERS, HEADS, build_model
 from deeplab_mobile.models.build import SUPPLIED
 from tests.helpers import composed
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
 
 def config(group: str, name: str) -> dict:
-    return yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
+    """The option as the schema registers it, interpolations as written."""
+    return OmegaConf.to_container(OmegaConf.structured(schema.GROUPS[group][1][name]), resolve=False)
 
 
 def test_every_head_config_names_a_registered_head_and_its_defaults():
-    assert sorted(p.stem for p in (CONF / "head").glob("*.yaml")) == sorted(HEADS)
+    assert sorted(schema.options("head")) == sorted(HEADS)
     for name, spec in HEADS.items():
         node = config("head", name)
         assert node.pop("_target_") == spec.target and node.pop("_partial_") is True, name
@@ -39,7 +38,7 @@ def test_head_defaults_are_the_class_signatures():
 
 
 def test_every_encoder_config_names_a_registered_encoder_and_its_arguments():
-    assert sorted(p.stem for p in (CONF / "encoder").glob("*.yaml")) == sorted(ENCODERS)
+    assert sorted(schema.options("encoder")) == sorted(ENCODERS)
     for name, cls in ENCODERS.items():
         node = config("encoder", name)
         assert node.pop("_target_") == f"deeplab_mobile.models.encoders.{cls.__name__}", name
