@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from .engine.report import PER_IMAGE, read_per_image
 from .engine.trace import LOSS_LOG, WEIGHT_HASHES, TraceError, read_hashes, read_trace
 from .environment import RECORD
 from .errors import InvalidValue
-from .runfolder import CONFIG, LAST, METRICS
+from .runfolder import CONFIG, LAST, METRICS, RunFolderError, read_environment, read_metrics
 from .stats import paired_difference
 
 MISSING = "(unset)"
@@ -66,17 +66,16 @@ class Comparison:
         return not any(self.sections.values())
 
 
-def _read_json(path: Path, notes: list[str], what: str) -> dict | None:
+def _read_record(path: Path, notes: list[str], what: str) -> dict | None:
+    """``environment.json`` or ``metrics.json`` of any version, read by ``runfolder``, as a dict."""
     if not path.is_file():
         notes.append(f"{path.parent}: no {path.name} ({what})")
         return None
+    read = read_metrics if path.name == METRICS.name else read_environment
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CompareError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-    if not isinstance(value, dict):
-        raise CompareError(f"{path}: not a record (a JSON {type(value).__name__})")
-    return value
+        return read(path).to_dict()
+    except RunFolderError as exc:
+        raise CompareError(str(exc)) from None
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -90,16 +89,22 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _read_config(path: Path) -> dict | None:
+def _read_config(path: Path, read_config: Callable[[Path], dict | None] | None = None) -> dict | None:
+    """A run's settings, flattened: as ``read_config`` reads the file (the compare app's: through the schema, so
+    two versions differ only where their settings do), else as written."""
     try:
         value = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CompareError(f"{path}: unreadable config ({type(exc).__name__}: {exc})") from None
-    return flatten(value) if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    typed = read_config(path) if read_config is not None else None
+    return flatten(typed if typed is not None else value)
 
 
-def open_record(path: str | Path) -> RunRecord:
-    """A training run folder or an evaluation record (``<run>/eval/<name>/``, or a ``metrics.json`` in one)."""
+def open_record(path: str | Path, read_config: Callable[[Path], dict | None] | None = None) -> RunRecord:
+    """A training run folder or an evaluation record (``<run>/eval/<name>/``, or a ``metrics.json`` in one);
+    ``read_config``: how its config file reads (``_read_config``)."""
     path = Path(path)
     if path.is_file() and path.name == METRICS.name:
         path = path.parent
@@ -121,11 +126,11 @@ def open_record(path: str | Path) -> RunRecord:
     record = RunRecord(path, kind)
     notes = record.notes
     if config_file.is_file():
-        record.config = _read_config(config_file)
+        record.config = _read_config(config_file, read_config)
     else:
         notes.append(f"{path}: no {CONFIG} (settings cannot be compared)")
-    record.environment = _read_json(path / RECORD, notes, "code, libraries, hardware and variables not recorded")
-    record.metrics = _read_json(path / METRICS, notes, "no scores")
+    record.environment = _read_record(path / RECORD, notes, "code, libraries, hardware and variables not recorded")
+    record.metrics = _read_record(path / METRICS, notes, "no scores")
     if kind == "training run":
         try:
             if (path / LOSS_LOG).is_file():
@@ -330,10 +335,10 @@ def metric_differences(a: RunRecord, b: RunRecord) -> list[dict]:
     return rows
 
 
-def compare_runs(a: str | Path, b: str | Path) -> Comparison:
+def compare_runs(a: str | Path, b: str | Path, read_config: Callable[[Path], dict | None] | None = None) -> Comparison:
     """Compare two run folders or evaluation records; raises ``CompareError`` for a folder that is not one, or for
-    two records scored on different classes."""
-    ra, rb = open_record(a), open_record(b)
+    two records scored on different classes. ``read_config``: how a config file reads (``_read_config``)."""
+    ra, rb = open_record(a, read_config), open_record(b, read_config)
     check_same_task(ra, rb)
     sections: dict[str, list] = {"settings": diff_maps(ra.config, rb.config) if ra.config and rb.config else []}
     if ra.metrics and rb.metrics and (ra.metrics.get("eval") or rb.metrics.get("eval")):

@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from .files import write_json
+from . import runfolder
+from .runfolder import Environment
 
-RECORD = "environment.json"
-VERSION = 1
+RECORD = str(runfolder.ENVIRONMENT)
 
 # Environment variables that change which kernels run or how work is split (the record keeps every one that is set)
 NUMERICS_PREFIXES = (
@@ -203,25 +203,25 @@ def environment_record(
     config: Mapping[str, Any] | None = None,
     data: Mapping[str, Any] | None = None,
     determinism: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The record ``environment.json`` holds; ``config``: the run's resolved config (its hash is recorded),
-    ``data``: ``data.manifest.data_manifest``'s record, ``determinism``: what deterministic mode set."""
-    return {
-        "version": VERSION,
-        "code": code_state(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "libraries": imported_libraries(),
-        "torch_build": torch_build(),
-        "cpu": cpu_info(),
-        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
-        "numerics_env": numerics_env(),
-        "deterministic": dict(determinism) if determinism else None,
-        "config_sha256": config_sha256(config) if config is not None else None,
-        "data": dict(data) if data is not None else None,
-    }
+) -> Environment:
+    """The record ``environment.json`` holds (``runfolder.Environment``); ``config``: the run's resolved config (its
+    hash is recorded), ``data``: ``data.manifest.data_manifest``'s record, ``determinism``: what deterministic mode
+    set."""
+    return Environment(
+        code=code_state(),
+        python=platform.python_version(),
+        platform=platform.platform(),
+        libraries=imported_libraries(),
+        torch_build=torch_build(),
+        cpu=cpu_info(),
+        threads={"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+        numerics_env=numerics_env(),
+        deterministic=dict(determinism) if determinism else None,
+        config_sha256=config_sha256(config) if config is not None else None,
+        data=dict(data) if data is not None else None,
+    )
 
 
 def write_environment(folder: str | Path, **kwargs) -> Path:
     """Write ``folder/environment.json`` atomically (``environment_record``'s arguments)."""
-    return write_json(Path(folder) / RECORD, environment_record(**kwargs))
+    return runfolder.write_environment(folder, environment_record(**kwargs))

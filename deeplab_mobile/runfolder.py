@@ -6,15 +6,20 @@
     <run>/status.json             how the run stands: running, done, failed or interrupted (``Status``)
     <run>/attempts.jsonl          every attempt: when, what it was, how it ended
     <run>/checkpoints/last.pt     the last checkpoint (every random state, the trace)
-    <run>/environment.json        code, libraries, hardware, variables, data manifest (``environment.py``)
+    <run>/environment.json        code, libraries, hardware, variables, data manifest (``Environment``)
     <run>/train_loss.csv, weight_hashes.json   the trace (``engine.trace``)
-    <run>/metrics.json, per_class_iou.csv, per_image_confusion.npz   the final evaluation (``engine.report``)
+    <run>/metrics.json            the final evaluation (``Metrics``); per_class_iou.csv, per_image_confusion.npz
+                                  beside it (``engine.report``)
     <run>/eval/<name>/            later evaluations, each its own record; <run>/tb/ TensorBoard
 
 The rules that keep a user's results: a start that is refused (a finished run's command again without ``resume``,
 ``resume=true`` where there is nothing to resume, a folder that cannot be written) is refused before anything is
 written into the folder; once a run is ``done``, a later attempt that fails or is interrupted does not change its
 status (it is logged in ``attempts.jsonl``), and only a later attempt that finishes writes ``done`` again.
+
+The records a run folder and an evaluation record hold are typed here, each with its version, and read back from
+every version written so far: ``Status`` (status.json), ``Metrics`` (metrics.json), ``Environment``
+(environment.json).
 
 Plain Python.
 """
@@ -29,11 +34,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidValue, MissingFile
 from .files import write_json, write_text
+
+ENVIRONMENT = Path("environment.json")
 
 HYDRA = Path(".hydra")
 CONFIG = HYDRA / "config.yaml"
@@ -78,6 +86,125 @@ class Status:
             raise RunFolderError(f"{path}: not a run status (a state among {', '.join(STATES)} expected)")
         known = {k: value[k] for k in ("state", "iteration", "reason", "time") if k in value}
         return cls(**known)
+
+
+METRICS_VERSION = 1  # 0: the files written before the version was recorded (the same keys)
+NETWORK_KEYS = ("network", "encoder", "head", "os", "width", "tap", "num_classes", "geometry")
+SCORED_KEYS = ("params", "madds", "madds_mf", "eval", "bootstrap", "split")
+MODES = ("ss", "mf")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """``metrics.json``: one evaluation of a network, a run's final one or an evaluation record's.
+
+    ``network``: the design it scored (``models.describe_model``; ``os`` the stride it ended training at);
+    ``params``, ``madds`` (single scale) and ``madds_mf``; ``eval``: how it ran (strides, scales, flip, padding);
+    ``bootstrap``: how the intervals were drawn; ``split``; ``scores``: each mode's (``ss``, ``mf``) mIoU, IoU per
+    class name, pixel accuracy and intervals; ``source``: what was scored (a run's ``iteration``, ``checkpoint``,
+    ``final_os``; a record's ``name``, ``data_root``, ``weights``). The file keeps one flat object, as it always
+    has: the network's keys, the settings and the sources at the top, a key per mode, and ``version``."""
+
+    network: dict[str, Any]
+    params: int | None
+    madds: int | None
+    eval: dict[str, Any]
+    scores: dict[str, dict[str, Any]]
+    split: str | None = None
+    madds_mf: int | None = None
+    bootstrap: dict[str, Any] | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    version: int = METRICS_VERSION
+
+    def miou(self, mode: str = "ss") -> float | None:
+        return self.scores[mode]["miou"] if mode in self.scores else None
+
+    def to_dict(self) -> dict[str, Any]:
+        scored = {k: getattr(self, k) for k in SCORED_KEYS if k == "split" or getattr(self, k) is not None}
+        return {**self.network, **scored, **self.source, **self.scores, "version": self.version}
+
+    @classmethod
+    def from_dict(cls, value: Any, path: Path) -> Metrics:
+        """A ``metrics.json`` of any version (0: before ``version``)."""
+        if not isinstance(value, dict) or "ss" not in value:
+            raise RunFolderError(f"{path}: not an evaluation's metrics (no single-scale scores)")
+        value = dict(value)
+        version = int(value.pop("version", 0))
+        if version > METRICS_VERSION:
+            raise RunFolderError(f"{path}: metrics version {version}, newer than this code reads ({METRICS_VERSION})")
+        network = {k: value.pop(k) for k in NETWORK_KEYS if k in value}
+        scored = {k: value.pop(k) for k in SCORED_KEYS if k in value}
+        scores = {m: value.pop(m) for m in MODES if isinstance(value.get(m), dict)}
+        scored.setdefault("params", None)
+        scored.setdefault("madds", None)
+        scored.setdefault("eval", {})
+        return cls(network=network, scores=scores, source=value, version=version, **scored)
+
+
+def write_metrics(folder: str | Path, metrics: Metrics) -> Path:
+    """``<folder>/metrics.json``, written atomically."""
+    return write_json(Path(folder) / METRICS, metrics.to_dict())
+
+
+def read_metrics(path: str | Path) -> Metrics:
+    """A ``metrics.json`` (or the folder that holds one), of any version."""
+    path = Path(path)
+    path = path / METRICS if path.is_dir() else path
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    return Metrics.from_dict(value, path)
+
+
+ENVIRONMENT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Environment:
+    """``environment.json``: what a run's numbers depend on besides its config and data (``environment.py`` takes
+    it): the code, Python, the platform, the libraries imported, torch's build, the CPU, the thread counts, the
+    numerics variables, what deterministic mode set, the config's hash and the data's manifest."""
+
+    code: dict[str, Any] | None = None
+    python: str | None = None
+    platform: str | None = None
+    libraries: dict[str, str] | None = None
+    torch_build: dict[str, Any] | None = None
+    cpu: dict[str, Any] | None = None
+    threads: dict[str, int] | None = None
+    numerics_env: dict[str, str] | None = None
+    deterministic: dict[str, Any] | None = None
+    config_sha256: str | None = None
+    data: dict[str, Any] | None = None
+    version: int = ENVIRONMENT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "version"}}
+
+    @classmethod
+    def from_dict(cls, value: Any, path: Path) -> Environment:
+        if not isinstance(value, dict):
+            raise RunFolderError(f"{path}: not an environment record (a JSON object expected)")
+        if int(value.get("version", 1)) > ENVIRONMENT_VERSION:
+            raise RunFolderError(f"{path}: environment version {value['version']}, newer than this code reads")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in known})
+
+
+def write_environment(folder: str | Path, environment: Environment) -> Path:
+    """``<folder>/environment.json``, written atomically."""
+    return write_json(Path(folder) / ENVIRONMENT, environment.to_dict())
+
+
+def read_environment(path: str | Path) -> Environment:
+    path = Path(path)
+    path = path / ENVIRONMENT if path.is_dir() else path
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    return Environment.from_dict(value, path)
 
 
 def now() -> str:

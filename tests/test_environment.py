@@ -111,7 +111,9 @@ def test_the_record_is_written_whole_with_the_config_hash(tmp_path):
     assert record["threads"]["intra_op"] == torch.get_num_threads()
     assert record["torch_build"]["torch"] == torch.__version__
     assert record["torch_build"]["onednn"] in torch.__config__.show()
-    assert set(environment_record()) == set(record) and [p.name for p in tmp_path.iterdir()] == ["environment.json"]
+    assert set(environment_record().to_dict()) == set(record) and [p.name for p in tmp_path.iterdir()] == [
+        "environment.json"
+    ]
 
 
 def test_the_manifest_follows_the_labels_and_the_lists_not_the_folder(tmp_path, monkeypatch):

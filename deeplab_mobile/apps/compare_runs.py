@@ -11,9 +11,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from ..compare import CompareError, compare_runs, comparison_record, format_comparison
+from ..config.schema import read_run_config
 from ..engine.oprecord import OpRecordError, compare_records, is_record, read_record
+from ..errors import ProjectError
 from ..files import write_json
+
+
+def settings_of(path: Path) -> dict | None:
+    """A run's config as the schema reads it (``schema.read_run_config``: a setting its version did not write has
+    its default, a loss of the earlier form reads as today's); ``None`` for a config that is not a training run's
+    (compared as written)."""
+    try:
+        return OmegaConf.to_container(read_run_config(path), resolve=False)
+    except ProjectError:
+        return None
 
 
 def inside(path: Path, folder: Path) -> bool:
@@ -38,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.json and any(inside(args.json, f) for f in (args.a, args.b)):
             raise CompareError(f"--json {args.json}: inside a compared folder; compare_runs never writes there")
-        comparison = compare_runs(args.a, args.b)
+        comparison = compare_runs(args.a, args.b, settings_of)
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from ..data.manifest import check_splits, data_manifest
 from ..deploy.exported import as_network
 from ..engine.distributed import Dist, cleanup, init_distributed
 from ..engine.evaluator import run_protocol
-from ..engine.report import write_metrics
+from ..engine.report import metrics_record, write_metrics
 from ..engine.run import SettingError
 from ..engine.trainer import autocast_dtype, memory_format
 from ..environment import write_environment
@@ -186,24 +186,26 @@ def evaluate_run(cfg: DictConfig) -> dict:
         network=subject.network,
     )
     record["eval"]["pad_to"] = subject.pad_to
-    metrics = {
-        **describe_model(subject.network or model),  # "os": the stride the checkpoint ended at (a file's own)
-        **record,
+    metrics = metrics_record(
+        results,
+        subject.classes,
+        describe_model(subject.network or model),  # "os": the stride the checkpoint ended at (a file's own)
+        record,
+        data.val_split,
         **subject.info,
-        "name": name,
-        "data_root": str(data.root),
-        "split": data.val_split,
-    }
+        name=name,
+        data_root=str(data.root),
+    )
     out_dir = subject.out_root / name
     if env.main:
-        path = write_metrics(out_dir, results, subject.classes, metrics, per_image)
+        path = write_metrics(out_dir, metrics, per_image)
         write_environment(out_dir, config=OmegaConf.to_container(cfg, resolve=True), data=manifest)
         strides = {"ss": record["eval"]["os"], "mf": record["eval"].get("mf_os")}
         for mode, r in results.items():
             print(f"{data.val_split} {mode} (OS{strides[mode]}): mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}")
-        print(f"Params {metrics['params'] / 1e6:.3f}M  MAdds {metrics['madds'] / 1e9:.2f}B  -> {path}")
+        print(f"Params {metrics.params / 1e6:.3f}M  MAdds {metrics.madds / 1e9:.2f}B  -> {path}")
     cleanup(env)
-    return {**metrics, **results, "record": str(out_dir)}
+    return {**metrics.to_dict(), **results, "record": str(out_dir)}
 
 
 EXPECTED = (ProjectError,)  # a sweep goes on past a run that fails with one of these

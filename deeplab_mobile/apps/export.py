@@ -12,7 +12,6 @@ max |logit difference| and argmax agreement on random inputs).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -28,11 +27,10 @@ from ..deploy.litert import TfliteSegmentor, export_tflite
 from ..deploy.meta import FREE, ExportMeta, OutputSpec, read_export_meta, write_export_meta
 from ..deploy.open import check_content, export_bytes
 from ..deploy.openvino import OpenVinoSegmentor, export_openvino, onnx_to_openvino
-from ..environment import RECORD
 from ..errors import InvalidValue, MissingFile
 from ..extras import require
 from ..hub import save_pretrained
-from ..runfolder import RunFolder, check_writable
+from ..runfolder import ENVIRONMENT, RunFolder, check_writable, read_environment, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -226,36 +224,31 @@ def hub_card(source) -> dict:
     records = [folder.metrics, *sorted(folder.eval.glob("*/metrics.json"))]
     scores = []
     for record in (r for r in records if r.is_file()):
-        metrics = json.loads(record.read_text())
-        for mode in ("ss", "mf"):
-            if isinstance(metrics.get(mode), dict) and "miou" in metrics[mode]:
+        metrics = read_metrics(record)
+        for mode, s in metrics.scores.items():
+            if "miou" in s:
                 scores.append(
-                    {
-                        "split": metrics.get("split", "val"),
-                        "mode": mode,
-                        "miou": metrics[mode]["miou"],
-                        "ci95": metrics[mode].get("miou_ci95"),
-                    }  # fmt: skip
+                    {"split": metrics.split or "val", "mode": mode, "miou": s["miou"], "ci95": s.get("miou_ci95")}
                 )
     card["scores"] = scores
     data = source.run.data
     card["data"] = {"name": str(data.name), "train_split": str(data.train_split), "val_split": str(data.val_split)}
-    environment = folder.path / RECORD
+    environment = folder.path / ENVIRONMENT
     if environment.is_file():
-        env = json.loads(environment.read_text())
-        card["data"]["manifest_sha256"] = (env.get("data") or {}).get("sha256")
+        env = read_environment(environment)
+        card["data"]["manifest_sha256"] = (env.data or {}).get("sha256")
         card["environment"] = {
-            "torch": (env.get("torch_build") or {}).get("torch"),
-            "cpu": (env.get("cpu") or {}).get("model"),
-            "deterministic": bool(env.get("deterministic")),
-            "code": (env.get("code") or {}).get("commit"),
+            "torch": (env.torch_build or {}).get("torch"),
+            "cpu": (env.cpu or {}).get("model"),
+            "deterministic": bool(env.deterministic),
+            "code": (env.code or {}).get("commit"),
         }
     run = source.run
     card["recipe"] = {
         "command": "python scripts/train.py " + " ".join(OmegaConf.load(folder.overrides))
         if folder.overrides.is_file()
         else None,
-        "optimizer": str(OmegaConf.select(run, "optim._target_")).rsplit(".", 1)[-1],
+        "optimizer": str(run.optim._target_).rsplit(".", 1)[-1],
         **{name: OmegaConf.select(run, key) for name, key in RECIPE_KEYS.items()},  # None where a run lacks one
     }
     return card

@@ -76,7 +76,7 @@ def replay(run_dir: Path, iteration: int, out: Path) -> dict:
         "first_differing_loss": parted,
     }
     config = OmegaConf.to_container(cfg, resolve=True)
-    write_record(out, record, environment_record(config=config, determinism=run.determinism))
+    write_record(out, record, environment_record(config=config, determinism=run.determinism).to_dict())
     return record.summary
 
 

@@ -7,7 +7,6 @@ once the attempt begins.
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 import os
@@ -37,7 +36,7 @@ from ..engine.board import Board
 from ..engine.checkpoint import load_checkpoint
 from ..engine.distributed import Dist, broadcast_buffers, cleanup, init_distributed, wrap_model
 from ..engine.evaluator import evaluate, run_protocol
-from ..engine.report import write_metrics
+from ..engine.report import metrics_record, write_metrics
 from ..engine.run import SettingError, check_same_run, run_guarded
 from ..engine.trainer import Trainer, autocast_dtype, memory_format, param_groups
 from ..environment import write_environment
@@ -45,7 +44,7 @@ from ..errors import ProjectError
 from ..files import write_json
 from ..models import describe_model, output_stride
 from ..models.pretrained import load_weights
-from ..runfolder import BOARD, Attempt, RunFolder
+from ..runfolder import BOARD, Attempt, RunFolder, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -379,16 +378,18 @@ class TrainingRun:
             self.model, self.normalize, self.val_loader, cfg.num_classes, self.protocol, **kwargs
         )
         record["eval"]["pad_to"] = cfg.eval.pad_to
-        metrics = {
-            **describe_model(self.model),  # its "os" is the stride training ended at
-            **record,  # Params, and the MAdds of each evaluation as it ran
-            "final_os": self.stage.record() if self.stage else None,
-            "iteration": self.trainer.iteration,
-            "checkpoint": str(self.trainer.ckpt_path),
-            "split": cfg.data.val_split,
-        }
+        metrics = metrics_record(
+            results,
+            self.names,
+            describe_model(self.model),  # its "os" is the stride training ended at
+            record,  # Params, and the MAdds of each evaluation as it ran
+            cfg.data.val_split,
+            final_os=self.stage.record() if self.stage else None,
+            iteration=self.trainer.iteration,
+            checkpoint=str(self.trainer.ckpt_path),
+        )
         if self.env.main:
-            write_metrics(self.out_dir, results, self.names, metrics, per_image)
+            write_metrics(self.out_dir, metrics, per_image)
             self.record_environment()
             hparams = {
                 **describe_model(self.model),
@@ -406,7 +407,7 @@ class TrainingRun:
                 summary["hparams/miou_mf"] = results["mf"]["miou"]
             self.board.hparams(hparams, summary, self.trainer.iteration)
             log.info("val mIoU %s", ", ".join(f"{m} {r['miou']:.4f}" for m, r in results.items()))
-        return {**metrics, **results}
+        return {**metrics.to_dict(), **results}
 
     def run(self) -> dict:
         try:
@@ -443,7 +444,7 @@ def train(cfg: DictConfig, out_dir: str | Path, hydra: DictConfig | None = None)
     resumed, is not built again: ``finished``)."""
     if finished(cfg, Path(out_dir)):
         metrics = RunFolder(out_dir).metrics
-        return json.loads(metrics.read_text()) if metrics.is_file() else {}
+        return read_metrics(metrics).to_dict() if metrics.is_file() else {}
     return TrainingRun(cfg, out_dir, hydra).run()
 
 

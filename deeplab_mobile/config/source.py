@@ -12,7 +12,6 @@ checkpoint ended training at (a final stage switches it); a file opens as ``sour
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +20,7 @@ from ..data.voc import default_classes
 from ..engine.checkpoint import CheckpointError, last_checkpoint, load_checkpoint, model_state
 from ..engine.run import SettingError
 from ..predict import Segmenter
-from ..runfolder import CONFIG, METRICS, run_folder_of
+from ..runfolder import CONFIG, METRICS, read_metrics, run_folder_of
 from ..source import ModelSource, open_file
 from .model import build_model, class_names, load_run_config
 from .run import final_stage
@@ -49,11 +48,11 @@ def resolve(
 
 def resolve_record(record: Path, output_stride: int | None, threads: int | None) -> ModelSource:
     """An evaluation record: the run checkpoint or the model file it scored."""
-    metrics = json.loads((record / METRICS).read_text())
-    if metrics.get("checkpoint") and run_folder_of(record.parent.parent):
-        return open_run(record.parent.parent, metrics["checkpoint"], output_stride)
-    if metrics.get("weights"):
-        return open_file(metrics["weights"], output_stride, threads)
+    scored = read_metrics(record).source
+    if scored.get("checkpoint") and run_folder_of(record.parent.parent):
+        return open_run(record.parent.parent, scored["checkpoint"], output_stride)
+    if scored.get("weights"):
+        return open_file(scored["weights"], output_stride, threads)
     raise SettingError(f"{record}: an evaluation record that names neither a checkpoint nor a model file")
 
 

@@ -1,5 +1,6 @@
-"""Evaluation results as files: ``metrics.json`` (scores, model complexity, settings), a per-class IoU CSV and
-``per_image_confusion.npz`` (each image's confusion matrix, for intervals and paired comparisons)."""
+"""Evaluation results as files: ``metrics.json`` (``runfolder.Metrics``: scores, model complexity, settings), a
+per-class IoU CSV and ``per_image_confusion.npz`` (each image's confusion matrix, for intervals and paired
+comparisons)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import runfolder
 from ..errors import InvalidValue
-from ..files import atomic_path, write_json, write_text
+from ..files import atomic_path, write_text
+from ..runfolder import Metrics
 
 PER_IMAGE = "per_image_confusion.npz"
 
@@ -52,30 +55,47 @@ def read_per_image(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     return names, matrices
 
 
-def write_metrics(
-    out_dir: str | Path, results: dict[str, dict], classes: Sequence[str], extra: dict, per_image=None
-) -> Path:
-    """Write ``metrics.json`` and ``per_class_iou.csv`` into ``out_dir``, and with ``per_image`` (an
-    ``evaluator.PerImage``) ``per_image_confusion.npz``.
+def metrics_record(
+    results: dict[str, dict],
+    classes: Sequence[str],
+    network: dict,
+    record: dict,
+    split: str | None,
+    **source,
+) -> Metrics:
+    """The ``runfolder.Metrics`` of an evaluation: ``results`` (mode -> ``metrics.scores``, IoU per class index,
+    named here by ``classes``), the ``network`` scored (``describe_model``), ``run_protocol``'s ``record`` (Params,
+    MAdds, ``eval``, ``bootstrap``) and what was scored (``source``: iteration, checkpoint, ...)."""
+    record = dict(record)
+    scores = {mode: {**s, "iou": dict(zip(classes, s["iou"], strict=True))} for mode, s in results.items()}
+    return Metrics(
+        network=dict(network),
+        params=record.pop("params", None),
+        madds=record.pop("madds", None),
+        madds_mf=record.pop("madds_mf", None),
+        eval=record.pop("eval", {}),
+        bootstrap=record.pop("bootstrap", None),
+        split=split,
+        scores=_clean(scores),
+        source={**record, **source},
+    )
 
-    Args:
-        results: evaluation mode (``ss``, ``mf``) -> ``metrics.scores`` output.
-        classes: class names, in index order.
-        extra: recorded beside the scores (Params, MAdds, iteration, checkpoint, scales ...).
-    """
+
+def write_metrics(out_dir: str | Path, metrics: Metrics, per_image=None) -> Path:
+    """Write ``metrics.json`` (``runfolder.Metrics``) and ``per_class_iou.csv`` into ``out_dir``, and with
+    ``per_image`` (an ``evaluator.PerImage``) ``per_image_confusion.npz``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if per_image is not None:  # first: a metrics.json is never seen beside a stale or missing npz
         write_per_image(out_dir / PER_IMAGE, per_image.names, per_image.matrices)
-    payload = {**extra}
-    for mode, s in results.items():
-        payload[mode] = {**s, "iou": dict(zip(classes, s["iou"], strict=True))}
-    path = write_json(out_dir / "metrics.json", _clean(payload))
+    path = runfolder.write_metrics(out_dir, metrics)
+    results = {mode: {"iou": list(s["iou"].values())} for mode, s in metrics.scores.items()}
+    classes = list(metrics.scores["ss"]["iou"])
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["class", *(f"iou_{mode}" for mode in results)])
     for i, name in enumerate(classes):
         row = [results[mode]["iou"][i] for mode in results]
-        writer.writerow([name, *("" if math.isnan(v) else f"{v:.6f}" for v in row)])
+        writer.writerow([name, *("" if v is None or math.isnan(v) else f"{v:.6f}" for v in row)])
     write_text(out_dir / "per_class_iou.csv", table.getvalue())
     return path
