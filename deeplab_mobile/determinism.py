@@ -39,7 +39,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .errors import InvalidValue, ProjectError
+from .errors import InvalidValue, ProjectError, is_number
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class DeterminismError(ProjectError, RuntimeError):
 
 def pinned_environment(threads: int) -> dict[str, str]:
     """The variables deterministic mode sets before torch starts."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if not is_number(threads, integer=True) or threads < 1:
         raise InvalidValue(f"deterministic threads must be a positive integer, got {threads!r}")
     return {
         **ISA_PINS,

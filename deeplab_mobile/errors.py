@@ -36,6 +36,12 @@ class ArgumentError(InvalidValue):
         return _join(key, self.message) + hint
 
 
+def is_number(value, integer: bool = False) -> bool:
+    """Whether ``value`` is a number (an integer with ``integer``) and not a bool: the one such check of the
+    plain-Python API's arguments (a config's values are typed by its schema, ``config/schema.py``)."""
+    return not isinstance(value, bool) and isinstance(value, int if integer else int | float)
+
+
 def _join(name: str, message: str) -> str:
     """``os=12: ...``, ``root is not set ...``, ``lr must be ...``, ``output_stride: ...``."""
     if message.startswith("="):

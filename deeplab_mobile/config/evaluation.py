@@ -15,7 +15,7 @@ from ..engine.distributed import Dist, shard
 from ..engine.evaluator import Protocol
 from ..engine.run import SettingError
 from ..engine.tiling import Tiling
-from ..errors import ArgumentError
+from ..errors import ArgumentError, is_number
 from ..models import DeepLabV3
 from .data import open_data_split
 
@@ -37,7 +37,7 @@ def tiling(node) -> Tiling | None:
     """``eval.tile``: null, or ``{size, overlap, blend}`` (``engine.tiling.Tiling``); a bad one names the key."""
     if node is None:
         return None
-    if isinstance(node, int) and not isinstance(node, bool):
+    if is_number(node, integer=True):  # eval.tile=513: a size alone
         node = {"size": node}
     try:
         size = node["size"]
@@ -56,15 +56,11 @@ def check_protocol(proto: Protocol, model: DeepLabV3, eval_cfg: DictConfig | Non
         proto.check(model)
     except ArgumentError as exc:
         raise SettingError(exc.with_key(f"eval.{exc.argument}")) from None
-    if eval_cfg is not None:
-        for key, low, none_ok in (("batch_size", 1, False), ("workers", 0, False), ("pad_to", 1, True)):
+    if eval_cfg is not None:  # typed by the schema (config/schema.py): their ranges are checked here
+        for key, low in (("batch_size", 1), ("workers", 0), ("pad_to", 1)):
             value = eval_cfg.get(key)
-            if value is None and none_ok:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise SettingError(
-                    f"eval.{key} must be an integer >= {low}{' or null' if none_ok else ''}, got {value!r}"
-                )
+            if value is not None and value < low:
+                raise SettingError(f"eval.{key} must be an integer >= {low}, got {value}")
     return proto
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..complexity import TABLE7_SIZE, count_madds, count_madds_mf, count_params
 from ..data.base import IGNORE_INDEX, sample_names
-from ..errors import ArgumentError, InvalidValue
+from ..errors import ArgumentError, InvalidValue, is_number
 from ..metrics import confusion_matrix, per_image_confusion, scores
 from ..models import output_stride
 from ..models.geometry import scale_dimension
@@ -187,7 +187,7 @@ class Protocol:
                     raise ArgumentError(field, f"={stride}: {exc}") from None
         if self.mf:
             scales = list(self.mf_scales or ())
-            bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, int | float) or s <= 0]
+            bad = [s for s in scales if not is_number(s) or s <= 0]
             if not scales or bad:
                 raise ArgumentError("mf_scales", f"must be a non-empty list of positive numbers, got {scales}")
 

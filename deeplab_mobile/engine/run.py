@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentError, InvalidValue
+from ..errors import ArgumentError, InvalidValue, is_number
 from ..models.encoders import check_output_stride
 from ..runfolder import Attempt
 
@@ -48,7 +48,7 @@ class FinalStage:
         if not 0 < stage_iters <= iters:
             message = f"must be between 1 and the run's {iters} iterations (at output stride {output_stride}), got"
             raise ArgumentError("stage_iters", f"{message} {stage_iters}")
-        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
+        if lr is not None and (not is_number(lr) or lr <= 0):
             raise ArgumentError("lr", f"must be a positive number or null, got {lr!r}")
         return cls(iters - stage_iters, output_stride, None if lr is None else float(lr))
 

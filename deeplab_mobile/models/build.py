@@ -1,8 +1,8 @@
 """The one way a model is built: ``build_model``, from names (``build_model("mobilenet_v2", "no_aspp")``) or from
-the modules Hydra instantiates from ``conf/encoder/`` and ``conf/head/`` (``conf/model.yaml``'s ``_target_`` is
-this function). Heads are data: ``HEADS`` names each head's class and its fixed arguments, and a head's defaults
-are its class's signature (``HeadSpec.defaults``); ``tests/models/test_registry.py`` pairs every
-``conf/head/<name>.yaml`` with them, so the configs cannot drift from the code.
+the modules Hydra instantiates from the config's ``encoder`` and ``head`` options (``config/schema.py``; the
+``model`` node's ``_target_`` is this function). Heads are data: ``HEADS`` names each head's class and its fixed
+arguments, and a head's defaults are its class's signature (``HeadSpec.defaults``); ``tests/models/test_registry.py``
+pairs every head option with them, so the configs cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ def build_model(
     weights: str | Path | None = None,
 ) -> DeepLabV3:
     """A DeepLabv3 model. ``encoder``: a name in ``ENCODERS`` (built with ``width``, ``output_stride``, ``tap``,
-    ``encoder_weights``, ``bn``) or a built encoder (Hydra's, from ``conf/encoder/``); ``head``: a name in
+    ``encoder_weights``, ``bn``) or a built encoder (Hydra's, from an ``encoder`` option); ``head``: a name in
     ``HEADS`` (its defaults, ``num_classes``, ``bn``, ``separable`` where given) or a head factory (Hydra's partial,
-    from ``conf/head/``). ``mean``/``std`` replace the encoder's input normalisation (0-1 pixel scale) for weights
+    from a ``head`` option). ``mean``/``std`` replace the encoder's input normalisation (0-1 pixel scale) for weights
     trained with another one (DeepLab's official checkpoints: 0.5 / 0.5).
 
     ``weights``: a model file, or the name of published weights (``zoo``: downloaded and converted on first use):

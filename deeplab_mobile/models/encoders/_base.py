@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ...errors import InvalidValue
+from ...errors import InvalidValue, is_number
 
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
 BN_SETTINGS = ("torch", "deeplab")
@@ -63,7 +63,7 @@ class Level(NamedTuple):
 
 
 def check_output_stride(output_stride: int) -> int:
-    if isinstance(output_stride, bool) or output_stride not in SUPPORTED_OUTPUT_STRIDES:
+    if not is_number(output_stride, integer=True) or output_stride not in SUPPORTED_OUTPUT_STRIDES:
         raise InvalidValue(
             f"output stride {output_stride!r} is not supported; choose one of {SUPPORTED_OUTPUT_STRIDES}"
         )
