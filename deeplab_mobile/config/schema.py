@@ -8,19 +8,19 @@ whole settings are registered as options themselves: ``trainer=default``, ``eval
 when Hydra composes the config, with its message naming the key (Hydra's structured configs:
 https://hydra.cc/docs/tutorials/structured_config/schema/).
 
-Fields marked ``same_run`` identify a training run: ``run_identity`` is derived from them, and a resume with one of
-them changed is refused.
+Fields marked ``same_run`` identify a training run: ``run_identity_keys`` is derived from them, and a resume with
+one of them changed is refused.
 
-The dataclasses are written with ``typing.Optional``/``List``: OmegaConf reads these annotations to type the nodes.
-A setting that takes either of two types (``trainer.threads``: a count or ``auto``) is ``Any``, and its one value
-check stays where it is used.
+OmegaConf reads the annotations (``int | None``, ``list[float]``) to type the nodes. A setting that takes either of
+two types (``trainer.threads``: a count or ``auto``) is ``Any``, as OmegaConf has no union of types, and its one
+value check stays where it is used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any  # noqa: UP035 - OmegaConf's typing of nodes
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
