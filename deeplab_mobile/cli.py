@@ -180,6 +180,7 @@ def run_configured(command: Command, argv: list[str], prog: str) -> int:
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command.config)
     def task(cfg) -> None:
         with reported(sweep=HydraConfig.get().mode == RunMode.MULTIRUN, logged=True):
+            schema.conform(cfg, schema.APPS[f"{command.config}_schema"])  # a +key past the schema
             if command.passes == "hydra":
                 app(cfg, HydraConfig.get())
             elif command.passes == "out_dir":

@@ -156,3 +156,15 @@ def test_the_plan_resolves_without_rewriting_the_config(tmp_path):
     assert plan.identity["num_classes"] == 5 and plan.identity["model.head.num_classes"] == 5
     with pytest.raises(ReadonlyConfigError):
         plan.config.trainer.iters = 1
+
+
+@pytest.mark.parametrize("command", ["eval", "export", "complexity", "check-data"])
+def test_every_app_refuses_a_key_forced_in_with_plus(command, tmp_path, capsys, monkeypatch):
+    from deeplab_mobile import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([command, "+bogus=1", "hydra.run.dir=out"])
+    assert stopped.value.code == 1
+    said = capsys.readouterr()
+    assert "bogus: Key 'bogus' not in" in said.out + said.err  # Hydra's console log, or stderr

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from ..engine.run import FinalStage, SettingError
 from ..runfolder import RunFolder
 from .machine import share_machine
 from .model import Adopted, adopt_weights, class_names, data_classes
 from .run import final_stage, identity
-from .schema import TrainConfig
+from .schema import TrainConfig, conform
 
 RESUME_MODES = (False, True, "auto")
 
@@ -70,21 +69,11 @@ def deterministic_threads(cfg: DictConfig) -> int | None:
     return threads
 
 
-def conform(cfg: DictConfig) -> None:
-    """Refuse a key that Hydra's ``+key=value`` forced into a node of the schema that has no such field (Hydra adds
-    it past the schema: a ``_target_`` node hands it to its class, a plain one would drop it)."""
-    try:
-        OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(cfg, resolve=False))
-    except OmegaConfBaseException as exc:
-        key = f"{exc.full_key}: " if getattr(exc, "full_key", None) else ""
-        raise SettingError(f"{key}{str(exc).splitlines()[0]} (added with +, but not a setting)") from None
-
-
 def plan_run(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None = None) -> RunPlan:
     """The run ``cfg`` describes in ``out_dir``, resolved; a setting that cannot be honoured is refused here, before
     anything is built, downloaded or written. ``cfg`` itself is not changed."""
     out_dir = Path(out_dir)
-    conform(cfg)
+    conform(cfg, TrainConfig)
     threads = deterministic_threads(cfg)
     resumes = resuming(cfg, out_dir)
     stage = final_stage(cfg)

@@ -26,7 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..engine.run import identity_keys, same_run
+from ..engine.run import SettingError, identity_keys, same_run
 from ..engine.trainer import TrainSettings
 from ..errors import InvalidValue
 from .loss import upgrade_loss
@@ -536,6 +536,16 @@ def read_run_config(path: str | Path) -> DictConfig:
     if model is not None:
         cfg.model = model
     return cfg
+
+
+def conform(cfg: DictConfig, schema: type) -> None:
+    """Refuse a key that Hydra's ``+key=value`` forced into a node of ``schema`` that has no such field (Hydra adds
+    it past the schema on request: a ``_target_`` node hands it to its class, a plain one would ignore it)."""
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg, resolve=False))
+    except OmegaConfBaseException as exc:
+        key = f"{exc.full_key}: " if getattr(exc, "full_key", None) else ""
+        raise SettingError(f"{key}{str(exc).splitlines()[0]} (added with +, but not a setting)") from None
 
 
 def register() -> None:
