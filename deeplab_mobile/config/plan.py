@@ -22,7 +22,6 @@ from ..runfolder import RunFolder
 from .machine import share_machine
 from .model import Adopted, adopt_weights, class_names, data_classes
 from .run import final_stage, identity
-from .schema import TrainConfig, conform
 
 RESUME_MODES = (False, True, "auto")
 
@@ -73,7 +72,6 @@ def plan_run(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None 
     """The run ``cfg`` describes in ``out_dir``, resolved; a setting that cannot be honoured is refused here, before
     anything is built, downloaded or written. ``cfg`` itself is not changed."""
     out_dir = Path(out_dir)
-    conform(cfg, TrainConfig)
     threads = deterministic_threads(cfg)
     resumes = resuming(cfg, out_dir)
     stage = final_stage(cfg)
