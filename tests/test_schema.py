@@ -3,6 +3,8 @@ the resume identity is the schema's same_run fields, each of which refuses a res
 setting leaves it allowed; a run is planned once without rewriting the composed config."""
 
 import copy
+import subprocess
+import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -12,7 +14,7 @@ from omegaconf.errors import ReadonlyConfigError
 from deeplab_mobile.config import schema
 from deeplab_mobile.config.plan import plan_run
 from deeplab_mobile.config.run import identity
-from deeplab_mobile.engine.run import ConfigMismatch, check_same_run, flatten
+from deeplab_mobile.engine.run import ConfigMismatch, SettingError, check_same_run, flatten
 from tests.helpers import FOLDER_CLASSES, composed, write_folder_dataset
 
 APPS = ["train", "eval", "export", "quantize", "complexity", "check_data"]
@@ -153,23 +155,33 @@ def test_the_plan_resolves_without_rewriting_the_config(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "command, key",
-    [
-        ("train", "trainer.bogus"),
-        ("eval", "bogus"),
-        ("export", "bogus"),
-        ("complexity", "bogus"),
-        ("check-data", "bogus"),
-    ],
+    "app, key",
+    [("train", "trainer.bogus"), *((a, "bogus") for a in ("eval", "export", "quantize", "complexity", "check_data"))],
 )
-def test_every_app_refuses_a_key_forced_in_with_plus(command, key, tmp_path, capsys, monkeypatch):
-    """Hydra's +key=value adds a key past the schema: refused before the command starts (nothing trained)."""
-    from deeplab_mobile import cli
+def test_every_app_refuses_a_key_forced_in_with_plus(app, key):
+    """Hydra's +key=value adds a key past the schema: config.schema.conform (cli runs it before every configured
+    command) names it."""
+    cfg = composed(app, [f"+{key}=1"])
+    with pytest.raises(SettingError, match=f"{key}: Key 'bogus' not in"):
+        schema.conform(cfg, schema.APPS[f"{app}_schema"])
+    schema.conform(composed(app), schema.APPS[f"{app}_schema"])  # without it: nothing to refuse
 
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as stopped:
-        cli.main([command, f"+{key}=1", "hydra.run.dir=out", "recipe=cpu_synthetic"][: 3 if command != "train" else 4])
-    assert stopped.value.code == 1
-    said = capsys.readouterr()
-    assert f"{key}: Key 'bogus' not in" in said.out + said.err  # Hydra's console log, or stderr
+
+def test_the_command_line_refuses_it_before_training(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deeplab_mobile",
+            "train",
+            "recipe=cpu_synthetic",
+            "+trainer.bogus=1",
+            "hydra.run.dir=out",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "trainer.bogus: Key 'bogus' not in 'TrainSettings'" in proc.stdout + proc.stderr
     assert not (tmp_path / "out" / "checkpoints").exists()
