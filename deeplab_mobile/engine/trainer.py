@@ -217,6 +217,8 @@ class Trainer:
         set_rng_states(state["rng"])
         self.iteration = int(state["iteration"])
         self.trace.load(state.get("trace"), self.iteration)
+        if self.env.main:  # the trace files as the checkpoint has them (a stop may fall between the two writes)
+            self.trace.write(self.out_dir)
         self.set_stride()
         return self.iteration
 

@@ -156,6 +156,29 @@ def test_resume_after_a_crash_is_bit_identical(reference, synthetic_voc, tmp_pat
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(got["optimizer"]["state"][pid][key])), key
 
 
+def test_a_stop_after_the_last_checkpoint_resumes_to_its_whole_trace(reference, synthetic_voc, tmp_path):
+    """The final checkpoint is written, the stop comes before the trace files are: the resume has nothing left to
+    train, and writes the trace the checkpoint holds."""
+    from deeplab_mobile.engine import trace as trace_module
+
+    write = trace_module.Trace.write
+
+    def stopped_write(self, out_dir):
+        if self.first + len(self.losses) - 1 == ITERS:
+            raise KeyboardInterrupt("stopped after the last checkpoint")
+        return write(self, out_dir)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trace_module.Trace, "write", stopped_write)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny(synthetic_voc), tmp_path)
+    assert final_state(tmp_path)["iteration"] == ITERS
+    assert read_losses(tmp_path / "train_loss.csv") != read_losses(reference[0] / "train_loss.csv")
+    train(tiny(synthetic_voc, "resume=true"), tmp_path)
+    for name in ("train_loss.csv", "weight_hashes.json"):
+        assert (tmp_path / name).read_text() == (reference[0] / name).read_text(), name
+
+
 def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_existing_checkpoint(reference, synthetic_voc):
     out = reference[0]
     with pytest.raises(ConfigMismatch, match=r"optim.lr: 0.001 -> 0.1"):
