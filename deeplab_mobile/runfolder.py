@@ -148,13 +148,8 @@ def write_metrics(folder: str | Path, metrics: Metrics) -> Path:
 
 def read_metrics(path: str | Path) -> Metrics:
     """A ``metrics.json`` (or the folder that holds one), of any version."""
-    path = Path(path)
-    path = path / METRICS if path.is_dir() else path
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-    return Metrics.from_dict(value, path)
+    path = record_path(path, METRICS)
+    return Metrics.from_dict(read_record(path), path)
 
 
 ENVIRONMENT_VERSION = 1
@@ -198,13 +193,23 @@ def write_environment(folder: str | Path, environment: Environment) -> Path:
 
 
 def read_environment(path: str | Path) -> Environment:
+    """An ``environment.json`` (or the folder that holds one), of any version."""
+    path = record_path(path, ENVIRONMENT)
+    return Environment.from_dict(read_record(path), path)
+
+
+def record_path(path: str | Path, name: Path) -> Path:
+    """The record file ``path`` names: itself, or ``name`` in it when it is a folder."""
     path = Path(path)
-    path = path / ENVIRONMENT if path.is_dir() else path
+    return path / name if path.is_dir() else path
+
+
+def read_record(path: Path):
+    """A record file's JSON; an unreadable one is a ``RunFolderError`` naming it."""
     try:
-        value = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-    return Environment.from_dict(value, path)
 
 
 def now() -> str:
@@ -255,11 +260,7 @@ class RunFolder:
         path = self.path / STATUS
         if not path.is_file():
             return None
-        try:
-            value = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise RunFolderError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-        return Status.from_dict(value, path)
+        return Status.from_dict(read_record(path), path)
 
     def state(self) -> str | None:
         status = self.status()
