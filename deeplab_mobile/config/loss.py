@@ -27,8 +27,13 @@ from ..engine.run import SettingError, flatten
 from ..errors import ProjectError
 
 LOSSES = "deeplab_mobile.engine.losses"
-LABELS = {"CrossEntropy": "CE", "HardPixelCE": "hard pixels", "DiceLoss": "Dice", "LovaszLoss": "Lovasz"}
-LABELS["FocalLoss"] = "Focal"
+LABELS = {
+    "CrossEntropy": "CE",
+    "HardPixelCE": "hard pixels",
+    "DiceLoss": "Dice",
+    "LovaszLoss": "Lovasz",
+    "FocalLoss": "Focal",
+}
 
 # the loss names of run folders written before ``_target_``, and the class each named
 LEGACY_NAMES = {

@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..engine.run import SettingError, identity_keys, same_run
 from ..engine.trainer import TrainSettings
 from ..errors import InvalidValue
-from .loss import upgrade_loss
+from .loss import LOSSES, upgrade_loss
 
 # -- the model: encoder and head options (package model.encoder / model.head), the network's top-level keys
 
@@ -254,9 +254,6 @@ class Poly:
     _partial_: bool = True
     total_iters: int = II("trainer.iters")
     power: float = 0.9
-
-
-LOSSES = "deeplab_mobile.engine.losses"
 
 
 @dataclass
